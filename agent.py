@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""agent.py — a self-learning local AI agent in one endless conversation.
+
+Usage: python agent.py [-m TEXT] [history|status] [--home DIR] [--config FILE] [--backend B]
+Heavy libraries are imported only after the arguments are read, so --help is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+DESCRIPTION = """A local AI agent in one endless conversation. With no command it opens the
+REPL (or reads one message per line from piped stdin); the same session continues
+from any directory, kept in the data folder (default: data/ beside agent.py)."""
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
+                        help="data folder (default: $AGENT_HOME, else data/ beside agent.py)")
+    common.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS,
+                        help="settings file (default: config.yaml beside agent.py)")
+    common.add_argument("--backend", choices=["auto", "ollama", "embedded"], default=argparse.SUPPRESS,
+                        help="chat model: auto = Ollama, else the embedded model (default: from config)")
+    parser = argparse.ArgumentParser(prog="agent.py", description=DESCRIPTION, parents=[common])
+    parser.add_argument("-m", "--message", metavar="TEXT", help="send one message, print the answer, exit")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    h = sub.add_parser("history", parents=[common], help="the whole conversation since the first launch")
+    h.add_argument("--last", type=int, metavar="N", help="only the last N turns")
+    h.add_argument("--json", action="store_true", help="machine-readable output")
+    s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    args = parser.parse_args(argv)
+    if args.command and args.message:
+        parser.error("-m cannot be combined with a command")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(sys.argv[1:] if argv is None else argv)
+    from rich.console import Console
+
+    console, errors = Console(), Console(stderr=True)
+    from graph.context import ConfigError, Context
+    from graph.llm import BackendError
+    from graph.store import StoreError
+
+    ctx = Context(home=getattr(args, "home", ""), config=getattr(args, "config", ""),
+                  backend=getattr(args, "backend", ""), interactive=sys.stdin.isatty())
+    try:
+        return run(args, ctx, console)
+    except ConfigError as exc:
+        for line in str(exc).splitlines():
+            errors.print(f"[red]error:[/] {line}", highlight=False, markup=True)
+        return 2
+    except (BackendError, StoreError) as exc:
+        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        return 1
+
+
+def run(args: argparse.Namespace, ctx, console) -> int:
+    import json
+
+    from graph import repl, views
+
+    if args.command == "history":
+        from graph.store import store_for
+
+        ctx.settings  # noqa: B018 - validate the config even for read-only commands
+        rows = store_for(ctx.home).history(args.last)
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False, indent=1))
+        else:
+            console.print(views.history_view(rows))
+        return 0
+
+    from graph.session import Session
+
+    session = Session(ctx)
+    if args.command == "status":
+        info = views.status(ctx, session.store, session.backend)
+        if args.json:
+            print(json.dumps(info, ensure_ascii=False, indent=1))
+        else:
+            console.print(views.status_table(info))
+        return 0
+    if args.message is not None:
+        if session.backend.notice:
+            console.print(f"[yellow]! {session.backend.notice}[/]", highlight=False)
+        meta = repl.show_turn(session, args.message, console)
+        return 130 if meta.get("interrupted") == "stopped by the user" else 0
+    repl.run(session, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

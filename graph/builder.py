@@ -1,0 +1,25 @@
+"""The agent graph: reason ⇄ act until the model answers.
+
+Owns: the nodes and routes. `builder` is the UNCOMPILED graph (LangGraph Studio compiles
+it with its own checkpointer, see langgraph.json); `build_graph(checkpointer)` compiles
+it for the CLI with SQLite.
+"""
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.prebuilt import tools_condition
+
+from graph.context import Context
+from graph.nodes.act import act
+from graph.nodes.reason import reason
+from graph.state import AgentState, InputState
+
+builder = StateGraph(AgentState, context_schema=Context, input_schema=InputState)
+builder.add_node("reason", reason)
+builder.add_node("act", act)
+builder.add_edge(START, "reason")
+builder.add_conditional_edges("reason", tools_condition, {"tools": "act", END: END})
+builder.add_edge("act", "reason")
+
+
+def build_graph(checkpointer=None):
+    return builder.compile(checkpointer=checkpointer)

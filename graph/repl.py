@@ -1,0 +1,150 @@
+"""The interactive front end: the REPL (prompt_toolkit line editing and history, rich
+streaming output, slash commands), piped stdin one line at a time, and showing one turn.
+
+Owns: how a turn looks on a terminal, Ctrl-C (stop the answer, keep what was said),
+Ctrl-D (leave), and the slash commands. Does not own: running the turn (session.py)
+or the status/history layouts (views.py).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.text import Text
+
+from graph import llm, views
+from graph.session import Session
+
+HELP = """Commands:
+  /help            this help
+  /status          backend, model, data folder, turns and live metrics
+  /history [N]     the last N turns of the conversation (default 5)
+  /quit            leave (Ctrl-D also leaves; the session is kept)
+Ctrl-C stops the answer being written and keeps what was said."""
+
+
+def banner(session: Session, console: Console) -> None:
+    backend = session.backend
+    if backend.notice:
+        console.print(Text("! " + backend.notice, style="yellow"))
+    console.print(Text.assemble(("agent", "bold"), f" · {backend.name}: {backend.model} · data: {session.ctx.home}"
+                                f" · turn {session.store.turns()} · /help for commands", style="dim"))
+
+
+def show_turn(session: Session, text: str, console: Console) -> dict:
+    """Run one turn and print it as it streams. Ctrl-C stops the answer, keeping the part already written."""
+    def stop(signum, frame):
+        if llm.STOP.is_set():  # second Ctrl-C: the backend is not answering at all
+            raise KeyboardInterrupt
+        llm.STOP.set()
+
+    previous = signal.signal(signal.SIGINT, stop) if _main_thread() else None
+    meta: dict = {}
+    wrote = False
+    try:
+        for kind, data in session.turn(text):
+            if kind == "token":
+                console.print(data, end="", markup=False, highlight=False, soft_wrap=True)
+                wrote = True
+            elif kind == "notice":
+                _newline(console, wrote)
+                wrote = False
+                console.print(Text("! " + data, style="yellow"))
+            elif kind == "tool_call":
+                _newline(console, wrote)
+                wrote = False
+                args = json.dumps(data["args"], ensure_ascii=False)
+                console.print(Text(f"→ {data['name']}({args})", style="magenta"))
+            elif kind == "tool_result":
+                console.print(Text(f"← {_clip(data.text)}", style="dim"))
+            elif kind == "done":
+                meta = data
+    except KeyboardInterrupt:
+        meta = {"interrupted": "stopped by the user"}
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    _newline(console, wrote)
+    if meta.get("interrupted"):
+        console.print(Text(f"[{meta['interrupted']}]", style="yellow"))
+    elif meta.get("backend"):
+        speed = f" · {meta['tok_s']} tok/s" if meta.get("tok_s") else ""
+        console.print(Text(f"{meta['backend']} · first token {meta['ttft_s']} s{speed}", style="dim"))
+    return meta
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _newline(console: Console, wrote: bool) -> None:
+    if wrote:
+        console.print()
+
+
+def _clip(text: str, width: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width] + "…"
+
+
+def command(session: Session, line: str, console: Console) -> bool:
+    """Run a slash command; False means leave."""
+    name, _, arg = line[1:].partition(" ")
+    if name in ("quit", "exit", "q"):
+        return False
+    if name == "help":
+        console.print(HELP, markup=False, highlight=False)
+    elif name == "status":
+        console.print(views.status_table(views.status(session.ctx, session.store, session.backend)))
+    elif name == "history":
+        if arg.strip() and not arg.strip().isdigit():
+            console.print(Text("usage: /history [N]", style="yellow"))
+        else:
+            console.print(views.history_view(session.store.history(int(arg) if arg.strip() else 5)))
+    else:
+        console.print(Text(f"unknown command /{name}; /help lists the commands", style="yellow"))
+    return True
+
+
+def run(session: Session, console: Console) -> None:
+    """The REPL on a terminal; one message per line when stdin is piped."""
+    banner(session, console)
+    if not sys.stdin.isatty():
+        for raw in sys.stdin:
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("/"):
+                if not command(session, line, console):
+                    return
+                continue
+            console.print(Text(f"> {line}", style="bold cyan"))
+            show_turn(session, line, console)
+        return
+
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.history import FileHistory
+
+    history = Path(session.ctx.home) / session.ctx.settings.repl.history_file
+    prompt = PromptSession(history=FileHistory(str(history)))
+    while True:
+        try:
+            line = prompt.prompt("› ").strip()
+        except KeyboardInterrupt:
+            continue  # Ctrl-C at the prompt clears the line
+        except EOFError:
+            console.print(Text("bye — the session is kept; `python agent.py` continues it.", style="dim"))
+            return
+        if not line:
+            continue
+        if line.startswith("/"):
+            if not command(session, line, console):
+                return
+            continue
+        show_turn(session, line, console)

@@ -1,0 +1,164 @@
+"""The data folder's SQLite database: schema migrations and the transcript.
+
+Owns: opening `agent.db` (WAL mode) with clear errors for a corrupt or unwritable
+file, named schema migrations, and the append-only transcript that keeps every
+message ever exchanged (user, assistant with its reasoning, tool calls and results)
+with turn ids. LangGraph's checkpoints live in the same file (tables owned by
+`langgraph-checkpoint-sqlite`).
+Does not own: the graph state (checkpointer) or rendering (views.py).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from langchain_core.messages import BaseMessage
+
+DB_NAME = "agent.db"
+
+
+class StoreError(Exception):
+    """The data folder or its database cannot be used; the message says which file and what to do."""
+
+
+MIGRATIONS: list[tuple[str, str]] = [
+    (
+        "0001_transcript",
+        """
+        CREATE TABLE transcript (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            msg_id TEXT UNIQUE,
+            turn INTEGER NOT NULL,
+            role TEXT NOT NULL,
+            content TEXT NOT NULL DEFAULT '',
+            reasoning TEXT,
+            tool_calls TEXT,
+            tool_call_id TEXT,
+            name TEXT,
+            meta TEXT,
+            created REAL NOT NULL
+        );
+        CREATE INDEX transcript_turn ON transcript(turn);
+        """,
+    ),
+]
+
+ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    """Open a database in the data folder, turning OS/SQLite failures into a StoreError."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        return conn
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(explain(path, exc)) from None
+    except OSError as exc:
+        raise StoreError(f"{path.parent}: cannot create the data folder ({exc.strerror}); "
+                         "choose another with --home or AGENT_HOME") from None
+
+
+def explain(path: Path, exc: Exception) -> str:
+    text = str(exc)
+    if "not a database" in text or "malformed" in text:
+        return (f"{path}: the database is corrupt ({text}). Nothing was changed. Move the file "
+                "aside to start a new one, or restore a backup from the data folder's backups/.")
+    if "readonly" in text or "unable to open" in text:
+        return (f"{path}: cannot write the database ({text}). Make the data folder writable, "
+                "or choose another with --home or AGENT_HOME.")
+    return f"{path}: {text}"
+
+
+class Store:
+    """The transcript and other tables of one data folder. Thread-safe."""
+
+    def __init__(self, home: Path):
+        self.path = Path(home) / DB_NAME
+        self.conn = connect(self.path)
+        self._lock = threading.Lock()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(explain(self.path, exc)) from None
+
+    def _migrate(self) -> None:
+        with self._lock, self.conn:
+            self.conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL)")
+            done = {r[0] for r in self.conn.execute("SELECT name FROM migrations")}
+            for name, sql in MIGRATIONS:
+                if name not in done:
+                    self.conn.executescript(f"BEGIN; {sql}; INSERT INTO migrations VALUES ('{name}', {time.time()}); COMMIT;")
+
+    def append(self, message: BaseMessage, meta: dict | None = None) -> int | None:
+        """Append one message (idempotent by message id); a user message opens a new turn."""
+        role = ROLES.get(message.type, message.type)
+        tool_calls = [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in getattr(message, "tool_calls", [])]
+        reasoning = message.additional_kwargs.get("reasoning_content")
+        with self._lock, self.conn:
+            if message.id and self.conn.execute("SELECT 1 FROM transcript WHERE msg_id=?", (message.id,)).fetchone():
+                return None
+            turn = self.conn.execute("SELECT COALESCE(MAX(turn), 0) FROM transcript").fetchone()[0]
+            if role == "user":
+                turn += 1
+            cur = self.conn.execute(
+                "INSERT INTO transcript (msg_id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?)",
+                (message.id, turn, role, message.text, reasoning or None,
+                 json.dumps(tool_calls, ensure_ascii=False) if tool_calls else None,
+                 getattr(message, "tool_call_id", None), message.name,
+                 json.dumps(meta, ensure_ascii=False) if meta else None, time.time()),
+            )
+            return cur.lastrowid
+
+    def history(self, last: int | None = None) -> list[dict]:
+        """Messages of the last `last` turns (all when None), oldest first."""
+        sql = "SELECT id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created FROM transcript"
+        args: tuple = ()
+        if last is not None:
+            sql += " WHERE turn > (SELECT COALESCE(MAX(turn), 0) FROM transcript) - ?"
+            args = (last,)
+        with self._lock:
+            rows = self.conn.execute(sql + " ORDER BY id", args).fetchall()
+        keys = ("id", "turn", "role", "content", "reasoning", "tool_calls", "tool_call_id", "name", "meta", "created")
+        out = []
+        for row in rows:
+            item = dict(zip(keys, row))
+            item["tool_calls"] = json.loads(item["tool_calls"]) if item["tool_calls"] else []
+            item["meta"] = json.loads(item["meta"]) if item["meta"] else {}
+            out.append(item)
+        return out
+
+    def turns(self) -> int:
+        with self._lock:
+            return self.conn.execute("SELECT COALESCE(MAX(turn), 0) FROM transcript").fetchone()[0]
+
+    def last_answer_meta(self) -> dict:
+        """Metrics of the latest assistant answer (backend, latency, speed), or {}."""
+        with self._lock:
+            row = self.conn.execute(
+                "SELECT meta FROM transcript WHERE role='assistant' AND meta IS NOT NULL ORDER BY id DESC LIMIT 1"
+            ).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.path.parent.glob(DB_NAME + "*") if p.is_file())
+
+
+_stores: dict[str, Store] = {}
+_stores_lock = threading.Lock()
+
+
+def store_for(home: str | Path) -> Store:
+    """The process-wide Store of a data folder (one connection per folder)."""
+    key = str(Path(home).resolve())
+    with _stores_lock:
+        if key not in _stores:
+            _stores[key] = Store(Path(key))
+        return _stores[key]

@@ -1,0 +1,87 @@
+"""What `history` and `status` show, as rich renderables or JSON-ready dicts.
+
+Owns: gathering the status facts (backend, model, data folder, turns, live metrics) and
+laying out the transcript for people. Used by the CLI subcommands and the REPL's
+slash commands alike. Does not own: the data (store.py) or the backend (llm.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from graph import llm
+from graph.context import THREAD_ID, Context
+from graph.store import Store
+
+
+def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
+    import psutil
+
+    proc = psutil.Process(os.getpid())
+    mem = psutil.virtual_memory()
+    last = store.last_answer_meta()
+    return {
+        "backend": backend.name if backend else None,
+        "model": backend.model if backend else None,
+        "notice": backend.notice if backend else None,
+        "configured_backend": ctx.settings.llm.backend,
+        "data": ctx.home,
+        "config": ctx.config,
+        "thread_id": THREAD_ID,
+        "turns": store.turns(),
+        "db_bytes": store.size_bytes(),
+        "last_answer": {k: last.get(k) for k in ("backend", "model", "ttft_s", "tok_s", "tokens", "seconds")},
+        "process": {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "cpu_percent": proc.cpu_percent(0.1)},
+        "system": {"cpu_percent": psutil.cpu_percent(0.1), "ram_used_gb": round(mem.used / 2**30, 2),
+                   "ram_total_gb": round(mem.total / 2**30, 2)},
+    }
+
+
+def status_table(info: dict) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    last = info["last_answer"]
+    rows = [
+        ("backend", f"{info['backend']} ({info['model']})" + (f" — configured: {info['configured_backend']}"
+                                                           if info["configured_backend"] != info["backend"] else "")),
+        ("data folder", info["data"]),
+        ("config", info["config"]),
+        ("session", f"thread '{info['thread_id']}', {info['turns']} turns, database {info['db_bytes'] / 2**20:.1f} MB"),
+        ("last answer", "—" if not last.get("backend") else
+         f"{last['ttft_s']} s to first token, {last['tok_s'] or '—'} tok/s, {last['tokens']} tokens ({last['backend']})"),
+        ("process", f"{info['process']['rss_mb']} MB RSS, {info['process']['cpu_percent']}% CPU"),
+        ("system", f"CPU {info['system']['cpu_percent']}%, RAM {info['system']['ram_used_gb']}"
+                   f" / {info['system']['ram_total_gb']} GB"),
+    ]
+    for key, value in rows:
+        table.add_row(key, Text(str(value)))
+    if info.get("notice"):
+        table.add_row("notice", Text(info["notice"], style="yellow"))
+    return table
+
+
+def history_view(rows: list[dict]) -> Group:
+    parts = []
+    for row in rows:
+        head = Text(f"#{row['turn']} ", style="dim")
+        if row["role"] == "user":
+            parts.append(head + Text("you: ", style="bold cyan") + Text(row["content"]))
+        elif row["role"] == "assistant":
+            if row["reasoning"]:
+                parts.append(head + Text("thought: " + row["reasoning"], style="dim italic"))
+            for call in row["tool_calls"]:
+                parts.append(head + Text(f"→ {call['name']}({json.dumps(call['args'], ensure_ascii=False)})",
+                                         style="magenta"))
+            if row["content"] or not row["tool_calls"]:
+                mark = f"  [{row['meta']['interrupted']}]" if row["meta"].get("interrupted") else ""
+                parts.append(head + Text("agent: ", style="bold green") + Text(row["content"])
+                             + Text(mark, style="yellow"))
+        else:
+            parts.append(head + Text(f"← {row['name']}: ", style="magenta") + Text(row["content"], style="dim"))
+    return Group(*parts) if parts else Group(Text("(no messages yet)", style="dim"))
