@@ -86,8 +86,6 @@ def run(args: argparse.Namespace, ctx, console) -> int:
             console.print(views.status_table(info))
         return 0
     if args.message is not None:
-        if session.backend.notice:
-            console.print(f"[yellow]! {session.backend.notice}[/]", highlight=False)
         meta = repl.show_turn(session, args.message, console)
         return 130 if meta.get("interrupted") == "stopped by the user" else 0
     repl.run(session, console)

@@ -55,7 +55,8 @@ class LLMSettings(_Strict):
 
 class AgentSettings(_Strict):
     system_prompt: str = Field(
-        "You are a helpful local assistant. Answer clearly and concisely.", min_length=1
+        "You are a helpful assistant running locally on the user's computer.\n"
+        "Answer clearly and concisely, in the language the user writes in.\n", min_length=1
     )
     max_tool_rounds: int = Field(4, ge=0, le=50)
 

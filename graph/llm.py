@@ -36,6 +36,7 @@ class Backend:
     model: str  # what the user knows the model as
     chat: BaseChatModel
     notice: str = ""  # why this backend was chosen over the configured one, if it was
+    announced: bool = False  # the notice was shown to the user
 
 
 def probe_ollama(settings: Settings) -> str:
@@ -126,6 +127,9 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     """Stream one answer from the active backend. Returns the message and its metrics
     (backend, model, ttft_s, tokens, tok_s, seconds, and `interrupted` when it was cut short)."""
     backend = active(ctx)
+    if backend.notice and not backend.announced:
+        notify(backend.notice)
+        backend.announced = True
     model = backend.chat.bind_tools(tools) if tools else backend.chat
     start, first, full, interrupted, pieces = time.perf_counter(), None, None, "", 0
     stream = model.stream(messages)
@@ -145,7 +149,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             notify(f"{why}. The partial answer is kept; send your message again to retry.")
         elif backend.name == "ollama" and ctx.settings.llm.backend == "auto":
             notify(f"{why}. Answering with the embedded model from now on.")
-            fall_back(ctx, why)
+            fall_back(ctx, why).announced = True
             return respond(ctx, messages, tools, notify)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None

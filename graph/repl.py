@@ -29,8 +29,9 @@ Ctrl-C stops the answer being written and keeps what was said."""
 
 def banner(session: Session, console: Console) -> None:
     backend = session.backend
-    if backend.notice:
+    if backend.notice and not backend.announced:
         console.print(Text("! " + backend.notice, style="yellow"))
+        backend.announced = True
     console.print(Text.assemble(("agent", "bold"), f" · {backend.name}: {backend.model} · data: {session.ctx.home}"
                                 f" · turn {session.store.turns()} · /help for commands", style="dim"))
 

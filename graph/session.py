@@ -9,6 +9,7 @@ Does not own: how those events are shown (repl.py) or what the nodes do.
 from __future__ import annotations
 
 import sqlite3
+import uuid
 from collections.abc import Iterator
 
 from langchain_core.messages import AIMessageChunk, HumanMessage
@@ -41,7 +42,9 @@ class Session:
     def turn(self, text: str) -> Iterator[tuple[str, object]]:
         """Run one user turn; yields events as they happen. Ctrl-C → `llm.STOP` keeps the partial answer."""
         llm.STOP.clear()
-        stream = self.graph.stream({"messages": [HumanMessage(text)]}, self.config, context=self.ctx,
+        message = HumanMessage(text, id=str(uuid.uuid4()))
+        self.store.append(message)  # saved before anything else can fail
+        stream = self.graph.stream({"messages": [message]}, self.config, context=self.ctx,
                                    stream_mode=["messages", "custom", "updates"])
         for mode, data in stream:
             if mode == "custom" and "notice" in data:

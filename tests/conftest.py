@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own data folder and config file; nothing touches data/."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _isolated(tmp_path, monkeypatch):
+    from graph import llm
+
+    monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
+    llm._active.clear()
+    llm.STOP.clear()
+    yield
+    llm._active.clear()
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """Write a config.yaml from a nested dict; returns its path."""
+    def make(settings: dict | None = None, name: str = "config.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(settings or {}), encoding="utf-8")
+        return path
+    return make
+
+
+def agent_env(home: Path) -> dict:
+    env = dict(os.environ, AGENT_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="200")
+    env.pop("OLLAMA_HOST", None)
+    return env
