@@ -43,11 +43,12 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
             raise KeyboardInterrupt
         llm.STOP.set()
 
+    events = session.turn(text)
     previous = signal.signal(signal.SIGINT, stop) if _main_thread() else None
     meta: dict = {}
     wrote = False
     try:
-        for kind, data in session.turn(text):
+        for kind, data in events:
             if kind == "token":
                 console.print(data, end="", markup=False, highlight=False, soft_wrap=True)
                 wrote = True

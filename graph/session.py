@@ -40,10 +40,14 @@ class Session:
         return llm.active(self.ctx)
 
     def turn(self, text: str) -> Iterator[tuple[str, object]]:
-        """Run one user turn; yields events as they happen. Ctrl-C → `llm.STOP` keeps the partial answer."""
+        """Start one user turn: the message is saved at once, then the returned iterator runs
+        the graph, yielding events as they happen. `llm.STOP` (Ctrl-C) keeps the partial answer."""
         llm.STOP.clear()
         message = HumanMessage(text, id=str(uuid.uuid4()))
         self.store.append(message)  # saved before anything else can fail
+        return self._events(message)
+
+    def _events(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
         stream = self.graph.stream({"messages": [message]}, self.config, context=self.ctx,
                                    stream_mode=["messages", "custom", "updates"])
         for mode, data in stream:

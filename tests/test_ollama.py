@@ -87,8 +87,11 @@ def test_missing_model_falls_back_to_embedded_with_pull_notice(tmp_path, server)
     backend = llm.resolve(ctx.settings)
     assert backend.name == "embedded"
     assert "ollama pull llama3.2:1b" in backend.notice and "embedded model" in backend.notice
-    answer, meta = llm.respond(ctx, [HumanMessage("Say hello.")], [], notify=pytest.fail)
-    assert answer.text and meta["backend"] == "embedded"
+    notes: list[str] = []
+    for _ in range(2):  # the turn is answered, and the notice is given once, not every turn
+        answer, meta = llm.respond(ctx, [HumanMessage("Say hello.")], [], notify=notes.append)
+        assert answer.text.strip() and meta["backend"] == "embedded"
+    assert len(notes) == 1 and "ollama pull llama3.2:1b" in notes[0]
 
 
 def test_unreachable_ollama_falls_back_with_notice(tmp_path):

@@ -40,6 +40,7 @@ OFFLINE_ENV = {
     "LANGGRAPH_NO_VERSION_CHECK": "1",
     "LANGSMITH_TRACING": "false",
     "LANGCHAIN_TRACING_V2": "false",
+    "LOG_COLOR": "false",  # plain server output in failure messages
     "NO_PROXY": "127.0.0.1,localhost",
     "no_proxy": "127.0.0.1,localhost",
 }

@@ -1,0 +1,79 @@
+"""The REPL on a real terminal (pexpect pty) with the real embedded model: banner, streaming,
+slash commands, Japanese input, Ctrl-C stopping an answer without leaving, Ctrl-D leaving."""
+
+import json
+import subprocess
+import sys
+
+import pexpect
+
+from conftest import ROOT, agent_env
+
+PROMPT = "›"
+
+
+def spawn(home, cfg):
+    env = dict(agent_env(home), PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--config", str(cfg)], env=env,
+                          encoding="utf-8", timeout=60, dimensions=(40, 200))
+    child.expect_exact(PROMPT)
+    return child
+
+
+def history(home):
+    out = subprocess.run([sys.executable, str(ROOT / "agent.py"), "history", "--json"], capture_output=True,
+                         text=True, env=agent_env(home), timeout=60)
+    return json.loads(out.stdout)
+
+
+def test_repl_session(tmp_path, make_config):
+    home = tmp_path / "home"
+    cfg = make_config({"llm": {"backend": "embedded", "max_tokens": 48}, "agent": {"max_tool_rounds": 0}})
+    child = spawn(home, cfg)
+    assert "embedded: SmolLM2-135M-Instruct Q4_1" in child.before and "turn 0" in child.before
+    child.sendline("Hello! Who are you?")
+    child.expect(r"embedded · first token [\d.]+ s")
+    child.expect_exact(PROMPT)
+    child.sendline("/status")
+    child.expect_exact(str(home))
+    child.expect_exact(PROMPT)
+    child.sendline("こんにちは、日本語は分かりますか？")
+    child.expect("first token")
+    child.expect_exact(PROMPT)
+    child.sendline("/history 1")
+    child.expect(r"#2 \S*you: \S*こんにちは、日本語は分かりますか？")
+    child.expect_exact(PROMPT)
+    child.sendline("/nope")
+    child.expect_exact("unknown command /nope")
+    child.expect_exact(PROMPT)
+    child.sendeof()
+    child.expect("bye")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    rows = history(home)
+    assert [r["content"] for r in rows if r["role"] == "user"] == ["Hello! Who are you?", "こんにちは、日本語は分かりますか？"]
+    assert all(r["content"].strip() for r in rows if r["role"] == "assistant")
+
+    again = spawn(home, cfg)  # a new launch continues the same session
+    assert "turn 2" in again.before
+    again.sendline("/quit")
+    again.expect(pexpect.EOF)
+
+
+def test_ctrl_c_stops_the_answer_and_keeps_it(tmp_path, make_config):
+    home = tmp_path / "home"
+    cfg = make_config({"llm": {"backend": "embedded", "max_tokens": 2000, "temperature": 0.9},
+                       "agent": {"max_tool_rounds": 0}})
+    child = spawn(home, cfg)
+    child.sendline("Write a very long story about a dragon who learns to cook, with many chapters.")
+    child.expect_exact("\x1b[?2004l")  # prompt_toolkit has handed the terminal back: the turn runs
+    child.expect(r"\w+ \w+ \w+ ")  # the first words of the answer have streamed
+    child.sendintr()
+    child.expect_exact("[stopped by the user]")
+    child.expect_exact(PROMPT)  # still in the REPL
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    answer = history(home)[-1]
+    assert answer["role"] == "assistant" and answer["meta"]["interrupted"] == "stopped by the user"
+    assert len(answer["content"].split()) >= 3 and answer["meta"]["tokens"] < 2000
