@@ -18,6 +18,7 @@ Takes about 10 s: server start-up plus one short answer from the embedded model.
 
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -97,11 +98,15 @@ def studio(tmp_path):
             cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, so teardown can end all of it
         )
+    leftover = ROOT / ".langgraph_api"  # the server's own state, kept under the cwd
+    existed = leftover.exists()
     try:
         wait_until_ready(proc, url, log)
         yield url, home, log
     finally:
         stop(proc)
+        if not existed:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def test_langgraph_dev_serves_the_graph_and_records_the_turn(studio, tmp_path):
