@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from graph.store import StoreError
 
     ctx = Context(home=getattr(args, "home", ""), config=getattr(args, "config", ""),
-                  backend=getattr(args, "backend", ""), interactive=sys.stdin.isatty())
+                  backend=getattr(args, "backend", ""))
     try:
         return run(args, ctx, console)
     except ConfigError as exc:
@@ -87,7 +87,9 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         return 0
     if args.message is not None:
         meta = repl.show_turn(session, args.message, console)
-        return 130 if meta.get("interrupted") == "stopped by the user" else 0
+        if not meta.get("interrupted"):
+            return 0
+        return 130 if meta["interrupted"] == "stopped by the user" else 1  # partial answer: kept, but say so
     repl.run(session, console)
     return 0
 

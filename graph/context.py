@@ -10,7 +10,7 @@ Does not own: building models (llm.py) or reading/writing data (store.py).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -121,7 +121,6 @@ class Context:
     home: str = ""
     config: str = ""
     backend: str = ""
-    interactive: bool = field(default=False, metadata={"description": "a person is at the terminal"})
 
     def __post_init__(self) -> None:
         self.home = str(Path(self.home).expanduser().resolve() if self.home else default_home())
@@ -130,7 +129,3 @@ class Context:
     @cached_property
     def settings(self) -> Settings:
         return load_settings(Path(self.config), self.backend)
-
-    @property
-    def home_path(self) -> Path:
-        return Path(self.home)

@@ -117,19 +117,22 @@ def command(session: Session, line: str, console: Console) -> bool:
 def run(session: Session, console: Console) -> None:
     """The REPL on a terminal; one message per line when stdin is piped."""
     banner(session, console)
+    for line in _lines(session, console):
+        if line.startswith("/"):
+            if not command(session, line, console):
+                return
+        else:
+            show_turn(session, line, console)
+
+
+def _lines(session: Session, console: Console):
+    """Non-empty input lines: from piped stdin (echoed), or typed at a prompt_toolkit prompt."""
     if not sys.stdin.isatty():
         for raw in sys.stdin:
-            line = raw.strip()
-            if not line:
-                continue
-            if line.startswith("/"):
-                if not command(session, line, console):
-                    return
-                continue
-            console.print(Text(f"> {line}", style="bold cyan"))
-            show_turn(session, line, console)
+            if raw.strip():
+                console.print(Text(f"> {raw.strip()}", style="bold cyan"))
+                yield raw.strip()
         return
-
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
 
@@ -143,10 +146,5 @@ def run(session: Session, console: Console) -> None:
         except EOFError:
             console.print(Text("bye — the session is kept; `python agent.py` continues it.", style="dim"))
             return
-        if not line:
-            continue
-        if line.startswith("/"):
-            if not command(session, line, console):
-                return
-            continue
-        show_turn(session, line, console)
+        if line:
+            yield line
