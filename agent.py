@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """agent.py — a self-learning local AI agent in one endless conversation.
 
-Usage: python agent.py [-m TEXT] [history|status] [--home DIR] [--config FILE] [--backend B]
+Usage: python agent.py [-m TEXT] [history|status|backup] [--home DIR] [--config FILE] [--backend B]
 Heavy libraries are imported only after the arguments are read, so --help is instant.
 """
 
@@ -28,7 +28,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     h = sub.add_parser("history", parents=[common], help="the whole conversation since the first launch")
     h.add_argument("--last", type=int, metavar="N", help="only the last N turns")
+    h.add_argument("--search", metavar="TEXT", help="only messages containing TEXT (the latest 50)")
     h.add_argument("--json", action="store_true", help="machine-readable output")
+    sub.add_parser("backup", parents=[common], help="write a consistent copy of the database to DATA/backups/")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -68,11 +70,19 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         from graph.store import store_for
 
         ctx.settings  # noqa: B018 - validate the config even for read-only commands
-        rows = store_for(ctx.home).history(args.last)
+        store = store_for(ctx.home)
+        rows = store.search(args.search) if args.search else store.history(args.last)
         if args.json:
             print(json.dumps(rows, ensure_ascii=False, indent=1))
         else:
             console.print(views.history_view(rows))
+        return 0
+
+    if args.command == "backup":
+        from graph.store import store_for
+
+        path = store_for(ctx.home).backup()
+        console.print(f"backup written: {path} ({path.stat().st_size / 2**20:.1f} MB)", highlight=False)
         return 0
 
     from graph.session import Session

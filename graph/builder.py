@@ -1,4 +1,4 @@
-"""The agent graph: reason ⇄ act until the model answers.
+"""The agent graph: reason ⇄ act until the model answers, then compact the window.
 
 Owns: the nodes and routes. `builder` is the UNCOMPILED graph (LangGraph Studio compiles
 it with its own checkpointer, see langgraph.json); `build_graph(checkpointer)` compiles
@@ -10,15 +10,18 @@ from langgraph.prebuilt import tools_condition
 
 from graph.context import Context
 from graph.nodes.act import act
+from graph.nodes.compact import compact
 from graph.nodes.reason import reason
 from graph.state import AgentState, InputState
 
 builder = StateGraph(AgentState, context_schema=Context, input_schema=InputState)
 builder.add_node("reason", reason)
 builder.add_node("act", act)
+builder.add_node("compact", compact)
 builder.add_edge(START, "reason")
-builder.add_conditional_edges("reason", tools_condition, {"tools": "act", END: END})
+builder.add_conditional_edges("reason", tools_condition, {"tools": "act", END: "compact"})
 builder.add_edge("act", "reason")
+builder.add_edge("compact", END)
 
 
 def build_graph(checkpointer=None):

@@ -61,6 +61,13 @@ class AgentSettings(_Strict):
     max_tool_rounds: int = Field(4, ge=0, le=50)
 
 
+class SessionSettings(_Strict):
+    compact_at: float = Field(0.6, ge=0.2, le=0.9)
+    keep_turns: int = Field(3, ge=1, le=50)
+    summary_tokens: int = Field(300, ge=50, le=4000)
+    keep_checkpoints: int = Field(3, ge=1, le=1000)
+
+
 class ReplSettings(_Strict):
     history_file: str = "repl_history"
 
@@ -68,6 +75,7 @@ class ReplSettings(_Strict):
 class Settings(_Strict):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
+    session: SessionSettings = SessionSettings()
     repl: ReplSettings = ReplSettings()
 
 

@@ -108,23 +108,14 @@ class EmbeddedChat(BaseChatModel):
     def bind_tools(self, tools, *, tool_choice: str | None = None, **kwargs):
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], tool_choice=tool_choice, **kwargs)
 
-    def _fit(self, chat: list[dict], reserve: int) -> list[dict]:
-        """Drop the oldest non-system messages until the prompt leaves `reserve` tokens free."""
-        budget = self.n_ctx - reserve
-        while len(chat) > 2 and self._count(chat) > budget:
-            drop = 1 if chat[0]["role"] == "system" else 0
-            del chat[drop]
-        return chat
-
-    def _count(self, chat: list[dict]) -> int:
-        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in chat)
-        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=True)) + 8
+    def count_tokens(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, *, tools: list[dict] | None = None,
                 tool_choice: str | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         llama = self.llama
-        chat = self._fit(to_chat(messages), reserve=self.max_tokens)
+        chat = to_chat(messages)
         with llama.generate_lock:
             # one tool round per answer: after a result the small model must answer, not loop
             if tools and tool_choice != "none" and messages[-1].type != "tool":

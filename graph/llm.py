@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, message_chunk_to_message
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_chunk_to_message
 
 from graph.context import Context, Settings
 from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, default_model_path
@@ -35,8 +35,17 @@ class Backend:
     name: str  # "ollama" | "embedded"
     model: str  # what the user knows the model as
     chat: BaseChatModel
+    context_window: int  # tokens the model can see at once (num_ctx / n_ctx)
     notice: str = ""  # why this backend was chosen over the configured one, if it was
     announced: bool = False  # the notice was shown to the user
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens of `text`: exact with the embedded model's own tokenizer; for Ollama, which has
+        no tokenize endpoint, an upper bound (UTF-8 bytes / 3: ~1 token per Japanese character,
+        ~4 English characters per token)."""
+        if isinstance(self.chat, EmbeddedChat):
+            return self.chat.count_tokens(text)
+        return -(-len(text.encode("utf-8")) // 3)
 
 
 def probe_ollama(settings: Settings) -> str:
@@ -62,7 +71,7 @@ def ollama_backend(settings: Settings) -> Backend:
     chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=o.num_ctx, keep_alive=o.keep_alive,
                       temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
                       client_kwargs={"timeout": httpx.Timeout(600, connect=o.connect_timeout_s)})
-    return Backend("ollama", o.model, chat)
+    return Backend("ollama", o.model, chat, o.num_ctx)
 
 
 def embedded_backend(settings: Settings) -> Backend:
@@ -74,7 +83,7 @@ def embedded_backend(settings: Settings) -> Backend:
     label = path.name if e.model_path else DEFAULT_LABEL
     chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads,
                         temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
-    return Backend("embedded", label, chat)
+    return Backend("embedded", label, chat, e.n_ctx)
 
 
 def resolve(settings: Settings) -> Backend:
@@ -120,6 +129,27 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
     from ollama import ResponseError
 
     return (httpx.HTTPError, ConnectionError, ResponseError)
+
+
+def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> str:
+    """Fold `messages` into the running summary with the active model; bounded by config."""
+    from graph import prompts
+
+    backend = active(ctx)
+    limit = ctx.settings.session.summary_tokens
+    room = backend.context_window - ctx.settings.llm.max_tokens - limit - 200
+    lines, used = [], 0
+    for m in reversed(messages):  # newest first, so an overflow drops the oldest details
+        line = prompts.SUMMARY_LINE.get(m.type, "{text}").format(name=m.name, text=" ".join(m.text.split())[:2000])
+        used += backend.count_tokens(line)
+        if used > room:
+            break
+        lines.append(line)
+    ask = prompts.SUMMARIZE.format(previous=previous or "(none)", messages="\n".join(reversed(lines)), limit=limit)
+    text = backend.chat.invoke([HumanMessage(ask)]).text.strip()
+    while text and backend.count_tokens(text) > limit:  # a small model may not respect the limit
+        text = text[: int(len(text) * 0.9)]
+    return text or previous
 
 
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None]

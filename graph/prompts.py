@@ -8,6 +8,28 @@ SYSTEM = """{system_prompt}
 
 Current date: {today}."""
 
+# Appended to the system prompt once older turns have been folded away; it changes only
+# when the window is compacted, so the prompt prefix (and the KV cache) stays stable.
+SUMMARY = """
+
+Summary of the earlier conversation (older messages are no longer shown):
+{summary}"""
+
+SUMMARIZE = """Update the running summary of a conversation between a user and an assistant.
+
+Current summary:
+{previous}
+
+New messages to fold in:
+{messages}
+
+Write the updated summary: the facts about the user, their requests, decisions and results that matter later. Keep it under {limit} tokens. Reply with the summary only."""
+
+SUMMARY_LINE = {"human": "User: {text}", "ai": "Assistant: {text}", "tool": "Tool {name} returned: {text}"}
+
+# Replaces the middle of a message too long for the context window.
+CUT = "\n[... {n} characters cut to fit the context window ...]\n"
+
 # The embedded model's constrained tool decision, appended after the conversation so the
 # stable prefix of the prompt stays cached. Wording and option order were chosen by trying
 # variants on SmolLM2-135M (tools first, `none` last was the most accurate).

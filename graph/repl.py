@@ -23,6 +23,7 @@ HELP = """Commands:
   /help            this help
   /status          backend, model, data folder, turns and live metrics
   /history [N]     the last N turns of the conversation (default 5)
+  /search TEXT     find earlier messages containing TEXT
   /quit            leave (Ctrl-D also leaves; the session is kept)
 Ctrl-C stops the answer being written and keeps what was said."""
 
@@ -32,6 +33,8 @@ def banner(session: Session, console: Console) -> None:
     if backend.notice and not backend.announced:
         console.print(Text("! " + backend.notice, style="yellow"))
         backend.announced = True
+    for notice in session.recover():
+        console.print(Text("! " + notice, style="yellow"))
     console.print(Text.assemble(("agent", "bold"), f" · {backend.name}: {backend.model} · data: {session.ctx.home}"
                                 f" · turn {session.store.turns()} · /help for commands", style="dim"))
 
@@ -52,10 +55,10 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
             if kind == "token":
                 console.print(data, end="", markup=False, highlight=False, soft_wrap=True)
                 wrote = True
-            elif kind == "notice":
+            elif kind in ("notice", "status"):
                 _newline(console, wrote)
                 wrote = False
-                console.print(Text("! " + data, style="yellow"))
+                console.print(Text("! " + data, style="yellow") if kind == "notice" else Text(data, style="dim"))
             elif kind == "tool_call":
                 _newline(console, wrote)
                 wrote = False
@@ -68,6 +71,7 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
     except KeyboardInterrupt:
         meta = {"interrupted": "stopped by the user"}
     finally:
+        events.close()  # an abandoned turn releases the session at once
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     _newline(console, wrote)
@@ -109,6 +113,11 @@ def command(session: Session, line: str, console: Console) -> bool:
             console.print(Text("usage: /history [N]", style="yellow"))
         else:
             console.print(views.history_view(session.store.history(int(arg) if arg.strip() else 5)))
+    elif name == "search":
+        if not arg.strip():
+            console.print(Text("usage: /search TEXT", style="yellow"))
+        else:
+            console.print(views.history_view(session.store.search(arg.strip())))
     else:
         console.print(Text(f"unknown command /{name}; /help lists the commands", style="yellow"))
     return True

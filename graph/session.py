@@ -1,7 +1,11 @@
-"""The one endless session: the compiled graph over SQLite, and a turn as a stream of events.
+"""The one endless session: the compiled graph over SQLite, turns taken one at a time
+across processes, recovery from a crash, and a turn as a stream of events.
 
 Owns: opening the data folder's checkpointer (`SqliteSaver`, fixed thread id), compiling
-the graph, and running one turn as events the front ends render: ("notice", text),
+the graph, the per-turn lock (several terminals share one session and take turns),
+recovering after a crash or kill (an unanswered turn is marked interrupted, a half-done
+step is closed, a pending compaction is finished), pruning old checkpoints, and running
+one turn as events the front ends render: ("notice", text), ("status", text),
 ("token", text), ("tool_call", call), ("tool_result", message), ("done", metrics).
 Does not own: how those events are shown (repl.py) or what the nodes do.
 """
@@ -11,13 +15,18 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
-from langchain_core.messages import AIMessageChunk, HumanMessage
+import psutil
+from filelock import FileLock, Timeout
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
 
 from graph import llm
 from graph.builder import build_graph
 from graph.context import THREAD_ID, Context
-from graph.store import StoreError, explain, connect, store_for
+from graph.store import StoreError, connect, explain, store_for
+
+CRASHED = "the agent stopped before answering (it was closed, killed or crashed)"
 
 
 class Session:
@@ -27,46 +36,121 @@ class Session:
         self.ctx = ctx
         ctx.settings  # validate config.yaml before anything else
         self.store = store_for(ctx.home)
-        self.saver = SqliteSaver(connect(self.store.path))
+        self.saver = SqliteSaver(connect(self.store.path, autocommit=False))
         try:
             self.saver.setup()
         except sqlite3.DatabaseError as exc:
             raise StoreError(explain(self.store.path, exc)) from None
         self.graph = build_graph(self.saver)
         self.config = {"configurable": {"thread_id": THREAD_ID}}
+        self.lock = FileLock(Path(ctx.home) / "turn.lock")
 
     @property
     def backend(self) -> llm.Backend:
         return llm.active(self.ctx)
 
+    def recover(self) -> list[str]:
+        """If no other process is mid-turn, repair what a crash left behind; returns notices."""
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            return []
+        try:
+            return self._recover()
+        finally:
+            self.lock.release()
+
+    def _recover(self, current: str | None = None) -> list[str]:
+        notices = []
+        for turn in self.store.open_turns():
+            if turn["msg_id"] != current and not _alive(turn["pid"], turn["started"]):
+                self.store.close_turn(turn["turn"], CRASHED)
+                notices.append(f"turn #{turn['turn']} was interrupted: {CRASHED}. Your message is kept in the history.")
+        state = self.graph.get_state(self.config)
+        if state.next == ("compact",):  # the answer is in; only the folding was cut short
+            self.graph.invoke(None, self.config, context=self.ctx)
+        elif state.next:  # a step was cut short: close the turn in the state as well
+            messages = state.values.get("messages", [])
+            last = messages[-1] if messages else None
+            patch = [ToolMessage(f"interrupted: {CRASHED}", tool_call_id=c["id"], name=c["name"])
+                     for c in getattr(last, "tool_calls", [])]
+            patch.append(AIMessage("", id=str(uuid.uuid4()), response_metadata={"interrupted": CRASHED}))
+            self.graph.update_state(self.config, {"messages": patch}, as_node="compact")
+        return notices
+
     def turn(self, text: str) -> Iterator[tuple[str, object]]:
-        """Start one user turn: the message is saved at once, then the returned iterator runs
-        the graph, yielding events as they happen. `llm.STOP` (Ctrl-C) keeps the partial answer."""
+        """Start one user turn: the message is saved at once, then the returned iterator waits
+        for the session (another terminal may be mid-turn), runs the graph and yields events.
+        `llm.STOP` (Ctrl-C) keeps the partial answer; close the iterator to abandon the turn."""
         llm.STOP.clear()
         message = HumanMessage(text, id=str(uuid.uuid4()))
         self.store.append(message)  # saved before anything else can fail
         return self._events(message)
 
     def _events(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            yield "notice", "waiting for the other session to finish its turn…"
+            self.lock.acquire()
+        try:
+            for notice in self._recover(current=message.id):
+                yield "notice", notice
+            yield from self._run(message)
+            self._prune()
+        except BaseException as exc:
+            why = "stopped by the user" if isinstance(exc, (KeyboardInterrupt, GeneratorExit)) else str(exc)
+            turn = next((t["turn"] for t in self.store.open_turns() if t["msg_id"] == message.id), None)
+            if turn is not None:
+                self.store.close_turn(turn, why)
+            raise
+        finally:
+            self.lock.release()
+        yield "done", self.store.last_answer_meta()
+
+    def _run(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
         stream = self.graph.stream({"messages": [message]}, self.config, context=self.ctx,
                                    stream_mode=["messages", "custom", "updates"])
         for mode, data in stream:
-            if mode == "custom" and "notice" in data:
-                yield "notice", data["notice"]
+            if mode == "custom":
+                for kind in ("notice", "status"):
+                    if kind in data:
+                        yield kind, data[kind]
             elif mode == "messages":
                 chunk, meta = data
                 if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "reason" and chunk.text:
                     yield "token", chunk.text
             elif mode == "updates":
                 for node, update in (data or {}).items():
-                    for message in (update or {}).get("messages", []):
+                    for msg in (update or {}).get("messages", []):
                         if node == "reason":
-                            for call in message.tool_calls:
+                            for call in msg.tool_calls:
                                 yield "tool_call", call
                         elif node == "act":
-                            yield "tool_result", message
-        yield "done", self.store.last_answer_meta()
+                            yield "tool_result", msg
+
+    def _prune(self) -> None:
+        """Keep only the latest `session.keep_checkpoints` checkpoints of the thread."""
+        keep = self.ctx.settings.session.keep_checkpoints
+        latest = ("SELECT checkpoint_id FROM checkpoints WHERE thread_id=? AND checkpoint_ns=''"
+                  " ORDER BY checkpoint_id DESC LIMIT ?")
+        with self.saver.lock, self.saver.conn as db:
+            for table in ("writes", "checkpoints"):
+                db.execute(f"DELETE FROM {table} WHERE thread_id=? AND checkpoint_id NOT IN ({latest})",
+                           (THREAD_ID, THREAD_ID, keep))
 
     def messages(self) -> list:
         state = self.graph.get_state(self.config)
         return state.values.get("messages", []) if state else []
+
+    def summary(self) -> str:
+        state = self.graph.get_state(self.config)
+        return state.values.get("summary", "") if state else ""
+
+
+def _alive(pid: int | None, since: float) -> bool:
+    """Is the process that began a turn at `since` still running (and not a reused pid)?"""
+    try:
+        return bool(pid) and psutil.Process(pid).create_time() <= since + 1
+    except psutil.Error:
+        return False

@@ -11,9 +11,11 @@ Does not own: the graph state (checkpointer) or rendering (views.py).
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from langchain_core.messages import BaseMessage
@@ -45,16 +47,35 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX transcript_turn ON transcript(turn);
         """,
     ),
+    (
+        "0002_turns",
+        """
+        CREATE TABLE turns (
+            turn INTEGER PRIMARY KEY,
+            msg_id TEXT,
+            pid INTEGER,
+            status TEXT NOT NULL DEFAULT 'open',
+            why TEXT,
+            started REAL,
+            ended REAL
+        );
+        CREATE INDEX turns_open ON turns(status) WHERE status = 'open';
+        INSERT INTO turns (turn, msg_id, status, started, ended)
+            SELECT turn, MIN(msg_id), 'done', MIN(created), MAX(created) FROM transcript GROUP BY turn;
+        """,
+    ),
 ]
 
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open a database in the data folder, turning OS/SQLite failures into a StoreError."""
+def connect(path: Path, autocommit: bool = True) -> sqlite3.Connection:
+    """Open a database in the data folder, turning OS/SQLite failures into a StoreError.
+    `autocommit=False` gives Python's default transaction handling (what SqliteSaver expects)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
+        conn = sqlite3.connect(path, check_same_thread=False, timeout=30,
+                               isolation_level=None if autocommit else "")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
@@ -88,34 +109,70 @@ class Store:
         except sqlite3.DatabaseError as exc:
             raise StoreError(explain(self.path, exc)) from None
 
+    @contextmanager
+    def _write(self):
+        """One write transaction, taken at once (BEGIN IMMEDIATE) so processes never race."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+
     def _migrate(self) -> None:
-        with self._lock, self.conn:
-            self.conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL)")
-            done = {r[0] for r in self.conn.execute("SELECT name FROM migrations")}
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL)")
+            done = {r[0] for r in db.execute("SELECT name FROM migrations")}
             for name, sql in MIGRATIONS:
                 if name not in done:
-                    self.conn.executescript(f"BEGIN; {sql}; INSERT INTO migrations VALUES ('{name}', {time.time()}); COMMIT;")
+                    for statement in filter(str.strip, sql.split(";")):
+                        db.execute(statement)
+                    db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
 
-    def append(self, message: BaseMessage, meta: dict | None = None) -> int | None:
-        """Append one message (idempotent by message id); a user message opens a new turn."""
+    def append(self, message: BaseMessage, meta: dict | None = None, turn_of: str | None = None) -> int | None:
+        """Append one message (idempotent by message id). A user message opens a new turn;
+        other messages join the turn of the user message `turn_of` (default: the latest);
+        a final answer (an assistant message without tool calls) closes its turn."""
         role = ROLES.get(message.type, message.type)
         tool_calls = [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in getattr(message, "tool_calls", [])]
         reasoning = message.additional_kwargs.get("reasoning_content")
-        with self._lock, self.conn:
-            if message.id and self.conn.execute("SELECT 1 FROM transcript WHERE msg_id=?", (message.id,)).fetchone():
+        now = time.time()
+        with self._write() as db:
+            if message.id and db.execute("SELECT 1 FROM transcript WHERE msg_id=?", (message.id,)).fetchone():
                 return None
-            turn = self.conn.execute("SELECT COALESCE(MAX(turn), 0) FROM transcript").fetchone()[0]
             if role == "user":
-                turn += 1
-            cur = self.conn.execute(
+                turn = db.execute("SELECT COALESCE(MAX(turn), 0) + 1 FROM turns").fetchone()[0]
+                db.execute("INSERT INTO turns (turn, msg_id, pid, started) VALUES (?,?,?,?)",
+                           (turn, message.id, os.getpid(), now))
+            else:
+                row = db.execute("SELECT turn FROM turns WHERE msg_id=?", (turn_of,)).fetchone() if turn_of else None
+                turn = row[0] if row else db.execute("SELECT COALESCE(MAX(turn), 0) FROM turns").fetchone()[0]
+                if role == "assistant" and not tool_calls:
+                    db.execute("UPDATE turns SET status='done', ended=? WHERE turn=? AND status='open'", (now, turn))
+            cur = db.execute(
                 "INSERT INTO transcript (msg_id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created)"
                 " VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (message.id, turn, role, message.text, reasoning or None,
                  json.dumps(tool_calls, ensure_ascii=False) if tool_calls else None,
                  getattr(message, "tool_call_id", None), message.name,
-                 json.dumps(meta, ensure_ascii=False) if meta else None, time.time()),
+                 json.dumps(meta, ensure_ascii=False) if meta else None, now),
             )
             return cur.lastrowid
+
+    def open_turns(self) -> list[dict]:
+        """Turns begun but never answered: {turn, msg_id, pid, started}."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT turn, msg_id, pid, started FROM turns WHERE status='open' ORDER BY turn").fetchall()
+        return [{"turn": t, "msg_id": m, "pid": p, "started": s} for t, m, p, s in rows]
+
+    def close_turn(self, turn: int, why: str) -> None:
+        """Mark an unanswered turn interrupted (its message stays in the transcript)."""
+        with self._write() as db:
+            db.execute("UPDATE turns SET status='interrupted', why=?, ended=? WHERE turn=? AND status='open'",
+                       (why, time.time(), turn))
 
     def history(self, last: int | None = None) -> list[dict]:
         """Messages of the last `last` turns (all when None), oldest first."""
@@ -124,8 +181,19 @@ class Store:
         if last is not None:
             sql += " WHERE turn > (SELECT COALESCE(MAX(turn), 0) FROM transcript) - ?"
             args = (last,)
+        return self._rows(sql + " ORDER BY turn, id", args)
+
+    def search(self, text: str, limit: int = 50) -> list[dict]:
+        """Messages containing `text` (case-insensitive for ASCII), newest last."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        sql = ("SELECT * FROM (SELECT id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created"
+               " FROM transcript WHERE content LIKE ? ESCAPE '\\' OR reasoning LIKE ? ESCAPE '\\'"
+               " ORDER BY id DESC LIMIT ?) ORDER BY turn, id")
+        return self._rows(sql, (pattern, pattern, limit))
+
+    def _rows(self, sql: str, args: tuple) -> list[dict]:
         with self._lock:
-            rows = self.conn.execute(sql + " ORDER BY id", args).fetchall()
+            rows = self.conn.execute(sql, args).fetchall()
         keys = ("id", "turn", "role", "content", "reasoning", "tool_calls", "tool_call_id", "name", "meta", "created")
         out = []
         for row in rows:
@@ -137,7 +205,19 @@ class Store:
 
     def turns(self) -> int:
         with self._lock:
-            return self.conn.execute("SELECT COALESCE(MAX(turn), 0) FROM transcript").fetchone()[0]
+            return self.conn.execute("SELECT COALESCE(MAX(turn), 0) FROM turns").fetchone()[0]
+
+    def backup(self) -> Path:
+        """A consistent copy of the database (SQLite online backup) in the data folder's backups/."""
+        target = self.path.parent / "backups" / time.strftime("agent-%Y%m%d-%H%M%S.db")
+        target.parent.mkdir(exist_ok=True)
+        copy = sqlite3.connect(target)
+        try:
+            with self._lock:
+                self.conn.backup(copy)
+        finally:
+            copy.close()
+        return target
 
     def last_answer_meta(self) -> dict:
         """Metrics of the latest assistant answer (backend, latency, speed), or {}."""

@@ -58,5 +58,5 @@ class ScriptedChat(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message_chunk_to_message(full.message))])
 
 
-def install(ctx, model: BaseChatModel) -> None:
-    llm._active[llm._key(ctx)] = llm.Backend("fake", "scripted", model)
+def install(ctx, model: BaseChatModel, context_window: int = 4096) -> None:
+    llm._active[llm._key(ctx)] = llm.Backend("fake", "scripted", model, context_window)

@@ -1,1 +1,2 @@
-"""The graph's nodes, one file each: `reason` (the model's turn) and `act` (running tools)."""
+"""The graph's nodes, one file each: `reason` (the model's turn), `act` (running tools),
+`compact` (folding old turns into the summary)."""

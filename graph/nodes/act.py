@@ -20,7 +20,8 @@ _tool_node = ToolNode(TOOLS)
 def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) -> dict:
     ctx = runtime.context or Context()
     result = _tool_node.invoke(state, config)
+    turn_of = next((m.id for m in reversed(state["messages"]) if m.type == "human"), None)
     for message in result["messages"]:
         message.id = message.id or str(uuid.uuid4())  # the transcript keys messages by id
-        store_for(ctx.home).append(message)
+        store_for(ctx.home).append(message, turn_of=turn_of)
     return result

@@ -1,16 +1,16 @@
-"""`reason`: the model's step. Records new input in the transcript, builds the prompt
-(stable prefix first), streams the answer or tool call from the active backend, and
-records the result with its metrics.
+"""`reason`: the model's step. Records new input in the transcript, lays out the prompt
+(stable prefix first, fitted to the context window), streams the answer or tool call from
+the active backend, and records the result with its metrics.
 
-Does not own: backend choice and fallback (llm.py) or running tools (act.py).
+Does not own: backend choice and fallback (llm.py), the window layout (window.py) or
+running tools (act.py).
 """
 
 from datetime import date
 
-from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
-from graph import llm, prompts
+from graph import llm, prompts, window
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
@@ -21,14 +21,19 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context or Context()
     store = store_for(ctx.home)
     messages = state["messages"]
+    last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
+    turn_of = messages[last_human].id if last_human >= 0 else None
     last_ai = max((i for i, m in enumerate(messages) if m.type == "ai"), default=-1)
     for message in messages[last_ai + 1:]:  # the user's message is saved before the model runs
-        store.append(message)
-    last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
+        store.append(message, turn_of=turn_of)
     rounds = sum(1 for m in messages[last_human + 1:] if m.type == "ai")
     tools = TOOLS if rounds < ctx.settings.agent.max_tool_rounds else []
+    backend = llm.active(ctx)
     system = prompts.SYSTEM.format(system_prompt=ctx.settings.agent.system_prompt, today=date.today().isoformat())
-    answer, meta = llm.respond(ctx, [SystemMessage(system), *messages], tools,
-                               notify=lambda text: runtime.stream_writer({"notice": text}))
-    store.append(answer, meta)
+    budget = backend.context_window - ctx.settings.llm.max_tokens
+    sent = window.prompt(system, state.get("summary", ""), messages, [], budget, backend.count_tokens)
+    answer, meta = llm.respond(ctx, sent, tools, notify=lambda text: runtime.stream_writer({"notice": text}))
+    meta["context_tokens"] = sum(backend.count_tokens(m.text) + window.OVERHEAD for m in sent) + meta["tokens"]
+    answer.response_metadata["context_tokens"] = meta["context_tokens"]
+    store.append(answer, meta, turn_of=turn_of)
     return {"messages": [answer]}

@@ -1,0 +1,54 @@
+"""The live window: which messages the model sees, and which get folded into the summary.
+
+Owns: laying out the prompt as [system prompt + summary][recent messages][per-turn
+material], fitted to the context window with room for the answer (the system prompt is
+never cut: the oldest messages go first, and a single message too long to fit loses its
+middle), and choosing the turns to fold away when the window has grown past its share.
+Does not own: counting tokens (the backend's tokenizer, llm.py), writing the summary
+(llm.summarize) or the transcript (store.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from langchain_core.messages import BaseMessage, SystemMessage
+
+from graph import prompts
+
+OVERHEAD = 8  # tokens of chat-template markup around each message
+
+
+def prompt(system: str, summary: str, messages: list[BaseMessage], extra: list[BaseMessage], budget: int,
+           count: Callable[[str], int]) -> list[BaseMessage]:
+    """The prompt, fitted to `budget` tokens."""
+    head = SystemMessage(system + (prompts.SUMMARY.format(summary=summary) if summary else ""))
+    room = budget - count(head.text) - sum(count(m.text) + OVERHEAD for m in extra) - OVERHEAD
+    sizes = [count(m.text) + OVERHEAD for m in messages]
+    start = 0
+    while start < len(messages) - 1 and sum(sizes[start:]) > room:
+        start += 1
+    while start < len(messages) - 1 and messages[start].type != "human":
+        start += 1  # never begin with a tool result or half of a tool exchange
+    kept = list(messages[start:])
+    if kept and sum(sizes[start:]) > room:
+        kept[-1] = _cut(kept[-1], room - sum(sizes[start:-1]), count)
+    return [head, *kept, *extra]
+
+
+def _cut(message: BaseMessage, room: int, count: Callable[[str], int]) -> BaseMessage:
+    """Keep the beginning and the end of a message that alone is too long for the window."""
+    text = message.text
+    while count(text) + OVERHEAD > room and len(text) > 200:
+        keep = int(len(text) * 0.8) // 2
+        removed = len(message.text) - 2 * keep
+        text = message.text[:keep] + prompts.CUT.format(n=removed) + message.text[-keep:]
+    return message.model_copy(update={"content": text})
+
+
+def foldable(messages: list[BaseMessage], keep_turns: int) -> list[BaseMessage]:
+    """The messages before the last `keep_turns` turns (a turn starts at a user message)."""
+    starts = [i for i, m in enumerate(messages) if m.type == "human"]
+    if len(starts) <= keep_turns:
+        return []
+    return list(messages[: starts[-keep_turns]])
