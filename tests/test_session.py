@@ -1,0 +1,120 @@
+"""The endless session with a scripted model: bounded window and summary, prompt layout,
+checkpoint pruning, search and backup. (Crashes and many terminals: test_crash.py.)"""
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+
+from conftest import ROOT, agent_env
+from fakes import ScriptedChat, install
+from graph import window
+from graph.context import Context
+from graph.session import Session
+
+
+def count(text: str) -> int:
+    return len(text) // 4
+
+
+def test_prompt_fits_and_never_cuts_the_system_prompt():
+    system = "S" * 400  # 100 tokens
+    msgs = [HumanMessage("q" * 400, id="h1"), AIMessage("a" * 400, id="a1"),
+            HumanMessage("q" * 400, id="h2"), AIMessage("a" * 400, id="a2"), HumanMessage("last", id="h3")]
+    out = window.prompt(system, "", msgs, [], budget=400, count=count)
+    assert out[0].content == system
+    assert [m.id for m in out[1:]] == ["h2", "a2", "h3"]  # oldest dropped, starts at a user message
+    assert sum(count(m.text) + window.OVERHEAD for m in out) <= 400
+
+
+def test_prompt_layout_is_system_summary_window_extra():
+    extra = [HumanMessage("memories")]
+    out = window.prompt("SYS", "they like tea", [HumanMessage("hi")], extra, budget=1000, count=count)
+    assert out[0].content.startswith("SYS") and "they like tea" in out[0].content
+    assert [m.content for m in out[1:]] == ["hi", "memories"]
+
+
+def test_one_huge_message_keeps_its_head_and_tail():
+    text = "BEGIN " + "x" * 20000 + " END"
+    out = window.prompt("SYS", "", [HumanMessage(text)], [], budget=1000, count=count)
+    kept = out[-1].content
+    assert kept.startswith("BEGIN") and kept.endswith("END") and "characters cut" in kept
+    assert count(kept) + window.OVERHEAD + count("SYS") + 2 * window.OVERHEAD <= 1000
+
+
+def test_window_never_starts_inside_a_tool_exchange():
+    msgs = [HumanMessage("q" * 400), AIMessage("", tool_calls=[{"name": "t", "args": {}, "id": "c"}]),
+            ToolMessage("r" * 400, tool_call_id="c"), AIMessage("a"), HumanMessage("now")]
+    out = window.prompt("S", "", msgs, [], budget=150, count=count)
+    assert out[1].type == "human" and out[-1].content == "now"
+
+
+def test_foldable_keeps_the_last_turns():
+    msgs = [HumanMessage("1"), AIMessage("1"), HumanMessage("2"), AIMessage("2"), HumanMessage("3"), AIMessage("3")]
+    assert [m.content for m in window.foldable(msgs, 2)] == ["1", "1"]
+    assert window.foldable(msgs, 3) == []
+
+
+def long_session(tmp_path, make_config, turns, **session):
+    ctx = Context(home=str(tmp_path / "home"),
+                  config=str(make_config({"session": {"keep_turns": 2, **session}, "llm": {"max_tokens": 100}})))
+    model = ScriptedChat(replies=[])
+    install(ctx, model, context_window=1000)
+    s = Session(ctx)
+    for i in range(turns):
+        model.replies.append(f"answer {i} " + "word " * 60)
+        list(s.turn(f"question {i} " + "ask " * 60))
+    return s, model
+
+
+def test_old_turns_fold_into_the_summary_and_stay_in_the_transcript(tmp_path, make_config):
+    s, model = long_session(tmp_path, make_config, 12)
+    messages = s.messages()
+    assert 2 <= sum(m.type == "human" for m in messages) < 12  # bounded window
+    assert messages[-1].content.startswith("answer 11")
+    assert s.summary()  # written by the model (the scripted one answers "ok" to the fold request)
+    assert len(s.store.history()) == 24  # nothing lost
+    last_prompt = [c for c in model.calls if c[0].type == "system"][-1]  # not a summarize call
+    assert last_prompt[0].type == "system" and s.summary() in last_prompt[0].content
+    assert last_prompt[-1].content.startswith("question 11")
+
+
+def test_summary_changes_rarely_so_the_prefix_is_stable(tmp_path, make_config):
+    s, model = long_session(tmp_path, make_config, 20)
+    answers = [c for c in model.calls if c[-1].type == "human" and c[-1].content.startswith("question")]
+    prefixes = [c[0].content for c in answers]
+    changes = sum(a != b for a, b in zip(prefixes, prefixes[1:]))
+    assert 1 <= changes <= len(prefixes) // 3
+
+
+def test_old_checkpoints_are_pruned(tmp_path, make_config):
+    s, _ = long_session(tmp_path, make_config, 8, keep_checkpoints=2)
+    with sqlite3.connect(s.store.path) as db:
+        assert db.execute("SELECT COUNT(*) FROM checkpoints").fetchone()[0] == 2
+        kept = {r[0] for r in db.execute("SELECT checkpoint_id FROM checkpoints")}
+        written = {r[0] for r in db.execute("SELECT DISTINCT checkpoint_id FROM writes")}
+    assert written <= kept
+    again = Session(s.ctx)  # the pruned session still resumes
+    assert again.messages()[-1].content.startswith("answer 7")
+
+
+def test_search_and_backup_from_the_cli(tmp_path, make_config):
+    s, _ = long_session(tmp_path, make_config, 3)
+    list(s.turn("日本語の質問です"))
+    home = tmp_path / "home"
+    found = subprocess.run([sys.executable, str(ROOT / "agent.py"), "history", "--search", "質問", "--json"],
+                           capture_output=True, text=True, env=agent_env(home), timeout=60)
+    rows = json.loads(found.stdout)
+    assert [r["content"] for r in rows] == ["日本語の質問です"] and rows[0]["turn"] == 4
+    percent = subprocess.run([sys.executable, str(ROOT / "agent.py"), "history", "--search", "100%", "--json"],
+                             capture_output=True, text=True, env=agent_env(home), timeout=60)
+    assert json.loads(percent.stdout) == []  # % is a literal, not a wildcard
+    out = subprocess.run([sys.executable, str(ROOT / "agent.py"), "backup"], capture_output=True, text=True,
+                         env=agent_env(home), timeout=60)
+    assert out.returncode == 0 and "backup written" in out.stdout
+    copy = next((home / "backups").glob("agent-*.db"))
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT COUNT(*) FROM transcript").fetchone()[0] == len(s.store.history())
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
