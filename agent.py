@@ -54,10 +54,10 @@ def main(argv: list[str] | None = None) -> int:
         return run(args, ctx, console)
     except ConfigError as exc:
         for line in str(exc).splitlines():
-            errors.print(f"[red]error:[/] {line}", highlight=False, markup=True)
+            errors.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
         return 2
     except (BackendError, StoreError) as exc:
-        errors.print(f"[red]error:[/] {exc}", highlight=False)
+        errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 1
 
 

@@ -131,25 +131,29 @@ def _backend_errors() -> tuple[type[BaseException], ...]:
     return (httpx.HTTPError, ConnectionError, ResponseError)
 
 
-def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> str:
-    """Fold `messages` into the running summary with the active model; bounded by config."""
+def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple[str, int]:
+    """Fold the oldest of `messages` into the running summary with the active model. Returns
+    the new summary and how many messages (from the start) it covers: as many as fit the
+    model's context next to the summary; the rest wait for the next fold."""
     from graph import prompts
 
     backend = active(ctx)
-    limit = ctx.settings.session.summary_tokens
-    room = backend.context_window - ctx.settings.llm.max_tokens - limit - 200
-    lines, used = [], 0
-    for m in reversed(messages):  # newest first, so an overflow drops the oldest details
+    limit = min(ctx.settings.session.summary_tokens, backend.context_window // 4)
+    room = backend.context_window - ctx.settings.llm.max_tokens - limit - backend.count_tokens(previous) - 200
+    lines: list[str] = []
+    for m in messages:
         line = prompts.SUMMARY_LINE.get(m.type, "{text}").format(name=m.name, text=" ".join(m.text.split())[:2000])
-        used += backend.count_tokens(line)
-        if used > room:
+        room -= backend.count_tokens(line) + 1
+        if room < 0:
             break
         lines.append(line)
-    ask = prompts.SUMMARIZE.format(previous=previous or "(none)", messages="\n".join(reversed(lines)), limit=limit)
+    if not lines:
+        return previous, 0
+    ask = prompts.SUMMARIZE.format(previous=previous or "(none)", messages="\n".join(lines), limit=limit)
     text = backend.chat.invoke([HumanMessage(ask)]).text.strip()
     while text and backend.count_tokens(text) > limit:  # a small model may not respect the limit
         text = text[: int(len(text) * 0.9)]
-    return text or previous
+    return (text or previous), len(lines)
 
 
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None]

@@ -151,6 +151,7 @@ class Session:
 def _alive(pid: int | None, since: float) -> bool:
     """Is the process that began a turn at `since` still running (and not a reused pid)?"""
     try:
-        return bool(pid) and psutil.Process(pid).create_time() <= since + 1
+        process = psutil.Process(pid) if pid else None
+        return bool(process) and process.create_time() <= since + 1 and process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False

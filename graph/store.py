@@ -60,6 +60,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             ended REAL
         );
         CREATE INDEX turns_open ON turns(status) WHERE status = 'open';
+        CREATE INDEX turns_msg ON turns(msg_id);
         INSERT INTO turns (turn, msg_id, status, started, ended)
             SELECT turn, MIN(msg_id), 'done', MIN(created), MAX(created) FROM transcript GROUP BY turn;
         """,

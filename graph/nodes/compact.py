@@ -24,6 +24,8 @@ def compact(state: AgentState, runtime: Runtime[Context]) -> dict:
     old = window.foldable(state["messages"], settings.keep_turns)
     if not old:
         return {}
-    summary = llm.summarize(ctx, state.get("summary", ""), old)
-    runtime.stream_writer({"status": f"folded {len(old)} older messages into the summary"})
-    return {"summary": summary, "messages": [RemoveMessage(id=m.id) for m in old]}
+    summary, folded = llm.summarize(ctx, state.get("summary", ""), old)
+    if not folded:
+        return {}
+    runtime.stream_writer({"status": f"folded {folded} older messages into the summary"})
+    return {"summary": summary, "messages": [RemoveMessage(id=m.id) for m in old[:folded]]}
