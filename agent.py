@@ -23,6 +23,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="settings file (default: config.yaml beside agent.py)")
     common.add_argument("--backend", choices=["auto", "ollama", "embedded"], default=argparse.SUPPRESS,
                         help="chat model: auto = Ollama, else the embedded model (default: from config)")
+    common.add_argument("--think", choices=["auto", "on", "off"], default=argparse.SUPPRESS,
+                        help="think visibly before answering: always, never, or when needed (default: from config)")
     parser = argparse.ArgumentParser(prog="agent.py", description=DESCRIPTION, parents=[common])
     parser.add_argument("-m", "--message", metavar="TEXT", help="send one message, print the answer, exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -49,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from graph.store import StoreError
 
     ctx = Context(home=getattr(args, "home", ""), config=getattr(args, "config", ""),
-                  backend=getattr(args, "backend", ""))
+                  backend=getattr(args, "backend", ""), think=getattr(args, "think", ""))
     try:
         return run(args, ctx, console)
     except ConfigError as exc:

@@ -61,6 +61,11 @@ class AgentSettings(_Strict):
     max_tool_rounds: int = Field(4, ge=0, le=50)
 
 
+class ReasoningSettings(_Strict):
+    mode: Literal["auto", "on", "off"] = "auto"
+    max_tokens: int = Field(768, ge=32, le=32768)
+
+
 class SessionSettings(_Strict):
     compact_at: float = Field(0.6, ge=0.2, le=0.9)
     keep_turns: int = Field(3, ge=1, le=50)
@@ -75,6 +80,7 @@ class ReplSettings(_Strict):
 class Settings(_Strict):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
+    reasoning: ReasoningSettings = ReasoningSettings()
     session: SessionSettings = SessionSettings()
     repl: ReplSettings = ReplSettings()
 
@@ -94,7 +100,7 @@ def _explain(err: dict, source: str) -> str:
     return f"{source}: {key}: {err['msg']} (got {err['input']!r})"
 
 
-def load_settings(path: Path, backend: str = "") -> Settings:
+def load_settings(path: Path, backend: str = "", think: str = "") -> Settings:
     """Read and validate a config file; raise ConfigError with one line per problem."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -112,6 +118,8 @@ def load_settings(path: Path, backend: str = "") -> Settings:
         settings = Settings.model_validate(raw)
         if backend:
             settings.llm.backend = backend
+        if think:
+            settings.reasoning.mode = think
     except ValidationError as exc:
         raise ConfigError("\n".join(_explain(e, str(path)) for e in exc.errors()))
     return settings
@@ -129,6 +137,7 @@ class Context:
     home: str = ""
     config: str = ""
     backend: str = ""
+    think: str = ""  # auto | on | off: overrides reasoning.mode (--think, /think)
 
     def __post_init__(self) -> None:
         self.home = str(Path(self.home).expanduser().resolve() if self.home else default_home())
@@ -136,4 +145,4 @@ class Context:
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings(Path(self.config), self.backend)
+        return load_settings(Path(self.config), self.backend, self.think)

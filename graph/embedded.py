@@ -63,6 +63,22 @@ def load_llama(path: Path, n_ctx: int, n_threads: int):
         return _models[key]
 
 
+THINK_PREFILL = "<think>\n"
+
+
+def render(llama, chat: list[dict]) -> str:
+    """The model's own chat template (from the GGUF) applied to `chat`, ready for the answer."""
+    formatter = getattr(llama, "formatter", None)
+    if formatter is None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        piece = lambda token: llama.detokenize([token], special=True).decode("utf-8", "ignore")  # noqa: E731
+        formatter = llama.formatter = Jinja2ChatFormatter(template=llama.metadata["tokenizer.chat_template"],
+                                                          eos_token=piece(llama.token_eos()),
+                                                          bos_token=piece(llama.token_bos()))
+    return formatter(messages=chat).prompt
+
+
 def to_chat(messages: list[BaseMessage]) -> list[dict]:
     """LangChain messages → chat-template dicts. Small chat templates have no tool role, so
     a tool result is shown to the model as part of the user's side and the call itself is
@@ -113,32 +129,35 @@ class EmbeddedChat(BaseChatModel):
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, *, tools: list[dict] | None = None,
-                tool_choice: str | None = None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+                tool_choice: str | None = None, reasoning: bool = False, **kwargs: Any
+                ) -> Iterator[ChatGenerationChunk]:
+        """Stream the answer. `reasoning=True` starts the answer with "<think>" (the way R1-style
+        templates force thinking), since a small model ignores an instruction to think."""
         llama = self.llama
         chat = to_chat(messages)
         with llama.generate_lock:
             # one tool round per answer: after a result the small model must answer, not loop
-            if tools and tool_choice != "none" and messages[-1].type != "tool":
+            last = next((m for m in reversed(messages) if m.type != "system"), None)
+            if tools and tool_choice != "none" and (last is None or last.type != "tool"):
                 call = self._decide(llama, chat, tools, forced=tool_choice not in (None, "auto"))
                 if call is not None:
-                    chunk = ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call]))
-                    yield chunk
+                    yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call]))
                     return
-            stream = llama.create_chat_completion(messages=chat, stream=True, temperature=self.temperature,
-                                                  max_tokens=self.max_tokens, stop=stop)
-            finish = None
-            for part in stream:
-                choice = part["choices"][0]
-                finish = choice.get("finish_reason") or finish
-                text = choice["delta"].get("content") or ""
+            prompt = render(llama, chat)
+            pieces: Iterator[str] = (part["choices"][0]["text"] for part in llama.create_completion(
+                prompt + (THINK_PREFILL if reasoning else ""), stream=True, temperature=self.temperature,
+                max_tokens=self.max_tokens, stop=stop))
+            prefix = THINK_PREFILL if reasoning else ""  # shown with the first real token
+            for text in pieces:
                 if not text:
                     continue
+                text, prefix = prefix + text, ""
                 chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
                 if run_manager:
                     run_manager.on_llm_new_token(text, chunk=chunk)
                 yield chunk
             yield ChatGenerationChunk(message=AIMessageChunk(
-                content="", response_metadata={"finish_reason": finish, "model_name": Path(self.model_path).name}))
+                content="", response_metadata={"model_name": Path(self.model_path).name}))
 
     def _decide(self, llama, chat: list[dict], tools: list[dict], forced: bool) -> dict | None:
         """Constrained choice of a tool (or none), then of its arguments; a tool-call chunk or None."""

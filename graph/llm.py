@@ -36,6 +36,9 @@ class Backend:
     model: str  # what the user knows the model as
     chat: BaseChatModel
     context_window: int  # tokens the model can see at once (num_ctx / n_ctx)
+    # How the model is made to think: "native" (a thinking model: Ollama `think`), "prefill"
+    # (the answer is started with <think>, for the embedded model) or "prompt" (asked to).
+    think_style: str = "prompt"
     notice: str = ""  # why this backend was chosen over the configured one, if it was
     announced: bool = False  # the notice was shown to the user
 
@@ -68,10 +71,15 @@ def ollama_backend(settings: Settings) -> Backend:
     from langchain_ollama import ChatOllama
 
     o = settings.llm.ollama
+    try:
+        shown = httpx.post(f"{o.base_url.rstrip('/')}/api/show", json={"model": o.model}, timeout=o.connect_timeout_s)
+        thinks = "thinking" in shown.json().get("capabilities", [])
+    except (httpx.HTTPError, ValueError):
+        thinks = False
     chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=o.num_ctx, keep_alive=o.keep_alive,
                       temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
                       client_kwargs={"timeout": httpx.Timeout(600, connect=o.connect_timeout_s)})
-    return Backend("ollama", o.model, chat, o.num_ctx)
+    return Backend("ollama", o.model, chat, o.num_ctx, "native" if thinks else "prompt")
 
 
 def embedded_backend(settings: Settings) -> Backend:
@@ -83,7 +91,7 @@ def embedded_backend(settings: Settings) -> Backend:
     label = path.name if e.model_path else DEFAULT_LABEL
     chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads,
                         temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
-    return Backend("embedded", label, chat, e.n_ctx)
+    return Backend("embedded", label, chat, e.n_ctx, "prefill")
 
 
 def resolve(settings: Settings) -> Backend:
@@ -156,39 +164,53 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     return (text or previous), len(lines)
 
 
-def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None]
-            ) -> tuple[AIMessage, dict]:
-    """Stream one answer from the active backend. Returns the message and its metrics
-    (backend, model, ttft_s, tokens, tok_s, seconds, and `interrupted` when it was cut short)."""
+def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None],
+            emit: Callable[[str, str], None] | None = None, think: bool = False) -> tuple[AIMessage, dict]:
+    """Stream one answer from the active backend; `emit(kind, text)` gets each piece as it
+    comes ("think" or "answer"). With `think`, a thinking model thinks natively; other models
+    were asked for <think> by the caller and their text is parsed. Returns the message
+    (answer as content, thoughts in `reasoning_content`) and its metrics: backend, model,
+    ttft_s, tokens, tok_s, seconds, thought_s/thought_tokens/reasoning (its quality) when it
+    thought, and `interrupted` when it was cut short."""
+    from graph import prompts, thinking
+
+    emit = emit or (lambda kind, text: None)
     backend = active(ctx)
     if backend.notice and not backend.announced:
         notify(backend.notice)
         backend.announced = True
     model = backend.chat.bind_tools(tools) if tools else backend.chat
+    trace = thinking.Trace(parse=backend.think_style != "native", budget_tokens=ctx.settings.reasoning.max_tokens)
     start, first, full, interrupted, pieces = time.perf_counter(), None, None, "", 0
-    stream = model.stream(messages)
+    stream = model.stream(messages, **({"reasoning": think} if backend.think_style != "prompt" else {}))
     try:
         for chunk in stream:
-            if first is None and (chunk.content or chunk.tool_call_chunks):
+            if first is None and (chunk.content or chunk.tool_call_chunks or chunk.additional_kwargs):
                 first = time.perf_counter()
-            pieces += bool(chunk.content)
+            pieces += bool(chunk.content or chunk.additional_kwargs.get("reasoning_content"))
             full = chunk if full is None else full + chunk
+            for kind, text in trace.feed(chunk):
+                emit(kind, text)
             if STOP.is_set():
                 interrupted = "stopped by the user"
                 break
+            if trace.cut:
+                break
     except _backend_errors() as exc:
         why = f"{backend.name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        if full is not None and full.text:
+        if full is not None and (trace.answer or trace.thoughts):
             interrupted = why
             notify(f"{why}. The partial answer is kept; send your message again to retry.")
         elif backend.name == "ollama" and ctx.settings.llm.backend == "auto":
             notify(f"{why}. Answering with the embedded model from now on.")
             fall_back(ctx, why).announced = True
-            return respond(ctx, messages, tools, notify)
+            return respond(ctx, messages, tools, notify, emit, think)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
     finally:
         stream.close()
+    for kind, text in trace.finish():
+        emit(kind, text)
     end = time.perf_counter()
     message = message_chunk_to_message(full) if full is not None else AIMessage(content="")
     usage = getattr(message, "usage_metadata", None) or {}
@@ -197,8 +219,23 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     meta = {"backend": backend.name, "model": backend.model, "seconds": round(end - start, 3),
             "ttft_s": round((first or end) - start, 3), "tokens": tokens,
             "tok_s": round((tokens - 1) / gen_time, 1) if gen_time > 0 and tokens > 1 else None}
+    answer = trace.answer_text
+    if trace.thoughts and not answer.strip() and not message.tool_calls and not interrupted:
+        trace.cut = trace.cut or "the reasoning ended without an answer"
+    if trace.cut and not interrupted:  # degenerate reasoning: cut it, the answer still arrives
+        notify(f"{trace.cut}; asking for the answer now.")
+        ask = HumanMessage(prompts.FORCE_ANSWER.format(thoughts=trace.thought_text[-4000:]))
+        forced, forced_meta = respond(ctx, [*messages, ask], [], notify, emit, think=False)
+        answer, meta["seconds"] = forced.text, round(time.perf_counter() - start, 3)
+        meta["tokens"] += forced_meta["tokens"]
+        message.tool_calls = []
+    message.content = answer
+    if trace.thoughts:
+        message.additional_kwargs["reasoning_content"] = trace.thought_text
+        meta.update(thought_s=trace.thought_seconds(), thought_tokens=trace.thought_tokens,
+                    reasoning=thinking.score(trace.thought_text, answer, trace.budget, trace.thought_tokens,
+                                             trace.cut))
     if interrupted:
         meta["interrupted"] = interrupted
         message.response_metadata["interrupted"] = interrupted
     return message, meta
-

@@ -41,3 +41,13 @@ Reply in JSON as {{"tool": "..."}}."""
 TOOL_ARGUMENTS = "Give the arguments for {name} in JSON."
 
 TOOL_RESULT_NOTE = "(The tool {name} returned: {result})\nUse this to answer."
+
+# Prompted reasoning for models without native thinking; sent after the conversation
+# (per-turn material), so turns with and without thinking share the prompt prefix.
+THINK = """Before you answer, think step by step inside <think> and </think>: restate the problem, work through it in short numbered steps, and check the result. Then, after </think>, give the final answer only."""
+
+# Asked when the reasoning was cut (budget or a loop), so the answer still arrives.
+FORCE_ANSWER = """Your reasoning so far:
+{thoughts}
+
+Stop reasoning now. Give the final answer to my last message directly, without <think>."""

@@ -11,12 +11,15 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.live import Live
 from rich.text import Text
+from rich.tree import Tree
 
-from graph import llm, views
+from graph import llm, thinking, views
 from graph.session import Session
 
 HELP = """Commands:
@@ -24,6 +27,8 @@ HELP = """Commands:
   /status          backend, model, data folder, turns and live metrics
   /history [N]     the last N turns of the conversation (default 5)
   /search TEXT     find earlier messages containing TEXT
+  /think [on|off|auto]  think before answering: always, never, or when the message needs it
+  /why             the last reasoning in full, step by step
   /quit            leave (Ctrl-D also leaves; the session is kept)
 Ctrl-C stops the answer being written and keeps what was said."""
 
@@ -50,8 +55,13 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
     previous = signal.signal(signal.SIGINT, stop) if _main_thread() else None
     meta: dict = {}
     wrote = False
+    thoughts = Thoughts(console)
     try:
         for kind, data in events:
+            if kind == "thought":
+                thoughts.add(data)
+                continue
+            thoughts.close()
             if kind == "token":
                 console.print(data, end="", markup=False, highlight=False, soft_wrap=True)
                 wrote = True
@@ -71,6 +81,7 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
     except KeyboardInterrupt:
         meta = {"interrupted": "stopped by the user"}
     finally:
+        thoughts.close()
         events.close()  # an abandoned turn releases the session at once
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -81,6 +92,54 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
         speed = f" · {meta['tok_s']} tok/s" if meta.get("tok_s") else ""
         console.print(Text(f"{meta['backend']} · first token {meta['ttft_s']} s{speed}", style="dim"))
     return meta
+
+
+class Thoughts:
+    """The model's thinking as it streams: live and dimmed on a terminal, then collapsed
+    to one line ("thought for 3.2 s, 140 tokens") when the answer starts."""
+
+    def __init__(self, console: Console):
+        self.console, self.text, self.tokens, self.start, self.live = console, "", 0, None, None
+
+    def add(self, piece: str) -> None:
+        self.start = self.start or time.perf_counter()
+        self.text += piece
+        self.tokens += 1
+        if self.console.is_terminal:
+            if self.live is None:
+                self.live = Live(console=self.console, transient=True, refresh_per_second=12)
+                self.live.start()
+            rows = max(3, self.console.size.height - 4)
+            tail = "\n".join(self.text.splitlines()[-rows:])
+            self.live.update(Text("thinking… " + tail, style="dim italic"))
+
+    def close(self) -> None:
+        if self.start is None:
+            return
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        seconds = time.perf_counter() - self.start
+        self.console.print(Text(f"thought for {seconds:.1f} s, {self.tokens} tokens (/why shows it)", style="dim"))
+        self.text, self.tokens, self.start = "", 0, None
+
+
+def why(session: Session) -> Tree | Text:
+    """The last reasoning, in full, as a tree of steps."""
+    row = session.store.last_reasoning()
+    if row is None:
+        return Text("no reasoning yet: the agent thinks first when /think is on, or in auto mode for "
+                    "multi-step questions", style="dim")
+    quality = row["meta"].get("reasoning", {})
+    title = f"reasoning of turn #{row['turn']}"
+    if quality:
+        title += f" · quality {quality.get('score')} ({quality.get('steps')} steps"
+        title += f", cut: {quality['cut']})" if quality.get("cut") else ")"
+    tree = Tree(Text(title, style="bold"))
+    for i, step in enumerate(thinking.steps(row["reasoning"]), 1):
+        tree.add(Text(f"{i}. ", style="dim") + Text(step))
+    tree.add(Text("answer: ", style="bold green") + Text(row["content"]))
+    return tree
 
 
 def _main_thread() -> bool:
@@ -113,6 +172,17 @@ def command(session: Session, line: str, console: Console) -> bool:
             console.print(Text("usage: /history [N]", style="yellow"))
         else:
             console.print(views.history_view(session.store.history(int(arg) if arg.strip() else 5)))
+    elif name == "why":
+        console.print(why(session))
+    elif name == "think":
+        mode = arg.strip()
+        if mode in ("on", "off", "auto"):
+            session.ctx.think = mode
+            session.ctx.__dict__.pop("settings", None)  # re-read with the new mode
+        elif mode:
+            console.print(Text("usage: /think on|off|auto", style="yellow"))
+            return True
+        console.print(Text(f"thinking: {session.ctx.settings.reasoning.mode}", style="dim"))
     elif name == "search":
         if not arg.strip():
             console.print(Text("usage: /search TEXT", style="yellow"))

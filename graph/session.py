@@ -6,7 +6,8 @@ the graph, the per-turn lock (several terminals share one session and take turns
 recovering after a crash or kill (an unanswered turn is marked interrupted, a half-done
 step is closed, a pending compaction is finished), pruning old checkpoints, and running
 one turn as events the front ends render: ("notice", text), ("status", text),
-("token", text), ("tool_call", call), ("tool_result", message), ("done", metrics).
+("thought", text), ("token", text), ("tool_call", call), ("tool_result", message),
+("done", metrics).
 Does not own: how those events are shown (repl.py) or what the nodes do.
 """
 
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import psutil
 from filelock import FileLock, Timeout
-from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from graph import llm
 from graph.builder import build_graph
@@ -110,16 +111,12 @@ class Session:
 
     def _run(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
         stream = self.graph.stream({"messages": [message]}, self.config, context=self.ctx,
-                                   stream_mode=["messages", "custom", "updates"])
+                                   stream_mode=["custom", "updates"])
         for mode, data in stream:
             if mode == "custom":
-                for kind in ("notice", "status"):
-                    if kind in data:
-                        yield kind, data[kind]
-            elif mode == "messages":
-                chunk, meta = data
-                if isinstance(chunk, AIMessageChunk) and meta.get("langgraph_node") == "reason" and chunk.text:
-                    yield "token", chunk.text
+                for key, kind in (("notice", "notice"), ("status", "status"), ("think", "thought"), ("answer", "token")):
+                    if key in data:
+                        yield kind, data[key]
             elif mode == "updates":
                 for node, update in (data or {}).items():
                     for msg in (update or {}).get("messages", []):

@@ -220,6 +220,12 @@ class Store:
             copy.close()
         return target
 
+    def last_reasoning(self) -> dict | None:
+        """The latest assistant message that has reasoning, or None."""
+        rows = self._rows("SELECT id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created"
+                          " FROM transcript WHERE role='assistant' AND reasoning IS NOT NULL ORDER BY id DESC LIMIT 1", ())
+        return rows[0] if rows else None
+
     def last_answer_meta(self) -> dict:
         """Metrics of the latest assistant answer (backend, latency, speed), or {}."""
         with self._lock:

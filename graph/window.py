@@ -30,10 +30,18 @@ def prompt(system: str, summary: str, messages: list[BaseMessage], extra: list[B
         start += 1
     while start < len(messages) - 1 and messages[start].type != "human":
         start += 1  # never begin with a tool result or half of a tool exchange
-    kept = list(messages[start:])
+    kept = [_without_reasoning(m) for m in messages[start:]]
     if kept and sum(sizes[start:]) > room:
         kept[-1] = _cut(kept[-1], room - sum(sizes[start:-1]), count)
     return [head, *kept, *extra]
+
+
+def _without_reasoning(message: BaseMessage) -> BaseMessage:
+    """Earlier answers go back without their reasoning (as DeepSeek recommends)."""
+    if "reasoning_content" not in message.additional_kwargs:
+        return message
+    kwargs = {k: v for k, v in message.additional_kwargs.items() if k != "reasoning_content"}
+    return message.model_copy(update={"additional_kwargs": kwargs})
 
 
 def _cut(message: BaseMessage, room: int, count: Callable[[str], int]) -> BaseMessage:

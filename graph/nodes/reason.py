@@ -1,6 +1,7 @@
-"""`reason`: the model's step. Records new input in the transcript, lays out the prompt
-(stable prefix first, fitted to the context window), streams the answer or tool call from
-the active backend, and records the result with its metrics.
+"""`reason`: the model's step. Records new input in the transcript, decides whether to
+think first (reasoning.mode; `auto` asks thinking.needs_thinking), lays out the prompt
+(stable prefix first, fitted to the context window), streams thoughts and answer (or a
+tool call) from the active backend, and records the result with its metrics.
 
 Does not own: backend choice and fallback (llm.py), the window layout (window.py) or
 running tools (act.py).
@@ -8,9 +9,10 @@ running tools (act.py).
 
 from datetime import date
 
+from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
-from graph import llm, prompts, window
+from graph import llm, prompts, thinking, window
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
@@ -30,9 +32,13 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     tools = TOOLS if rounds < ctx.settings.agent.max_tool_rounds else []
     backend = llm.active(ctx)
     system = prompts.SYSTEM.format(system_prompt=ctx.settings.agent.system_prompt, today=date.today().isoformat())
-    budget = backend.context_window - ctx.settings.llm.max_tokens
-    sent = window.prompt(system, state.get("summary", ""), messages, [], budget, backend.count_tokens)
-    answer, meta = llm.respond(ctx, sent, tools, notify=lambda text: runtime.stream_writer({"notice": text}))
+    mode = ctx.settings.reasoning.mode
+    think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(messages[last_human].text))
+    extra = [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
+    budget = backend.context_window - ctx.settings.llm.max_tokens - (ctx.settings.reasoning.max_tokens if think else 0)
+    sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
+    answer, meta = llm.respond(ctx, sent, tools, notify=lambda text: runtime.stream_writer({"notice": text}),
+                               emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think)
     meta["context_tokens"] = sum(backend.count_tokens(m.text) + window.OVERHEAD for m in sent) + meta["tokens"]
     answer.response_metadata["context_tokens"] = meta["context_tokens"]
     store.append(answer, meta, turn_of=turn_of)
