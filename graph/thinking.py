@@ -97,12 +97,15 @@ _COMPLEX = re.compile(
     r"|なぜ|どうして|説明|証明|計算|解いて|計画|設計|比較|手順|実装|コード|関数|最適|見積",
     re.IGNORECASE)
 _MATH = re.compile(r"\d+\s*[-+*/^×÷=]\s*\d+|\d+\s*%|\bsqrt\b|∑|∫")
+_WORD_PROBLEM = re.compile(r"\b(how (many|much|long|far)|when|if)\b|いくつ|何個|何分|何時間|もし", re.IGNORECASE)
 
 
 def needs_thinking(text: str) -> bool:
     """`auto` mode: multi-step, math, planning or code goes through thinking; chit-chat and
     simple look-ups go straight to the answer."""
     if _MATH.search(text) or "```" in text or _COMPLEX.search(text):
+        return True
+    if re.search(r"\d", text) and _WORD_PROBLEM.search(text):  # a word problem with numbers
         return True
     sentences = [s for s in re.split(r"[.!?。！？\n]+", text) if s.strip()]
     return len(sentences) >= 3 or len(text) > 400
