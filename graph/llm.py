@@ -165,13 +165,15 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
 
 
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None],
-            emit: Callable[[str, str], None] | None = None, think: bool = False) -> tuple[AIMessage, dict]:
+            emit: Callable[[str, str], None] | None = None, think: bool = False, forced: bool = False
+            ) -> tuple[AIMessage, dict]:
     """Stream one answer from the active backend; `emit(kind, text)` gets each piece as it
     comes ("think" or "answer"). With `think`, a thinking model thinks natively; other models
     were asked for <think> by the caller and their text is parsed. Returns the message
     (answer as content, thoughts in `reasoning_content`) and its metrics: backend, model,
     ttft_s, tokens, tok_s, seconds, thought_s/thought_tokens/reasoning (its quality) when it
-    thought, and `interrupted` when it was cut short."""
+    thought, and `interrupted` when it was cut short. `forced` marks the one call that asks for
+    the answer after cut reasoning: it is never cut or forced again."""
     from graph import prompts, thinking
 
     emit = emit or (lambda kind, text: None)
@@ -194,7 +196,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             if STOP.is_set():
                 interrupted = "stopped by the user"
                 break
-            if trace.cut:
+            if trace.cut and not forced:
                 break
     except _backend_errors() as exc:
         why = f"{backend.name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -204,7 +206,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
         elif backend.name == "ollama" and ctx.settings.llm.backend == "auto":
             notify(f"{why}. Answering with the embedded model from now on.")
             fall_back(ctx, why).announced = True
-            return respond(ctx, messages, tools, notify, emit, think)
+            return respond(ctx, messages, tools, notify, emit, think, forced)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
     finally:
@@ -222,12 +224,13 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     answer = trace.answer_text
     if trace.thoughts and not answer.strip() and not message.tool_calls and not interrupted:
         trace.cut = trace.cut or "the reasoning ended without an answer"
-    if trace.cut and not interrupted:  # degenerate reasoning: cut it, the answer still arrives
+    if trace.cut and not interrupted and not forced:  # degenerate reasoning: cut it, the answer still arrives
         notify(f"{trace.cut}; asking for the answer now.")
         ask = HumanMessage(prompts.FORCE_ANSWER.format(thoughts=trace.thought_text[-4000:]))
-        forced, forced_meta = respond(ctx, [*messages, ask], [], notify, emit, think=False)
-        answer, meta["seconds"] = forced.text, round(time.perf_counter() - start, 3)
-        meta["tokens"] += forced_meta["tokens"]
+        plain = [m for m in messages if not (m.type == "system" and m.text == prompts.THINK)]
+        reply, reply_meta = respond(ctx, [*plain, ask], [], notify, emit, think=False, forced=True)
+        answer, meta["seconds"] = reply.text, round(time.perf_counter() - start, 3)
+        meta["tokens"] += reply_meta["tokens"]
         message.tool_calls = []
     message.content = answer
     if trace.thoughts:

@@ -92,11 +92,11 @@ def _partial_suffix(text: str, tag: str) -> int:
 # --- routing -----------------------------------------------------------------------------
 
 _COMPLEX = re.compile(
-    r"\b(why|how (do|does|can|would|should)|explain|prove|derive|calculate|compute|solve|plan|design|compare|"
+    r"\b(why|how (do|can|should|would) (i|we)|how does|explain|prove|derive|calculate|compute|solve|plan|design|compare|"
     r"step[- ]by[- ]step|debug|implement|algorithm|code|function|optimi[sz]e|estimate|trade-?offs?|pros and cons)\b"
     r"|なぜ|どうして|説明|証明|計算|解いて|計画|設計|比較|手順|実装|コード|関数|最適|見積",
     re.IGNORECASE)
-_MATH = re.compile(r"\d+\s*[-+*/^×÷=]\s*\d+|\d+\s*%|\bsqrt\b|∑|∫")
+_MATH = re.compile(r"\d+\s*[+*/^×÷=]\s*\d+|\d+\s+-\s+\d+|\d+\s*%|\bsqrt\b|∑|∫")
 _WORD_PROBLEM = re.compile(r"\b(how (many|much|long|far)|when|if)\b|いくつ|何個|何分|何時間|もし", re.IGNORECASE)
 
 
@@ -133,7 +133,7 @@ def steps(thoughts: str) -> list[str]:
     if len(parts) <= 1:
         parts = [p.strip() for p in re.split(r"\n(?=\s*(?:\d+[.)]|[-*•]))", thoughts) if p.strip()]
     if len(parts) <= 1:
-        parts = [p.strip() for p in re.split(r"(?<=[.!?。])\s+", thoughts) if p.strip()]
+        parts = [p.strip() for p in re.split(r"(?<=[.!?])\s+|(?<=[。！？])\s*", thoughts) if p.strip()]
     return parts
 
 
@@ -178,6 +178,7 @@ class Trace:
         self.thought_tokens = 0
         self.cut = ""
         self.first_thought: float | None = None
+        self.last_thought: float | None = None
         self.first_answer: float | None = None
 
     def feed(self, chunk) -> list[tuple[str, str]]:
@@ -199,6 +200,7 @@ class Trace:
             if kind == "think":
                 self.thoughts.append(text)
                 self.first_thought = self.first_thought or now
+                self.last_thought = now
             else:
                 self.answer.append(text)
                 self.first_answer = self.first_answer or now
@@ -221,4 +223,4 @@ class Trace:
     def thought_seconds(self) -> float:
         if self.first_thought is None:
             return 0.0
-        return round((self.first_answer or time.perf_counter()) - self.first_thought, 3)
+        return round((self.first_answer or self.last_thought) - self.first_thought, 3)

@@ -8,7 +8,8 @@ background thread) speaking the subset of the Ollama API that `langchain-ollama`
 `graph.embedded.EmbeddedChat` (SmolLM2-135M), so the real `ChatOllama` code path runs
 over real HTTP against a real model. `die_after_chunks=N` makes `/api/chat` drop the
 connection after N chunks, without finishing the chunked response, as a crashing
-Ollama does. `.requests` records every `/api/chat` request body.
+Ollama does. `.requests` records every `/api/chat` request body, `.replies` what it
+got (content, thinking and tool calls joined, or the error).
 
 Thinking models: `thinking_models` (default: the `models` named `qwen3*` or
 `deepseek-r1*`) get the "thinking" capability in `/api/show`. A chat with `"think": true`
@@ -77,17 +78,19 @@ def message_parts(stream, think: bool):
     or {"content", "tool_calls"}. With `think` the stream starts with "<think>" and
     ThinkParser sends the thoughts to `thinking`."""
     parser = ThinkParser() if think else None
-    for chunk in [*stream, None]:  # None: the end of the stream
-        if chunk is not None and chunk.tool_call_chunks:
-            yield {"content": "", "tool_calls": [{"function": {"name": c["name"], "arguments": json.loads(c["args"] or "{}")}}
-                                                 for c in chunk.tool_call_chunks]}
-        if parser:
-            pieces = parser.feed(chunk.text) if chunk is not None else parser.finish()
-        else:
-            pieces = [("answer", chunk.text)] if chunk is not None else []
+
+    def parts(pieces):
         for kind, text in pieces:
             if text:
                 yield {"content": "", "thinking": text} if kind == "think" else {"content": text}
+
+    for chunk in stream:
+        if chunk.tool_call_chunks:
+            calls = [{"name": c["name"], "arguments": json.loads(c["args"] or "{}")} for c in chunk.tool_call_chunks]
+            yield {"content": "", "tool_calls": [{"function": call} for call in calls]}
+        yield from parts(parser.feed(chunk.text) if parser else [("answer", chunk.text)])
+    if parser:
+        yield from parts(parser.finish())
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -136,18 +139,23 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json(200, {"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
                                     "details": {"format": "gguf", "family": "llama"}, "model_info": {},
                                     "capabilities": ["completion", "tools"] + (["thinking"] if thinks else [])})
+        refused = body.get("think") and not thinks  # as Ollama: no `think` for a model that cannot
+        reply = {"error": f'"{name}" does not support thinking'} if refused else \
+            {"content": "", "thinking": "", "tool_calls": []}
         self.server.owner.requests.append(body)
-        if body.get("think") and not thinks:
-            return self._json(400, {"error": f'"{name}" does not support thinking'})
-        self._chat(name, body, think=bool(body.get("think")))
+        self.server.owner.replies.append(reply)
+        if refused:
+            return self._json(400, reply)
+        self._chat(name, body, reply)
 
-    def _chat(self, name: str, body: dict, think: bool) -> None:
-        owner, options = self.server.owner, body.get("options") or {}
+    def _chat(self, name: str, body: dict, whole: dict) -> None:
+        """Answer `body`, streamed or not; `whole` collects the answer as it goes."""
+        owner, options, think = self.server.owner, body.get("options") or {}, bool(body.get("think"))
         model = EmbeddedChat(model_path=str(default_model_path()), temperature=options.get("temperature", 0.3),
                              max_tokens=options.get("num_predict") or 128)
         if body.get("tools"):
             model = model.bind_tools(body["tools"])
-        start, whole, count = time.perf_counter(), {"content": "", "thinking": "", "tool_calls": []}, 0
+        start, count = time.perf_counter(), 0
         stream = model.stream(to_langchain(body.get("messages") or []), **({"reasoning": True} if think else {}))
         streaming = body.get("stream", True)
         if streaming:
@@ -207,10 +215,13 @@ class OllamaServer:
     """The fake Ollama on a free local port; `.url` is its base URL. Usable as a context manager."""
 
     def __init__(self, models: list[str] | tuple[str, ...] = ("qwen2:7b-instruct",),
-                 die_after_chunks: int | None = None):
+                 die_after_chunks: int | None = None, thinking_models: list[str] | None = None):
         self.models = list(models)
+        self.thinking_models = [m for m in self.models if m.startswith(THINKING_FAMILIES)] \
+            if thinking_models is None else list(thinking_models)
         self.die_after_chunks = die_after_chunks  # None = answer in full; may be changed while running
         self.requests: list[dict] = []  # the /api/chat request bodies, for assertions
+        self.replies: list[dict] = []  # what each request got: content, thinking, tool_calls (or error)
         self.deaths = 0  # connections dropped by die_after_chunks
         self._httpd = _Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self

@@ -35,6 +35,7 @@ def module_server():
 def server(module_server):
     module_server.die_after_chunks = None
     module_server.requests.clear()
+    module_server.replies.clear()
     module_server.deaths = 0
     yield module_server
     module_server.die_after_chunks = None
