@@ -158,7 +158,8 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     if not lines:
         return previous, 0
     ask = prompts.SUMMARIZE.format(previous=previous or "(none)", messages="\n".join(lines), limit=limit)
-    text = backend.chat.invoke([HumanMessage(ask)]).text.strip()
+    no_thinking = {"reasoning": False} if backend.think_style == "native" else {}  # a summary, not thoughts
+    text = backend.chat.invoke([HumanMessage(ask)], **no_thinking).text.strip()
     while text and backend.count_tokens(text) > limit:  # a small model may not respect the limit
         text = text[: int(len(text) * 0.9)]
     return (text or previous), len(lines)
