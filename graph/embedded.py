@@ -11,6 +11,7 @@ Does not own: choosing between backends (llm.py) or what the prompt says (prompt
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import threading
@@ -46,6 +47,16 @@ def default_model_path() -> Path:
 
 _models: dict[tuple, Any] = {}
 _load_lock = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free the models while the interpreter is still whole (llama.cpp's own finalizer
+    fails during shutdown with "'NoneType' object is not callable")."""
+    with _load_lock:
+        for model in _models.values():
+            model.close()
+        _models.clear()
 
 
 def load_llama(path: Path, n_ctx: int, n_threads: int):
