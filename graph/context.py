@@ -34,7 +34,8 @@ class _Strict(BaseModel):
 class OllamaSettings(_Strict):
     base_url: str = "http://127.0.0.1:11434"
     model: str = "qwen2:7b-instruct"
-    num_ctx: int = Field(8192, ge=512, le=262144)
+    num_ctx: int | Literal["auto"] = "auto"
+    max_num_ctx: int = Field(32768, ge=512, le=262144)
     keep_alive: str | int = "5m"
     connect_timeout_s: float = Field(2.0, gt=0, le=60)
 
@@ -61,6 +62,13 @@ class AgentSettings(_Strict):
     max_tool_rounds: int = Field(4, ge=0, le=50)
 
 
+class MonitoringSettings(_Strict):
+    prometheus_port: int = Field(0, ge=0, le=65535)
+    refresh_s: float = Field(1.0, ge=0.2, le=60)
+    log_max_mb: float = Field(5, gt=0, le=1000)
+    log_backups: int = Field(3, ge=1, le=100)
+
+
 class ReasoningSettings(_Strict):
     mode: Literal["auto", "on", "off"] = "auto"
     max_tokens: int = Field(768, ge=32, le=32768)
@@ -82,6 +90,7 @@ class Settings(_Strict):
     agent: AgentSettings = AgentSettings()
     reasoning: ReasoningSettings = ReasoningSettings()
     session: SessionSettings = SessionSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
     repl: ReplSettings = ReplSettings()
 
 

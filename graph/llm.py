@@ -76,10 +76,11 @@ def ollama_backend(settings: Settings) -> Backend:
         thinks = "thinking" in shown.json().get("capabilities", [])
     except (httpx.HTTPError, ValueError):
         thinks = False
-    chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=o.num_ctx, keep_alive=o.keep_alive,
+    num_ctx = 8192 if o.num_ctx == "auto" else o.num_ctx  # auto: see vram.py
+    chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=num_ctx, keep_alive=o.keep_alive,
                       temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
                       client_kwargs={"timeout": httpx.Timeout(600, connect=o.connect_timeout_s)})
-    return Backend("ollama", o.model, chat, o.num_ctx, "native" if thinks else "prompt")
+    return Backend("ollama", o.model, chat, num_ctx, "native" if thinks else "prompt")
 
 
 def embedded_backend(settings: Settings) -> Backend:
