@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.yaml"
@@ -34,8 +34,15 @@ class _Strict(BaseModel):
 class OllamaSettings(_Strict):
     base_url: str = "http://127.0.0.1:11434"
     model: str = "qwen2:7b-instruct"
-    num_ctx: int | Literal["auto"] = "auto"
+    num_ctx: int | str = "auto"
     max_num_ctx: int = Field(32768, ge=512, le=262144)
+
+    @field_validator("num_ctx")
+    @classmethod
+    def _num_ctx(cls, value: int | str) -> int | str:
+        if value != "auto" and not (isinstance(value, int) and 512 <= value <= 262144):
+            raise ValueError("must be auto or a number of tokens from 512 to 262144")
+        return value
     keep_alive: str | int = "5m"
     connect_timeout_s: float = Field(2.0, gt=0, le=60)
 
@@ -106,7 +113,7 @@ def _explain(err: dict, source: str) -> str:
     if kind == "literal_error":
         allowed = err["ctx"]["expected"].replace("'", "")
         return f"{source}: {key} must be one of {allowed} (got {err['input']!r})"
-    return f"{source}: {key}: {err['msg']} (got {err['input']!r})"
+    return f"{source}: {key}: {err['msg'].removeprefix('Value error, ')} (got {err['input']!r})"
 
 
 def load_settings(path: Path, backend: str = "", think: str = "") -> Settings:
