@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """agent.py — a self-learning local AI agent in one endless conversation.
 
-Usage: python agent.py [-m TEXT] [history|status|backup] [--home DIR] [--config FILE] [--backend B]
+Usage: python agent.py [-m TEXT] [history|status|backup|monitor|logs] [--home DIR] [--config FILE] [--backend B]
 Heavy libraries are imported only after the arguments are read, so --help is instant.
 """
 
@@ -33,6 +33,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     h.add_argument("--search", metavar="TEXT", help="only messages containing TEXT (the latest 50)")
     h.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("backup", parents=[common], help="write a consistent copy of the database to DATA/backups/")
+    mon = sub.add_parser("monitor", parents=[common], help="live dashboard: model speed, GPU/VRAM, CPU/RAM, agent")
+    mon.add_argument("--once", action="store_true", help="print one snapshot and exit")
+    mon.add_argument("--json", action="store_true", help="one snapshot as JSON")
+    lg = sub.add_parser("logs", parents=[common], help="the turn log: latencies, tokens, backend, errors")
+    lg.add_argument("--last", type=int, default=20, metavar="N", help="how many records (default 20)")
+    lg.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
+    lg.add_argument("--json", action="store_true", help="JSON lines")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -80,6 +87,9 @@ def run(args: argparse.Namespace, ctx, console) -> int:
             console.print(views.history_view(rows))
         return 0
 
+    if args.command == "logs":
+        return show_logs(args, ctx, console)
+
     if args.command == "backup":
         from graph.store import store_for
 
@@ -90,6 +100,8 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     from graph.session import Session
 
     session = Session(ctx)
+    if args.command == "monitor":
+        return monitor(args, session, console)
     if args.command == "status":
         info = views.status(ctx, session.store, session.backend)
         if args.json:
@@ -104,6 +116,59 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         return 130 if meta["interrupted"] == "stopped by the user" else 1  # partial answer: kept, but say so
     repl.run(session, console)
     return 0
+
+
+def show_logs(args: argparse.Namespace, ctx, console) -> int:
+    import json
+
+    from graph import turnlog
+
+    ctx.settings  # noqa: B018 - validate the config
+    records = turnlog.read(ctx.home, args.last)
+    if not records and not args.follow:
+        console.print(f"no turns logged yet in {turnlog.path(ctx.home)}", highlight=False)
+    try:
+        for record in records:
+            print(json.dumps(record, ensure_ascii=False) if args.json else turnlog.describe(record), flush=True)
+        if args.follow:
+            for record in turnlog.follow(ctx.home):
+                print(json.dumps(record, ensure_ascii=False) if args.json else turnlog.describe(record), flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def monitor(args: argparse.Namespace, session, console) -> int:
+    import json
+    import time
+
+    from rich.live import Live
+
+    from graph import monitor as metrics
+
+    def snap(cpu_interval: float | None = None) -> dict:
+        return metrics.snapshot(session.ctx, session.store, session.backend, cpu_interval)
+
+    if args.json or args.once:
+        current = snap(cpu_interval=0.2)
+    if args.json:
+        print(json.dumps(current, ensure_ascii=False, indent=1))
+        return 0
+    if args.once:
+        console.print(metrics.dashboard(current))
+        return 0
+    if session.ctx.settings.monitoring.prometheus_port:
+        metrics.serve_prometheus(session.ctx.settings.monitoring.prometheus_port, snap)
+    history = metrics.History()
+    try:
+        with Live(console=console, screen=True, auto_refresh=False) as live:
+            while True:
+                current = snap()
+                history.add(current)
+                live.update(metrics.dashboard(current, history), refresh=True)
+                time.sleep(session.ctx.settings.monitoring.refresh_s)
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

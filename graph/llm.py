@@ -20,6 +20,7 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_chunk_to_message
 
+from graph import vram
 from graph.context import Context, Settings
 from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, default_model_path
 
@@ -41,6 +42,7 @@ class Backend:
     think_style: str = "prompt"
     notice: str = ""  # why this backend was chosen over the configured one, if it was
     announced: bool = False  # the notice was shown to the user
+    plan: vram.Plan | None = None  # Ollama: the VRAM plan behind num_ctx (its warnings and advice, for status)
 
     def count_tokens(self, text: str) -> int:
         """Tokens of `text`: exact with the embedded model's own tokenizer; for Ollama, which has
@@ -76,11 +78,12 @@ def ollama_backend(settings: Settings) -> Backend:
         thinks = "thinking" in shown.json().get("capabilities", [])
     except (httpx.HTTPError, ValueError):
         thinks = False
-    num_ctx = 8192 if o.num_ctx == "auto" else o.num_ctx  # auto: see vram.py
+    plan = vram.ollama_plan(settings)  # auto: the largest num_ctx that fits the free VRAM; a number: checked
+    num_ctx = plan.num_ctx if o.num_ctx == "auto" else o.num_ctx
     chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=num_ctx, keep_alive=o.keep_alive,
                       temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
                       client_kwargs={"timeout": httpx.Timeout(600, connect=o.connect_timeout_s)})
-    return Backend("ollama", o.model, chat, num_ctx, "native" if thinks else "prompt")
+    return Backend("ollama", o.model, chat, num_ctx, "native" if thinks else "prompt", plan=plan)
 
 
 def embedded_backend(settings: Settings) -> Backend:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -124,6 +125,36 @@ class Thoughts:
         self.text, self.tokens, self.start = "", 0, None
 
 
+class StatusBar:
+    """The REPL's bottom toolbar: key numbers, refreshed in a background thread so that
+    drawing it never waits (prompt_toolkit redraws it every monitoring.refresh_s)."""
+
+    def __init__(self, session: Session):
+        from graph import monitor
+
+        self.line = ""
+        self.session = session
+        port = session.ctx.settings.monitoring.prometheus_port
+        if port:
+            monitor.serve_prometheus(port, self._snapshot)
+        threading.Thread(target=self._loop, daemon=True, name="status-bar").start()
+
+    def _snapshot(self) -> dict:
+        from graph import monitor
+
+        return monitor.snapshot(self.session.ctx, self.session.store, self.session.backend)
+
+    def _loop(self) -> None:
+        from graph import monitor
+
+        while True:
+            self.line = monitor.status_line(self._snapshot())
+            time.sleep(self.session.ctx.settings.monitoring.refresh_s)
+
+    def text(self) -> str:
+        return " " + self.line
+
+
 def why(session: Session) -> Tree | Text:
     """The last reasoning, in full, as a tree of steps."""
     row = session.store.last_reasoning()
@@ -143,8 +174,6 @@ def why(session: Session) -> Tree | Text:
 
 
 def _main_thread() -> bool:
-    import threading
-
     return threading.current_thread() is threading.main_thread()
 
 
@@ -216,7 +245,9 @@ def _lines(session: Session, console: Console):
     from prompt_toolkit.history import FileHistory
 
     history = Path(session.ctx.home) / session.ctx.settings.repl.history_file
-    prompt = PromptSession(history=FileHistory(str(history)))
+    bar = StatusBar(session)
+    prompt = PromptSession(history=FileHistory(str(history)), bottom_toolbar=bar.text,
+                           refresh_interval=session.ctx.settings.monitoring.refresh_s)
     while True:
         try:
             line = prompt.prompt("› ").strip()

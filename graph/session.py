@@ -22,7 +22,7 @@ import psutil
 from filelock import FileLock, Timeout
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
-from graph import llm
+from graph import llm, turnlog
 from graph.builder import build_graph
 from graph.context import THREAD_ID, Context
 from graph.store import StoreError, connect, explain, store_for
@@ -94,6 +94,7 @@ class Session:
         except Timeout:
             yield "notice", "waiting for the other session to finish its turn…"
             self.lock.acquire()
+        turn = self.store.turn_of(message.id)
         try:
             for notice in self._recover(current=message.id):
                 yield "notice", notice
@@ -101,13 +102,14 @@ class Session:
             self._prune()
         except BaseException as exc:
             why = "stopped by the user" if isinstance(exc, (KeyboardInterrupt, GeneratorExit)) else str(exc)
-            turn = next((t["turn"] for t in self.store.open_turns() if t["msg_id"] == message.id), None)
-            if turn is not None:
-                self.store.close_turn(turn, why)
+            self.store.close_turn(turn, why)  # a no-op when the answer had already closed it
+            turnlog.log_turn(self.ctx, turn, {}, error=why)
             raise
         finally:
             self.lock.release()
-        yield "done", self.store.last_answer_meta()
+        meta = self.store.last_answer_meta()
+        turnlog.log_turn(self.ctx, turn, meta)
+        yield "done", meta
 
     def _run(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
         stream = self.graph.stream({"messages": [message]}, self.config, context=self.ctx,

@@ -162,6 +162,12 @@ class Store:
             )
             return cur.lastrowid
 
+    def turn_of(self, msg_id: str) -> int | None:
+        """The turn a user message opened."""
+        with self._lock:
+            row = self.conn.execute("SELECT turn FROM turns WHERE msg_id=?", (msg_id,)).fetchone()
+        return row[0] if row else None
+
     def open_turns(self) -> list[dict]:
         """Turns begun but never answered: {turn, msg_id, pid, started}."""
         with self._lock:
@@ -225,6 +231,13 @@ class Store:
         rows = self._rows("SELECT id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created"
                           " FROM transcript WHERE role='assistant' AND reasoning IS NOT NULL ORDER BY id DESC LIMIT 1", ())
         return rows[0] if rows else None
+
+    def recent_answers(self, n: int) -> list[dict]:
+        """Metrics of the last `n` answers, oldest first."""
+        with self._lock:
+            rows = self.conn.execute("SELECT meta FROM transcript WHERE role='assistant' AND meta IS NOT NULL"
+                                     " AND tool_calls IS NULL ORDER BY id DESC LIMIT ?", (n,)).fetchall()
+        return [json.loads(r[0]) for r in reversed(rows)]
 
     def last_answer_meta(self) -> dict:
         """Metrics of the latest assistant answer (backend, latency, speed), or {}."""

@@ -8,7 +8,6 @@ slash commands alike. Does not own: the data (store.py) or the backend (llm.py).
 from __future__ import annotations
 
 import json
-import os
 
 from rich.console import Group
 from rich.table import Table
@@ -20,10 +19,9 @@ from graph.store import Store
 
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
-    import psutil
+    from graph import monitor
 
-    proc = psutil.Process(os.getpid())
-    mem = psutil.virtual_memory()
+    snap = monitor.snapshot(ctx, store, backend, cpu_interval=0.1)
     last = store.last_answer_meta()
     return {
         "backend": backend.name if backend else None,
@@ -35,10 +33,13 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "thread_id": THREAD_ID,
         "turns": store.turns(),
         "db_bytes": store.size_bytes(),
-        "last_answer": {k: last.get(k) for k in ("backend", "model", "ttft_s", "tok_s", "tokens", "seconds")},
-        "process": {"rss_mb": round(proc.memory_info().rss / 2**20, 1), "cpu_percent": proc.cpu_percent(0.1)},
-        "system": {"cpu_percent": psutil.cpu_percent(0.1), "ram_used_gb": round(mem.used / 2**30, 2),
-                   "ram_total_gb": round(mem.total / 2**30, 2)},
+        "context_window": backend.context_window if backend else None,
+        "last_answer": {k: last.get(k) for k in ("backend", "model", "ttft_s", "tok_s", "tokens", "seconds",
+                                                  "context_tokens")},
+        "gpu": snap["gpu"],
+        "process": {"rss_mb": round(snap["system"]["process_rss"] / 2**20, 1)},
+        "system": {"cpu_percent": snap["system"]["cpu_percent"], "ram_used_gb": round(snap["system"]["ram_used"] / 2**30, 2),
+                   "ram_total_gb": round(snap["system"]["ram_total"] / 2**30, 2)},
     }
 
 
@@ -55,7 +56,9 @@ def status_table(info: dict) -> Table:
         ("session", f"thread '{info['thread_id']}', {info['turns']} turns, database {info['db_bytes'] / 2**20:.1f} MB"),
         ("last answer", "—" if not last.get("backend") else
          f"{last['ttft_s']} s to first token, {last['tok_s'] or '—'} tok/s, {last['tokens']} tokens ({last['backend']})"),
-        ("process", f"{info['process']['rss_mb']} MB RSS, {info['process']['cpu_percent']}% CPU"),
+        ("GPU", "none" if not info["gpu"] else "; ".join(
+            f"{g['name']}: {g['vram_used'] / 2**30:.1f} / {g['vram_total'] / 2**30:.1f} GB VRAM" for g in info["gpu"])),
+        ("process", f"{info['process']['rss_mb']} MB RSS"),
         ("system", f"CPU {info['system']['cpu_percent']}%, RAM {info['system']['ram_used_gb']}"
                    f" / {info['system']['ram_total_gb']} GB"),
     ]
