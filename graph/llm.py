@@ -83,7 +83,8 @@ def ollama_backend(settings: Settings) -> Backend:
     chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=num_ctx, keep_alive=o.keep_alive,
                       temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
                       client_kwargs={"timeout": httpx.Timeout(600, connect=o.connect_timeout_s)})
-    return Backend("ollama", o.model, chat, num_ctx, "native" if thinks else "prompt", plan=plan)
+    return Backend("ollama", o.model, chat, num_ctx, "native" if thinks else "prompt", plan=plan,
+                   notice="" if plan.fits else plan.reason)  # warn before the model would spill to the CPU
 
 
 def embedded_backend(settings: Settings) -> Backend:

@@ -34,6 +34,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "turns": store.turns(),
         "db_bytes": store.size_bytes(),
         "context_window": backend.context_window if backend else None,
+        "vram": backend.plan.as_dict() if backend is not None and backend.plan else None,
         "last_answer": {k: last.get(k) for k in ("backend", "model", "ttft_s", "tok_s", "tokens", "seconds",
                                                   "context_tokens")},
         "gpu": snap["gpu"],
@@ -64,6 +65,13 @@ def status_table(info: dict) -> Table:
     ]
     for key, value in rows:
         table.add_row(key, Text(str(value)))
+    plan = info.get("vram")
+    if plan:
+        table.add_row("num_ctx", Text(f"{plan['num_ctx']} ({plan['reason']})"))
+        for warning in plan["warnings"]:
+            table.add_row("warning", Text(warning, style="yellow"))
+        for tip in plan["recommendations"]:
+            table.add_row("recommended", Text(tip))
     if info.get("notice"):
         table.add_row("notice", Text(info["notice"], style="yellow"))
     return table

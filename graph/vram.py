@@ -48,7 +48,7 @@ WHERE_ENV = ("in the environment of `ollama serve` (Linux: `systemctl edit ollam
 
 
 def gib(n: float) -> str:
-    return f"{n / GiB:.1f} GiB"
+    return f"{n / GiB:.2f} GiB"
 
 
 def gpu_memory() -> tuple[int, int] | None:
@@ -138,7 +138,7 @@ class Plan:
 
     num_ctx: int
     fits: bool = True  # False: the model (with this context) would spill to the CPU
-    gpu: str = "none"  # "none (…)" or "4.9 of 6.0 GiB free (GPU 0)"
+    gpu: str = "none"  # "none (…)", "unknown (…)" or "4.90 GiB free of 6.00 GiB (GPU 0)"
     reason: str = ""
     model_bytes: int | None = None
     loaded_bytes: int = 0  # VRAM this model already holds in Ollama (/api/ps size_vram)
@@ -152,7 +152,8 @@ class Plan:
         return asdict(self)
 
     def lines(self) -> list[str]:
-        return [f"GPU: {self.gpu}", f"num_ctx: {self.reason}", *self.warnings,
+        """For people: the GPU, num_ctx and why (a spill is among the warnings), then the advice."""
+        return [f"GPU: {self.gpu}", f"num_ctx: {self.reason if self.fits else self.num_ctx}", *self.warnings,
                 *(f"recommended: {r}" for r in self.recommendations)]
 
 
@@ -235,7 +236,8 @@ def _kv_advice(plan: Plan, free: int, cap: int, q8: int, fixed: int | None) -> s
     if fixed:
         then = Choice(fixed, need_bytes(model, q8, fixed) <= free + loaded, "")
     if not then.fits:
-        gain = "that alone would not make it fit; use a smaller model or quantization"
+        gain = "that alone would not make it fit; " + (f"lower num_ctx from {fixed}" if fixed else
+                                                        "use a smaller model or quantization")
     elif not now.fits:
         gain = f"the model would fit on the GPU with {then.num_ctx} tokens of context"
     elif then.num_ctx > now.num_ctx:
@@ -250,39 +252,40 @@ def _kv_advice(plan: Plan, free: int, cap: int, q8: int, fixed: int | None) -> s
             "what counts is the server's environment")
 
 
-def _notify(notify: Callable[[str], None] | None) -> Callable[[str], None]:
-    return notify or log.warning
+def _post(settings: Settings, body: dict, seconds: float, notify: Callable[[str], None] | None, failed: str) -> bool:
+    """POST /api/generate; False with one notice line (`failed` + why) when it does not work."""
+    o = settings.llm.ollama
+    try:
+        httpx.post(f"{o.base_url.rstrip('/')}/api/generate", json=body,
+                   timeout=httpx.Timeout(seconds, connect=o.connect_timeout_s)).raise_for_status()
+    except httpx.HTTPStatusError as exc:
+        why = f"Ollama at {o.base_url} answered HTTP {exc.response.status_code}: {exc.response.text[:200]}"
+    except httpx.HTTPError as exc:
+        why = f"Ollama not reachable at {o.base_url} ({type(exc).__name__})"
+    else:
+        return True
+    (notify or log.warning)(f"{why}; {failed}")
+    return False
 
 
 def unload(settings: Settings, notify: Callable[[str], None] | None = None) -> bool:
     """Ask Ollama to free the chat model's VRAM now (`keep_alive: 0`). False, with one notice
-    line, when Ollama is not reachable or refuses."""
-    o = settings.llm.ollama
-    try:
-        reply = httpx.post(f"{o.base_url.rstrip('/')}/api/generate", json={"model": o.model, "keep_alive": 0},
-                           timeout=httpx.Timeout(60, connect=o.connect_timeout_s))
-        reply.raise_for_status()
-    except httpx.HTTPError as exc:
-        _notify(notify)(f"Ollama not reachable at {o.base_url} ({type(exc).__name__}); "
-                        f"nothing to unload before the GPU job")
-        return False
-    log.info("unloaded %s from Ollama for a GPU job", o.model)
-    return True
+    line (to `notify`, else the log), when Ollama is not reachable or refuses."""
+    model = settings.llm.ollama.model
+    done = _post(settings, {"model": model, "keep_alive": 0}, 60, notify, "nothing unloaded before the GPU job")
+    if done:
+        log.info("unloaded %s from Ollama for a GPU job", model)
+    return done
 
 
 def reload(settings: Settings, notify: Callable[[str], None] | None = None) -> bool:
     """Load the chat model back (with the configured keep_alive), so the next turn does not wait."""
     o = settings.llm.ollama
-    try:
-        reply = httpx.post(f"{o.base_url.rstrip('/')}/api/generate", json={"model": o.model, "keep_alive": o.keep_alive},
-                           timeout=httpx.Timeout(300, connect=o.connect_timeout_s))
-        reply.raise_for_status()
-    except httpx.HTTPError as exc:
-        _notify(notify)(f"could not load {o.model} back into Ollama at {o.base_url} ({type(exc).__name__}); "
-                        "the next turn loads it")
-        return False
-    log.info("loaded %s back into Ollama", o.model)
-    return True
+    done = _post(settings, {"model": o.model, "keep_alive": o.keep_alive}, 300, notify,
+                 f"{o.model} not loaded back (the next turn loads it)")
+    if done:
+        log.info("loaded %s back into Ollama", o.model)
+    return done
 
 
 @contextmanager

@@ -20,10 +20,17 @@ closes </think>, all of it is thinking). `"think": false` or no `think` gives a 
 answer. Like Ollama, `"think": true` on any other model is refused with HTTP 400
 `{"error": "\"<model>\" does not support thinking"}`.
 
-What it is not: Ollama. No pulling, no `/api/generate` or embeddings, no images, no
-thinking levels ("low"/"high" are just true); `format`, `keep_alive` and most `options`
-are ignored (only `temperature` and `num_predict` reach the model); token counts are
-streamed pieces.
+VRAM: `/api/tags` lists each model's `sizes` (bytes), `/api/show` its `model_info`
+(shape), `/api/ps` the `loaded` models with their `size_vram`. By default a `qwen2*` name
+is qwen2-7B Q4 (4.4 GB; 28 layers, 28 heads, 4 KV heads, 3584 wide), any other the served
+SmolLM2-135M; both can be given to the constructor. `POST /api/generate` only loads (no
+`keep_alive: 0`) or unloads (`keep_alive: 0`) a model, as Ollama does for an empty prompt;
+`.generates` records those bodies. A chat loads its model too.
+
+What it is not: Ollama. No pulling, no text from `/api/generate`, no embeddings, no images,
+no thinking levels ("low"/"high" are just true); `format`, `keep_alive` (but for the
+unload) and most `options` are ignored (only `temperature` and `num_predict` reach the
+model); token counts are streamed pieces.
 
     with OllamaServer(models=["qwen2:7b-instruct", "qwen3:0.6b"]) as server:
         ChatOllama(model="qwen2:7b-instruct", base_url=server.url).invoke("hi")
@@ -46,6 +53,12 @@ from graph.thinking import ThinkParser
 
 VERSION = "0.12.6"
 THINKING_FAMILIES = ("qwen3", "deepseek-r1")  # names taken for thinking models by default
+QWEN2_7B = {"general.architecture": "qwen2", "general.parameter_count": 7_615_616_512, "qwen2.block_count": 28,
+            "qwen2.context_length": 32768, "qwen2.embedding_length": 3584, "qwen2.feed_forward_length": 18944,
+            "qwen2.attention.head_count": 28, "qwen2.attention.head_count_kv": 4}
+SMOLLM2_135M = {"general.architecture": "llama", "general.parameter_count": 134_515_008, "llama.block_count": 30,
+                "llama.context_length": 8192, "llama.embedding_length": 576, "llama.feed_forward_length": 1536,
+                "llama.attention.head_count": 9, "llama.attention.head_count_kv": 3}
 
 
 def _now() -> str:
@@ -120,25 +133,44 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path == "/api/version":
             self._json(200, {"version": VERSION})
         elif self.path == "/api/tags":
+            owner = self.server.owner
             self._json(200, {"models": [
-                {"name": n, "model": n, "modified_at": _now(), "size": 98_000_000, "digest": "0" * 64,
-                 "details": {"format": "gguf", "family": "llama", "parameter_size": "135M",
-                             "quantization_level": "Q4_1"}} for n in self.server.owner.models]})
+                {"name": n, "model": n, "modified_at": _now(), "size": owner.sizes[n], "digest": "0" * 64,
+                 "details": {"format": "gguf", "family": owner.model_info[n]["general.architecture"]}}
+                for n in owner.models]})
+        elif self.path == "/api/ps":
+            self._json(200, {"models": [
+                {"name": n, "model": n, "size": size, "size_vram": size, "digest": "0" * 64, "expires_at": _now(),
+                 "details": {"format": "gguf"}} for n, size in self.server.owner.loaded.items()]})
         else:
             self._json(404, {"error": "404 page not found"})
 
     def do_POST(self):
         body = self._body()
         name = body.get("model") or body.get("name") or ""
-        if self.path not in ("/api/show", "/api/chat"):
+        if self.path not in ("/api/show", "/api/chat", "/api/generate"):
             return self._json(404, {"error": "404 page not found"})
         if not self._known(name):
             return self._json(404, {"error": f"model '{name}' not found"})
-        thinks = self._known(name, self.server.owner.thinking_models)
+        owner = self.server.owner
+        key = name if name in owner.models else f"{name}:latest"  # its name in `models`
+        thinks = self._known(name, owner.thinking_models)
         if self.path == "/api/show":
+            info = owner.model_info[key]
             return self._json(200, {"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
-                                    "details": {"format": "gguf", "family": "llama"}, "model_info": {},
+                                    "details": {"format": "gguf", "family": info["general.architecture"]},
+                                    "model_info": info,
                                     "capabilities": ["completion", "tools"] + (["thinking"] if thinks else [])})
+        if self.path == "/api/generate":  # load or unload only
+            owner.generates.append(body)
+            unload = body.get("keep_alive") in (0, "0", "0s")
+            if unload:
+                owner.loaded.pop(key, None)
+            else:
+                owner.loaded.setdefault(key, owner.sizes[key])
+            return self._json(200, {"model": name, "created_at": _now(), "response": "", "done": True,
+                                    "done_reason": "unload" if unload else "load"})
+        owner.loaded.setdefault(key, owner.sizes[key])
         refused = body.get("think") and not thinks  # as Ollama: no `think` for a model that cannot
         reply = {"error": f'"{name}" does not support thinking'} if refused else \
             {"content": "", "thinking": "", "tool_calls": []}
@@ -215,8 +247,15 @@ class OllamaServer:
     """The fake Ollama on a free local port; `.url` is its base URL. Usable as a context manager."""
 
     def __init__(self, models: list[str] | tuple[str, ...] = ("qwen2:7b-instruct",),
-                 die_after_chunks: int | None = None, thinking_models: list[str] | None = None):
+                 die_after_chunks: int | None = None, thinking_models: list[str] | None = None,
+                 model_info: dict[str, dict] | None = None, sizes: dict[str, int] | None = None,
+                 loaded: dict[str, int] | None = None):
         self.models = list(models)
+        qwen2 = {m: m.startswith("qwen2") for m in self.models}
+        self.model_info = {m: dict(QWEN2_7B if qwen2[m] else SMOLLM2_135M) for m in self.models} | (model_info or {})
+        self.sizes = {m: 4_400_000_000 if qwen2[m] else 98_000_000 for m in self.models} | (sizes or {})
+        self.loaded: dict[str, int] = dict(loaded or {})  # name -> size_vram, as /api/ps lists them
+        self.generates: list[dict] = []  # the /api/generate (load/unload) request bodies
         self.thinking_models = [m for m in self.models if m.startswith(THINKING_FAMILIES)] \
             if thinking_models is None else list(thinking_models)
         self.die_after_chunks = die_after_chunks  # None = answer in full; may be changed while running
