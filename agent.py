@@ -124,15 +124,12 @@ def show_logs(args: argparse.Namespace, ctx, console) -> int:
     from graph import turnlog
 
     ctx.settings  # noqa: B018 - validate the config
-    records = turnlog.read(ctx.home, args.last)
-    if not records and not args.follow:
+    records = turnlog.follow(ctx.home, args.last) if args.follow else turnlog.read(ctx.home, args.last)
+    if not args.follow and not records:
         console.print(f"no turns logged yet in {turnlog.path(ctx.home)}", highlight=False)
     try:
         for record in records:
             print(json.dumps(record, ensure_ascii=False) if args.json else turnlog.describe(record), flush=True)
-        if args.follow:
-            for record in turnlog.follow(ctx.home):
-                print(json.dumps(record, ensure_ascii=False) if args.json else turnlog.describe(record), flush=True)
     except KeyboardInterrupt:
         pass
     return 0
@@ -158,7 +155,10 @@ def monitor(args: argparse.Namespace, session, console) -> int:
         console.print(metrics.dashboard(current))
         return 0
     if session.ctx.settings.monitoring.prometheus_port:
-        metrics.serve_prometheus(session.ctx.settings.monitoring.prometheus_port, snap)
+        problem = metrics.serve_prometheus(session.ctx.settings.monitoring.prometheus_port, snap)
+        if problem:
+            console.print(f"[yellow]! {problem}[/]", highlight=False)
+            time.sleep(2)  # readable before the dashboard takes the screen
     history = metrics.History()
     try:
         with Live(console=console, screen=True, auto_refresh=False) as live:

@@ -193,8 +193,9 @@ def dashboard(snap: dict, history: History | None = None) -> Group:
                  Panel(table(system_rows), title="system"), Panel(table(agent_rows), title="agent"))
 
 
-def serve_prometheus(port: int, collect) -> None:
-    """Serve `collect()`'s snapshot as Prometheus metrics on 127.0.0.1:`port` (a daemon thread)."""
+def serve_prometheus(port: int, collect) -> str:
+    """Serve `collect()`'s snapshot as Prometheus metrics on 127.0.0.1:`port` (a daemon thread).
+    Returns '' or, when the port cannot be used, one line saying so (the agent goes on)."""
     from prometheus_client import CollectorRegistry, start_http_server
     from prometheus_client.core import GaugeMetricFamily
 
@@ -228,4 +229,9 @@ def serve_prometheus(port: int, collect) -> None:
 
     registry = CollectorRegistry()
     registry.register(Collector())
-    start_http_server(port, addr="127.0.0.1", registry=registry)
+    try:
+        start_http_server(port, addr="127.0.0.1", registry=registry)
+    except OSError as exc:
+        return (f"Prometheus metrics not served: 127.0.0.1:{port} is not available ({exc.strerror}); "
+                "another agent process may already serve them")
+    return ""

@@ -135,8 +135,7 @@ class StatusBar:
         self.line = ""
         self.session = session
         port = session.ctx.settings.monitoring.prometheus_port
-        if port:
-            monitor.serve_prometheus(port, self._snapshot)
+        self.problem = monitor.serve_prometheus(port, self._snapshot) if port else ""
         threading.Thread(target=self._loop, daemon=True, name="status-bar").start()
 
     def _snapshot(self) -> dict:
@@ -148,7 +147,10 @@ class StatusBar:
         from graph import monitor
 
         while True:
-            self.line = monitor.status_line(self._snapshot())
+            try:
+                self.line = monitor.status_line(self._snapshot())
+            except Exception as exc:  # noqa: BLE001 - shown in the bar; the REPL goes on and it retries
+                self.line = f"status bar failed: {type(exc).__name__}: {exc}"
             time.sleep(self.session.ctx.settings.monitoring.refresh_s)
 
     def text(self) -> str:
@@ -246,6 +248,8 @@ def _lines(session: Session, console: Console):
 
     history = Path(session.ctx.home) / session.ctx.settings.repl.history_file
     bar = StatusBar(session)
+    if bar.problem:
+        console.print(Text("! " + bar.problem, style="yellow"))
     prompt = PromptSession(history=FileHistory(str(history)), bottom_toolbar=bar.text,
                            refresh_interval=session.ctx.settings.monitoring.refresh_s)
     while True:

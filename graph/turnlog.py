@@ -58,14 +58,20 @@ def read(home: str | Path, last: int = 20) -> list[dict]:
         return [_parse(line) for line in deque(f, maxlen=last) if line.strip()]
 
 
-def follow(home: str | Path, poll_s: float = 0.5) -> Iterator[dict]:
-    """New records as they are written, across rotations, until interrupted."""
+def follow(home: str | Path, last: int = 0, poll_s: float = 0.5) -> Iterator[dict]:
+    """The last `last` records, then new ones as they are written (across rotations) until
+    interrupted. A log that does not exist yet is read from its start once it appears."""
     file = path(home)
     handle, inode = None, None
+    if file.exists():
+        handle, inode = file.open(encoding="utf-8"), file.stat().st_ino
+        for line in deque(handle, maxlen=last) if last else ():
+            if line.strip():
+                yield _parse(line)
+        handle.seek(0, 2)
     while True:
         if handle is None and file.exists():
             handle, inode = file.open(encoding="utf-8"), file.stat().st_ino
-            handle.seek(0, 2)
         if handle is not None:
             line = handle.readline()
             if line.strip():
@@ -74,8 +80,6 @@ def follow(home: str | Path, poll_s: float = 0.5) -> Iterator[dict]:
             if not file.exists() or file.stat().st_ino != inode:  # rotated: read the new file from its start
                 handle.close()
                 handle = None
-                if file.exists():
-                    handle, inode = file.open(encoding="utf-8"), file.stat().st_ino
                 continue
         time.sleep(poll_s)
 
