@@ -15,6 +15,17 @@ REPL (or reads one message per line from piped stdin); the same session continue
 from any directory, kept in the data folder (default: data/ beside agent.py)."""
 
 
+def count(text: str) -> int:
+    """A number of items for --last: 1 to a billion."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 1 <= value <= 10**9:
+        raise argparse.ArgumentTypeError(f"must be from 1 to 1000000000, got {value}")
+    return value
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
@@ -29,7 +40,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("-m", "--message", metavar="TEXT", help="send one message, print the answer, exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     h = sub.add_parser("history", parents=[common], help="the whole conversation since the first launch")
-    h.add_argument("--last", type=int, metavar="N", help="only the last N turns")
+    h.add_argument("--last", type=count, metavar="N", help="only the last N turns")
     h.add_argument("--search", metavar="TEXT", help="only messages containing TEXT (the latest 50)")
     h.add_argument("--json", action="store_true", help="machine-readable output")
     sub.add_parser("backup", parents=[common], help="write a consistent copy of the database to DATA/backups/")
@@ -37,7 +48,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     mon.add_argument("--once", action="store_true", help="print one snapshot and exit")
     mon.add_argument("--json", action="store_true", help="one snapshot as JSON")
     lg = sub.add_parser("logs", parents=[common], help="the turn log: latencies, tokens, backend, errors")
-    lg.add_argument("--last", type=int, default=20, metavar="N", help="how many records (default 20)")
+    lg.add_argument("--last", type=count, default=20, metavar="N", help="how many records (default 20)")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     lg.add_argument("--json", action="store_true", help="JSON lines")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
@@ -45,6 +56,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.command and args.message:
         parser.error("-m cannot be combined with a command")
+    if args.message is not None and not args.message.strip():
+        parser.error("-m needs a message (it was empty)")
     return args
 
 
@@ -54,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     console, errors = Console(), Console(stderr=True)
     from graph.context import ConfigError, Context
+    from graph.embedded import EmbeddedModelMissing
     from graph.llm import BackendError
     from graph.store import StoreError
 
@@ -65,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             errors.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
         return 2
-    except (BackendError, StoreError) as exc:
+    except (BackendError, EmbeddedModelMissing, StoreError) as exc:
         errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 1
 
@@ -84,7 +98,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         if args.json:
             print(json.dumps(rows, ensure_ascii=False, indent=1))
         else:
-            console.print(views.history_view(rows))
+            console.print(views.history_view(rows, empty="no matching messages" if args.search else "(no messages yet)"))
         return 0
 
     if args.command == "logs":
@@ -111,6 +125,8 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         return 0
     if args.message is not None:
         meta = repl.show_turn(session, args.message, console)
+        if meta.get("error"):
+            return 1
         if not meta.get("interrupted"):
             return 0
         return 130 if meta["interrupted"] == "stopped by the user" else 1  # partial answer: kept, but say so

@@ -45,6 +45,7 @@ class OllamaSettings(_Strict):
         return value
     keep_alive: str | int = "5m"
     connect_timeout_s: float = Field(2.0, gt=0, le=60)
+    read_timeout_s: float = Field(120.0, gt=0, le=3600)
 
 
 class EmbeddedSettings(_Strict):
@@ -116,8 +117,11 @@ def _explain(err: dict, source: str) -> str:
     return f"{source}: {key}: {err['msg'].removeprefix('Value error, ')} (got {err['input']!r})"
 
 
-def load_settings(path: Path, backend: str = "", think: str = "") -> Settings:
-    """Read and validate a config file; raise ConfigError with one line per problem."""
+def load_settings(path: Path, backend: str = "", think: str = "", must_exist: bool = False) -> Settings:
+    """Read and validate a config file; raise ConfigError with one line per problem.
+    A missing file means the defaults, unless `must_exist` (the user named it)."""
+    if must_exist and not path.exists():
+        raise ConfigError(f"{path}: no such config file")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.exists() else {}
     except yaml.YAMLError as exc:
@@ -156,9 +160,10 @@ class Context:
     think: str = ""  # auto | on | off: overrides reasoning.mode (--think, /think)
 
     def __post_init__(self) -> None:
+        self._named_config = bool(self.config)
         self.home = str(Path(self.home).expanduser().resolve() if self.home else default_home())
         self.config = str(Path(self.config).expanduser().resolve() if self.config else DEFAULT_CONFIG)
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings(Path(self.config), self.backend, self.think)
+        return load_settings(Path(self.config), self.backend, self.think, must_exist=self._named_config)

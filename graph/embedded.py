@@ -68,8 +68,12 @@ def load_llama(path: Path, n_ctx: int, n_threads: int):
                 raise EmbeddedModelMissing(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
             from llama_cpp import Llama  # heavy import, only when the embedded model is used
 
-            _models[key] = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or None,
-                                 verbose=False)
+            try:
+                _models[key] = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or None,
+                                     verbose=False)
+            except ValueError as exc:  # llama.cpp: "Failed to load model from file"
+                raise EmbeddedModelMissing(f"{path}: not a usable GGUF model ({exc}); "
+                                           "check llm.embedded.model_path in config.yaml") from None
             _models[key].generate_lock = threading.Lock()
         return _models[key]
 

@@ -10,6 +10,7 @@ Does not own: the llama.cpp chat model itself (embedded.py) or prompt assembly (
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -82,7 +83,7 @@ def ollama_backend(settings: Settings) -> Backend:
     num_ctx = plan.num_ctx if o.num_ctx == "auto" else o.num_ctx
     chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=num_ctx, keep_alive=o.keep_alive,
                       temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
-                      client_kwargs={"timeout": httpx.Timeout(600, connect=o.connect_timeout_s)})
+                      client_kwargs={"timeout": httpx.Timeout(o.read_timeout_s, connect=o.connect_timeout_s)})
     return Backend("ollama", o.model, chat, num_ctx, "native" if thinks else "prompt", plan=plan,
                    notice="" if plan.fits else plan.reason)  # warn before the model would spill to the CPU
 
@@ -93,6 +94,8 @@ def embedded_backend(settings: Settings) -> Backend:
         path = Path(e.model_path).expanduser() if e.model_path else default_model_path()
     except EmbeddedModelMissing as exc:
         raise BackendError(str(exc)) from None
+    if not path.is_file():
+        raise BackendError(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
     label = path.name if e.model_path else DEFAULT_LABEL
     chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads,
                         temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
@@ -141,7 +144,7 @@ def fall_back(ctx: Context, why: str) -> Backend:
 def _backend_errors() -> tuple[type[BaseException], ...]:
     from ollama import ResponseError
 
-    return (httpx.HTTPError, ConnectionError, ResponseError)
+    return (httpx.HTTPError, ConnectionError, ResponseError, json.JSONDecodeError)  # JSON: not an Ollama answer
 
 
 def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple[str, int]:
@@ -200,7 +203,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             for kind, text in trace.feed(chunk):
                 emit(kind, text)
             if STOP.is_set():
-                interrupted = "stopped by the user"
+                interrupted = "stopped by the user"  # and no tool call runs: the user said stop
                 break
             if trace.cut and not forced:
                 break
@@ -247,4 +250,5 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     if interrupted:
         meta["interrupted"] = interrupted
         message.response_metadata["interrupted"] = interrupted
+        message.tool_calls = []
     return message, meta

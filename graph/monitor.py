@@ -126,7 +126,7 @@ def _gb(n: int | None) -> str:
 def status_line(snap: dict) -> str:
     """The REPL's one-line status bar."""
     b, s, cards = snap["backend"], snap["system"], snap["gpu"]
-    parts = [f"{b['name'] or '—'}: {b['model'] or '—'}"]
+    parts = [f"turn {snap['agent']['turns']}", f"{b['name'] or '—'}: {b['model'] or '—'}"]
     if b["tok_s"]:
         parts.append(f"{b['tok_s']:.0f} tok/s")
     if b["ttft_s"] is not None:
@@ -135,7 +135,6 @@ def status_line(snap: dict) -> str:
         parts.append(f"ctx {b['context_tokens']}/{b['context_window']}")
     parts.append(f"VRAM {_gb(cards[0]['vram_used'])}/{_gb(cards[0]['vram_total'])}" if cards else "GPU none")
     parts.append(f"CPU {s['cpu_percent']:.0f}%  RAM {_gb(s['ram_used'])}/{_gb(s['ram_total'])}")
-    parts.append(f"turn {snap['agent']['turns']}")
     return " · ".join(parts)
 
 

@@ -21,6 +21,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from graph import llm, thinking, views
+from graph.embedded import EmbeddedModelMissing
 from graph.session import Session
 
 HELP = """Commands:
@@ -64,7 +65,7 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
                 continue
             thoughts.close()
             if kind == "token":
-                console.print(data, end="", markup=False, highlight=False, soft_wrap=True)
+                console.print(views.printable(data), end="", markup=False, highlight=False, soft_wrap=True)
                 wrote = True
             elif kind in ("notice", "status"):
                 _newline(console, wrote)
@@ -81,6 +82,11 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
                 meta = data
     except KeyboardInterrupt:
         meta = {"interrupted": "stopped by the user"}
+    except (llm.BackendError, EmbeddedModelMissing) as exc:  # the message is saved; the REPL goes on
+        _newline(console, wrote)
+        wrote = False
+        Console(stderr=True).print(Text(f"error: {exc}", style="red"), soft_wrap=True)
+        meta = {"error": str(exc)}
     finally:
         thoughts.close()
         events.close()  # an abandoned turn releases the session at once
@@ -199,10 +205,11 @@ def command(session: Session, line: str, console: Console) -> bool:
     elif name == "status":
         console.print(views.status_table(views.status(session.ctx, session.store, session.backend)))
     elif name == "history":
-        if arg.strip() and not arg.strip().isdigit():
-            console.print(Text("usage: /history [N]", style="yellow"))
+        n = arg.strip() or "5"
+        if not (n.isascii() and n.isdigit() and 1 <= int(n) <= 10**9):
+            console.print(Text("usage: /history [N], N from 1 to 1000000000", style="yellow"))
         else:
-            console.print(views.history_view(session.store.history(int(arg) if arg.strip() else 5)))
+            console.print(views.history_view(session.store.history(int(n))))
     elif name == "why":
         console.print(why(session))
     elif name == "think":
@@ -218,7 +225,7 @@ def command(session: Session, line: str, console: Console) -> bool:
         if not arg.strip():
             console.print(Text("usage: /search TEXT", style="yellow"))
         else:
-            console.print(views.history_view(session.store.search(arg.strip())))
+            console.print(views.history_view(session.store.search(arg.strip()), empty="no matching messages"))
     else:
         console.print(Text(f"unknown command /{name}; /help lists the commands", style="yellow"))
     return True

@@ -216,8 +216,13 @@ class Store:
 
     def backup(self) -> Path:
         """A consistent copy of the database (SQLite online backup) in the data folder's backups/."""
-        target = self.path.parent / "backups" / time.strftime("agent-%Y%m%d-%H%M%S.db")
+        stamp = time.strftime("agent-%Y%m%d-%H%M%S")
+        target = self.path.parent / "backups" / f"{stamp}.db"
         target.parent.mkdir(exist_ok=True)
+        n = 1
+        while target.exists():  # two backups in one second keep both
+            n += 1
+            target = target.with_name(f"{stamp}-{n}.db")
         copy = sqlite3.connect(target)
         try:
             with self._lock:

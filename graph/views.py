@@ -8,6 +8,7 @@ slash commands alike. Does not own: the data (store.py) or the backend (llm.py).
 from __future__ import annotations
 
 import json
+import re
 
 from rich.console import Group
 from rich.table import Table
@@ -77,9 +78,18 @@ def status_table(info: dict) -> Table:
     return table
 
 
-def history_view(rows: list[dict]) -> Group:
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """Text without terminal control characters (stored text and model output may carry them)."""
+    return _CONTROL.sub("", text)
+
+
+def history_view(rows: list[dict], empty: str = "(no messages yet)") -> Group:
     parts = []
     for row in rows:
+        row = {**row, "content": printable(row["content"]), "reasoning": printable(row["reasoning"] or "") or None}
         head = Text(f"#{row['turn']} ", style="dim")
         if row["role"] == "user":
             parts.append(head + Text("you: ", style="bold cyan") + Text(row["content"]))
@@ -95,4 +105,4 @@ def history_view(rows: list[dict]) -> Group:
                              + Text(mark, style="yellow"))
         else:
             parts.append(head + Text(f"← {row['name']}: ", style="magenta") + Text(row["content"], style="dim"))
-    return Group(*parts) if parts else Group(Text("(no messages yet)", style="dim"))
+    return Group(*parts) if parts else Group(Text(empty, style="dim"))

@@ -107,7 +107,7 @@ def test_no_gpu_for_real(tmp_path, make_config, monkeypatch):
     snap = monitor.snapshot(ctx, s.store, s.backend, cpu_interval=0.05)
     assert snap["gpu"] == []
     line = monitor.status_line(snap)
-    assert "GPU none" in line and "VRAM" not in line and line.endswith("turn 0")
+    assert "GPU none" in line and "VRAM" not in line and line.startswith("turn 0 · ")
     text = render(monitor.dashboard(snap, monitor.History()))
     assert "none (no NVIDIA GPU or driver)" in text
     history = monitor.History()
@@ -166,7 +166,7 @@ def test_stubbed_gpu_snapshot_status_line_and_dashboard(nvml, tmp_path, make_con
     assert snap["gpu"] == cards
     line = monitor.status_line(snap)
     assert "VRAM 4.4 GB/6.0 GB" in line and "GPU none" not in line
-    assert line.startswith("fake: scripted") and line.endswith("turn 0")
+    assert line.startswith("turn 0 · fake: scripted")  # the turn first: a narrow terminal cuts the end
 
     history = monitor.History()
     history.add(snap)
@@ -218,7 +218,7 @@ def test_snapshot_of_a_session_after_three_turns(tmp_path, make_config):
     assert sysm["process_rss"] > 10 * 2**20
     json.dumps(snap)  # `monitor --json` prints it as is
     line = monitor.status_line(snap)
-    assert f"ctx {last['context_tokens']}/1000" in line and line.endswith("turn 3")
+    assert f"ctx {last['context_tokens']}/1000" in line and line.startswith("turn 3 · ")
     assert f"first token {last['ttft_s']:.2f} s" in line
     text = render(monitor.dashboard(snap))
     assert re.search(r"turns\s+3", text) and re.search(rf"context\s+{last['context_tokens']} / 1000 tokens", text)
@@ -319,17 +319,17 @@ def test_repl_status_bar(tmp_path, make_config):
     env = dict(agent_env(home), TERM="xterm")  # CPR on, answered below
     child = pexpect.spawn(sys.executable, [AGENT, "--config", str(cfg)], env=env, encoding="utf-8",
                           timeout=30, dimensions=(40, 200))
-    bar = r"GPU none · CPU \d+%  RAM [\d.]+ GB/[\d.]+ GB · turn "
+    bar = r"GPU none · CPU \d+%  RAM [\d.]+ GB/[\d.]+ GB"
     try:
         expect_answering_cpr(child, PROMPT)
-        expect_answering_cpr(child, r"embedded: SmolLM2-135M-Instruct Q4_1 · " + bar + "0")
+        expect_answering_cpr(child, r"turn 0 · embedded: SmolLM2-135M-Instruct Q4_1 · " + bar)
         child.sendline("Hello!")
         expect_answering_cpr(child, r"embedded · first token [\d.]+ s")
         expect_answering_cpr(child, PROMPT)
         time.sleep(0.6)  # the bar's thread has taken a new snapshot by now
         child.send("\x0c")  # Ctrl-L: a full redraw (otherwise only the changed characters are written)
-        expect_answering_cpr(child, r"embedded: SmolLM2-135M-Instruct Q4_1 · (\d+ tok/s · )?first token [\d.]+ s"
-                                    r" · ctx \d+/4096 · " + bar + "1")
+        expect_answering_cpr(child, r"turn 1 · embedded: SmolLM2-135M-Instruct Q4_1 · (\d+ tok/s · )?first token"
+                                    r" [\d.]+ s · ctx \d+/4096 · " + bar)
         child.sendline("/quit")
         expect_answering_cpr(child, pexpect.EOF)
     finally:
