@@ -141,10 +141,11 @@ def fall_back(ctx: Context, why: str) -> Backend:
         return backend
 
 
-def _backend_errors() -> tuple[type[BaseException], ...]:
+def backend_errors() -> tuple[type[BaseException], ...]:
     from ollama import ResponseError
 
-    return (httpx.HTTPError, ConnectionError, ResponseError, json.JSONDecodeError)  # JSON: not an Ollama answer
+    # JSON: not an Ollama answer; BackendError: no usable model at all
+    return (httpx.HTTPError, ConnectionError, ResponseError, json.JSONDecodeError, BackendError)
 
 
 def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple[str, int]:
@@ -155,14 +156,19 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
 
     backend = active(ctx)
     limit = min(ctx.settings.session.summary_tokens, backend.context_window // 4)
-    room = backend.context_window - ctx.settings.llm.max_tokens - limit - backend.count_tokens(previous) - 200
+    # the summary is generated within llm.max_tokens; the rest of the window holds the request
+    room = backend.context_window - ctx.settings.llm.max_tokens - backend.count_tokens(previous) - 200
     lines: list[str] = []
+    cap = min(2000, max(120, 3 * room // max(1, len(messages))))  # each message's share of the room, in characters
     for m in messages:
-        line = prompts.SUMMARY_LINE.get(m.type, "{text}").format(name=m.name, text=" ".join(m.text.split())[:2000])
+        line = prompts.SUMMARY_LINE.get(m.type, "{text}").format(name=m.name, text=" ".join(m.text.split())[:cap])
         room -= backend.count_tokens(line) + 1
         if room < 0:
             break
         lines.append(line)
+    if not lines and messages:  # a tiny window: fold the oldest message, shortened, rather than never
+        m = messages[0]
+        lines = [prompts.SUMMARY_LINE.get(m.type, "{text}").format(name=m.name, text=" ".join(m.text.split())[:400])]
     if not lines:
         return previous, 0
     ask = prompts.SUMMARIZE.format(previous=previous or "(none)", messages="\n".join(lines), limit=limit)
@@ -171,6 +177,14 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     while text and backend.count_tokens(text) > limit:  # a small model may not respect the limit
         text = text[: int(len(text) * 0.9)]
     return (text or previous), len(lines)
+
+
+def _refit(messages: list[BaseMessage], backend: Backend, ctx: Context) -> list[BaseMessage]:
+    """A prompt (system message first) fitted again, for another backend or a longer tail."""
+    from graph import window
+
+    budget = max(backend.context_window - ctx.settings.llm.max_tokens, backend.context_window // 3)
+    return window.prompt(messages[0].text, "", messages[1:], [], budget, backend.count_tokens)
 
 
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None],
@@ -207,15 +221,16 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
                 break
             if trace.cut and not forced:
                 break
-    except _backend_errors() as exc:
+    except backend_errors() as exc:
         why = f"{backend.name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
         if full is not None and (trace.answer or trace.thoughts):
             interrupted = why
             notify(f"{why}. The partial answer is kept; send your message again to retry.")
         elif backend.name == "ollama" and ctx.settings.llm.backend == "auto":
             notify(f"{why}. Answering with the embedded model from now on.")
-            fall_back(ctx, why).announced = True
-            return respond(ctx, messages, tools, notify, emit, think, forced)
+            embedded = fall_back(ctx, why)
+            embedded.announced = True
+            return respond(ctx, _refit(messages, embedded, ctx), tools, notify, emit, think, forced)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
     finally:
@@ -235,11 +250,13 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
         trace.cut = trace.cut or "the reasoning ended without an answer"
     if trace.cut and not interrupted and not forced:  # degenerate reasoning: cut it, the answer still arrives
         notify(f"{trace.cut}; asking for the answer now.")
-        ask = HumanMessage(prompts.FORCE_ANSWER.format(thoughts=trace.thought_text[-4000:]))
+        ask = HumanMessage(prompts.FORCE_ANSWER.format(thoughts=trace.thought_text[-backend.context_window:]))
         plain = [m for m in messages if not (m.type == "system" and m.text == prompts.THINK)]
-        reply, reply_meta = respond(ctx, [*plain, ask], [], notify, emit, think=False, forced=True)
+        reply, reply_meta = respond(ctx, _refit([*plain, ask], backend, ctx), [], notify, emit, think=False,
+                                    forced=True)
         answer, meta["seconds"] = reply.text, round(time.perf_counter() - start, 3)
         meta["tokens"] += reply_meta["tokens"]
+        interrupted = reply_meta.get("interrupted", "")
         message.tool_calls = []
     message.content = answer
     if trace.thoughts:

@@ -69,7 +69,10 @@ class Session:
                 notices.append(f"turn #{turn['turn']} was interrupted: {CRASHED}. Your message is kept in the history.")
         state = self.graph.get_state(self.config)
         if state.next == ("compact",):  # the answer is in; only the folding was cut short
-            self.graph.invoke(None, self.config, context=self.ctx)
+            try:
+                self.graph.invoke(None, self.config, context=self.ctx)
+            except llm.backend_errors():  # fold later; the session goes on
+                self.graph.update_state(self.config, None, as_node="compact")
         elif state.next:  # a step was cut short: close the turn in the state as well
             messages = state.values.get("messages", [])
             last = messages[-1] if messages else None
@@ -89,12 +92,16 @@ class Session:
         return self._events(message)
 
     def _events(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
+        turn = self.store.turn_of(message.id)
         try:
             self.lock.acquire(timeout=0)
         except Timeout:
             yield "notice", "waiting for the other session to finish its turn…"
-            self.lock.acquire()
-        turn = self.store.turn_of(message.id)
+            try:
+                self.lock.acquire()
+            except BaseException:  # Ctrl-C while waiting: the turn is given up, its message kept
+                self.store.close_turn(turn, "stopped by the user while waiting for the other session")
+                raise
         try:
             for notice in self._recover(current=message.id):
                 yield "notice", notice

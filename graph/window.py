@@ -46,11 +46,10 @@ def _without_reasoning(message: BaseMessage) -> BaseMessage:
 
 def _cut(message: BaseMessage, room: int, count: Callable[[str], int]) -> BaseMessage:
     """Keep the beginning and the end of a message that alone is too long for the window."""
-    text = message.text
-    while count(text) + OVERHEAD > room and len(text) > 200:
-        keep = int(len(text) * 0.8) // 2
-        removed = len(message.text) - 2 * keep
-        text = message.text[:keep] + prompts.CUT.format(n=removed) + message.text[-keep:]
+    text, keep = message.text, len(message.text) // 2
+    while count(text) + OVERHEAD > room and keep > 50:  # `keep` shrinks every time: this ends
+        keep = int(keep * 0.8)
+        text = message.text[:keep] + prompts.CUT.format(n=len(message.text) - 2 * keep) + message.text[-keep:]
     return message.model_copy(update={"content": text})
 
 

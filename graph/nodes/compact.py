@@ -18,13 +18,18 @@ def compact(state: AgentState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context or Context()
     settings = ctx.settings.session
     backend = llm.active(ctx)
-    used = state["messages"][-1].response_metadata.get("context_tokens", 0)
-    if used <= settings.compact_at * backend.context_window:
+    last = state["messages"][-1].response_metadata
+    used = last.get("window_tokens", last.get("context_tokens", 0))
+    if used <= min(settings.compact_at * backend.context_window, last.get("budget", backend.context_window)):
         return {}
     old = window.foldable(state["messages"], settings.keep_turns)
     if not old:
         return {}
-    summary, folded = llm.summarize(ctx, state.get("summary", ""), old)
+    try:
+        summary, folded = llm.summarize(ctx, state.get("summary", ""), old)
+    except llm.backend_errors() as exc:  # the answer is in; folding waits for the next turn
+        runtime.stream_writer({"notice": f"could not fold old turns into the summary now ({exc}); will retry"})
+        return {}
     if not folded:
         return {}
     runtime.stream_writer({"status": f"folded {folded} older messages into the summary"})

@@ -35,11 +35,15 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     mode = ctx.settings.reasoning.mode
     think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(messages[last_human].text))
     extra = [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
-    budget = backend.context_window - ctx.settings.llm.max_tokens - (ctx.settings.reasoning.max_tokens if think else 0)
+    reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
+    budget = max(backend.context_window - reserve, backend.context_window // 3)  # small windows still get a prompt
     sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=lambda text: runtime.stream_writer({"notice": text}),
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think)
     meta["context_tokens"] = sum(backend.count_tokens(m.text) + window.OVERHEAD for m in sent) + meta["tokens"]
-    answer.response_metadata["context_tokens"] = meta["context_tokens"]
+    # the whole live window (before fitting), so compaction triggers even when fitting had to drop turns
+    answer.response_metadata["window_tokens"] = meta["tokens"] + sum(
+        backend.count_tokens(m.text) + window.OVERHEAD for m in [sent[0], *messages])
+    answer.response_metadata["budget"] = budget
     store.append(answer, meta, turn_of=turn_of)
     return {"messages": [answer]}
