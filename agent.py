@@ -87,7 +87,15 @@ def main(argv: list[str] | None = None) -> int:
 def run(args: argparse.Namespace, ctx, console) -> int:
     import json
 
+    from pathlib import Path
+
     from graph import repl, views
+
+    if args.command in ("history", "backup") and not Path(ctx.home).is_dir():
+        ctx.settings  # noqa: B018 - a bad config is still reported first
+        print(f"error: {ctx.home}: no data folder here yet, so no session to show (a first message creates it;"
+              " check --home / AGENT_HOME)", file=sys.stderr)
+        return 1
 
     if args.command == "history":
         from graph.store import store_for

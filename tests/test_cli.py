@@ -112,3 +112,17 @@ def test_checkpoint_lives_in_the_data_folder(tmp_path, make_config):
     with sqlite3.connect(home / "agent.db") as db:
         threads = {r[0] for r in db.execute("SELECT DISTINCT thread_id FROM checkpoints")}
     assert threads == {"main"}
+
+
+def test_reading_a_missing_data_folder_creates_nothing(tmp_path):
+    home = tmp_path / "typo"
+    out = agent("history", home=home)
+    assert out.returncode == 1 and "no data folder here yet" in out.stderr and "Traceback" not in out.stderr
+    assert not home.exists()
+
+
+def test_bad_arguments_are_one_line(tmp_path):
+    for args in (["history", "--last", "-1"], ["history", "--last", "99999999999999999999"], ["-m", "   "],
+                 ["logs", "--last", "abc"]):
+        out = agent(*args, home=tmp_path / "home")
+        assert out.returncode == 2 and "Traceback" not in out.stderr, args
