@@ -183,7 +183,7 @@ def _refit(messages: list[BaseMessage], backend: Backend, ctx: Context) -> list[
     """A prompt (system message first) fitted again, for another backend or a longer tail."""
     from graph import window
 
-    budget = max(backend.context_window - ctx.settings.llm.max_tokens, backend.context_window // 3)
+    budget = window.budget(backend.context_window, ctx.settings.llm.max_tokens)
     return window.prompt(messages[0].text, "", messages[1:], [], budget, backend.count_tokens)
 
 

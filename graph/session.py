@@ -107,6 +107,7 @@ class Session:
                 yield "notice", notice
             yield from self._run(message)
             self._prune()
+            meta = self.store.last_answer_meta()  # read under the lock: this turn's answer, not another's
         except BaseException as exc:
             why = "stopped by the user" if isinstance(exc, (KeyboardInterrupt, GeneratorExit)) else str(exc)
             self.store.close_turn(turn, why)  # a no-op when the answer had already closed it
@@ -114,7 +115,6 @@ class Session:
             raise
         finally:
             self.lock.release()
-        meta = self.store.last_answer_meta()
         turnlog.log_turn(self.ctx, turn, meta)
         yield "done", meta
 

@@ -19,6 +19,12 @@ from graph import prompts
 OVERHEAD = 8  # tokens of chat-template markup around each message
 
 
+def budget(context_window: int, reserve: int) -> int:
+    """Tokens the prompt may take: the window less what the answer needs, yet never under a
+    third of the window (a small window with a large answer reserve still gets a prompt)."""
+    return max(context_window - reserve, context_window // 3)
+
+
 def prompt(system: str, summary: str, messages: list[BaseMessage], extra: list[BaseMessage], budget: int,
            count: Callable[[str], int]) -> list[BaseMessage]:
     """The prompt, fitted to `budget` tokens."""

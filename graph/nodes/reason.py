@@ -36,7 +36,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(messages[last_human].text))
     extra = [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
-    budget = max(backend.context_window - reserve, backend.context_window // 3)  # small windows still get a prompt
+    budget = window.budget(backend.context_window, reserve)
     sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=lambda text: runtime.stream_writer({"notice": text}),
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think)
