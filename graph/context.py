@@ -93,6 +93,108 @@ class ReplSettings(_Strict):
     history_file: str = "repl_history"
 
 
+class WebSettings(_Strict):
+    timeout_s: float = Field(8.0, gt=0, le=120)
+    max_results: int = Field(5, ge=1, le=25)
+    max_chars: int = Field(12000, ge=500, le=500000)
+
+
+# Commands that never run, whatever the policy (regular expressions, searched in the command).
+DEFAULT_DENY = [
+    r"\brm\s+(-[\w-]+\s+)*(/|~|\$HOME)/?\*?(\s|$)",  # rm -rf / (or ~, $HOME)
+    r"\bmkfs(\.\w+)?\b",
+    r"\bdd\b.*\bof=/dev/",
+    r">\s*/dev/(sd|nvme|hd|mmcblk)",
+    r":\(\)\s*\{.*\};\s*:",  # fork bomb
+    r"\b(shutdown|reboot|halt|poweroff)\b",
+    r"\bchmod\s+(-\w+\s+)*[0-7]*\s+/(\s|$)",
+]
+
+
+class ShellSettings(_Strict):
+    policy: Literal["ask", "allowlist", "auto"] = "ask"
+    allow: list[str] = []
+    deny: list[str] = DEFAULT_DENY
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    max_output_chars: int = Field(8000, ge=200, le=1000000)
+
+    @field_validator("deny")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        import re
+
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {pattern!r} ({exc})") from None
+        return value
+
+
+class FilesSettings(_Strict):
+    roots: list[str] = []
+    max_read_chars: int = Field(20000, ge=200, le=1000000)
+    undo_keep: int = Field(50, ge=1, le=10000)
+
+
+class McpSettings(_Strict):
+    start_timeout_s: float = Field(30.0, gt=0, le=600)
+    call_timeout_s: float = Field(60.0, gt=0, le=3600)
+
+
+class BrowserSettings(_Strict):
+    enabled: bool = True
+    executable: str = ""
+    headless: bool = True
+
+
+class MadeToolSettings(_Strict):
+    timeout_s: float = Field(10.0, gt=0, le=600)
+    imports: list[str] = ["math", "cmath", "statistics", "decimal", "fractions", "random", "re", "json",
+                          "datetime", "time", "calendar", "zoneinfo", "itertools", "functools", "collections",
+                          "string", "textwrap", "unicodedata", "hashlib", "base64", "binascii", "uuid",
+                          "urllib.parse", "html", "difflib", "bisect", "heapq", "operator", "typing",
+                          "dataclasses", "enum"]
+
+
+class DelegateSettings(_Strict):
+    max_rounds: int = Field(3, ge=1, le=20)
+
+
+class ToolsSettings(_Strict):
+    web: WebSettings = WebSettings()
+    shell: ShellSettings = ShellSettings()
+    files: FilesSettings = FilesSettings()
+    mcp: McpSettings = McpSettings()
+    browser: BrowserSettings = BrowserSettings()
+    made: MadeToolSettings = MadeToolSettings()
+    delegate: DelegateSettings = DelegateSettings()
+
+
+class McpServer(_Strict):
+    """One entry of `mcpServers`, in the shape Claude Desktop, Cursor and VS Code use."""
+
+    command: str = ""
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: str = ""
+    url: str = ""
+    headers: dict[str, str] = {}
+    type: Literal["", "stdio", "http", "streamable_http", "streamable-http", "sse"] = ""
+    disabled: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    def model_post_init(self, _context) -> None:
+        if bool(self.command) == bool(self.url):
+            raise ValueError("give either command (a server started by the agent) or url (a running server)")
+
+
 class Settings(_Strict):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
@@ -100,6 +202,8 @@ class Settings(_Strict):
     session: SessionSettings = SessionSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     repl: ReplSettings = ReplSettings()
+    tools: ToolsSettings = ToolsSettings()
+    mcpServers: dict[str, McpServer] = {}  # noqa: N815 - the common mcpServers JSON key, pasted as is
 
 
 def _explain(err: dict, source: str) -> str:
@@ -158,12 +262,26 @@ class Context:
     config: str = ""
     backend: str = ""
     think: str = ""  # auto | on | off: overrides reasoning.mode (--think, /think)
+    # Can the user be asked (approve a command)? False for -m, piped stdin and sub-agents:
+    # a tool that needs approval is then refused with a message saying why.
+    interactive: bool = True
+    cwd: str = ""  # where the agent was started: the default workspace root for files and commands
+    only_tools: tuple[str, ...] | None = None  # a sub-agent's subset of tools (None: all)
+    parent_turn: str = ""  # a sub-agent's parent user message id: its messages join that turn
+    max_rounds: int = 0  # a sub-agent's turn budget (0: agent.max_tool_rounds)
 
     def __post_init__(self) -> None:
         self._named_config = bool(self.config)
+        self.cwd = str(Path(self.cwd or os.getcwd()).resolve())
         self.home = str(Path(self.home).expanduser().resolve() if self.home else default_home())
         self.config = str(Path(self.config).expanduser().resolve() if self.config else DEFAULT_CONFIG)
 
     @cached_property
     def settings(self) -> Settings:
         return load_settings(Path(self.config), self.backend, self.think, must_exist=self._named_config)
+
+    def roots(self) -> list[Path]:
+        """Workspace roots for files and commands: tools.files.roots, else the start directory."""
+        roots = self.settings.tools.files.roots or [self.cwd]
+        return [Path(r).expanduser().resolve() if Path(r).expanduser().is_absolute()
+                else (Path(self.cwd) / r).resolve() for r in roots]

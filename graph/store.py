@@ -65,6 +65,31 @@ MIGRATIONS: list[tuple[str, str]] = [
             SELECT turn, MIN(msg_id), 'done', MIN(created), MAX(created) FROM transcript GROUP BY turn;
         """,
     ),
+    (
+        "0003_edits",
+        """
+        CREATE TABLE edits (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            path TEXT NOT NULL,
+            before BLOB,
+            after_sha TEXT NOT NULL,
+            tool TEXT NOT NULL,
+            created REAL NOT NULL,
+            undone REAL
+        );
+        """,
+    ),
+    (
+        "0004_approvals",
+        """
+        CREATE TABLE approvals (
+            tool TEXT NOT NULL,
+            pattern TEXT NOT NULL,
+            created REAL NOT NULL,
+            PRIMARY KEY (tool, pattern)
+        );
+        """,
+    ),
 ]
 
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
@@ -251,6 +276,35 @@ class Store:
                 "SELECT meta FROM transcript WHERE role='assistant' AND meta IS NOT NULL ORDER BY id DESC LIMIT 1"
             ).fetchone()
         return json.loads(row[0]) if row else {}
+
+    def record_edit(self, path: str, before: bytes | None, after_sha: str, tool: str, keep: int) -> int:
+        """Remember a file's previous content (None: it did not exist) for /undo; keeps the last `keep`."""
+        with self._write() as db:
+            cur = db.execute("INSERT INTO edits (path, before, after_sha, tool, created) VALUES (?,?,?,?,?)",
+                             (path, before, after_sha, tool, time.time()))
+            db.execute("DELETE FROM edits WHERE id NOT IN (SELECT id FROM edits ORDER BY id DESC LIMIT ?)", (keep,))
+            return cur.lastrowid
+
+    def last_edit(self) -> dict | None:
+        """The latest edit not yet undone: {id, path, before, after_sha, tool, created}."""
+        with self._lock:
+            row = self.conn.execute("SELECT id, path, before, after_sha, tool, created FROM edits"
+                                    " WHERE undone IS NULL ORDER BY id DESC LIMIT 1").fetchone()
+        return dict(zip(("id", "path", "before", "after_sha", "tool", "created"), row)) if row else None
+
+    def mark_undone(self, edit_id: int) -> None:
+        with self._write() as db:
+            db.execute("UPDATE edits SET undone=? WHERE id=?", (time.time(), edit_id))
+
+    def approve(self, tool: str, pattern: str) -> None:
+        """The user's "always" for this tool and pattern (for run_command: the exact command)."""
+        with self._write() as db:
+            db.execute("INSERT OR REPLACE INTO approvals VALUES (?,?,?)", (tool, pattern, time.time()))
+
+    def approved(self, tool: str, pattern: str) -> bool:
+        with self._lock:
+            return self.conn.execute("SELECT 1 FROM approvals WHERE tool=? AND pattern=?",
+                                     (tool, pattern)).fetchone() is not None
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(DB_NAME + "*") if p.is_file())
