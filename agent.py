@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """agent.py — a self-learning local AI agent in one endless conversation.
 
-Usage: python agent.py [-m TEXT] [history|status|backup|monitor|logs] [--home DIR] [--config FILE] [--backend B]
+Usage: python agent.py [-m TEXT] [history|status|tools|undo|backup|monitor|logs] [--home DIR] [--config FILE] [--backend B]
 Heavy libraries are imported only after the arguments are read, so --help is instant.
 """
 
@@ -51,6 +51,16 @@ def parse(argv: list[str]) -> argparse.Namespace:
     lg.add_argument("--last", type=count, default=20, metavar="N", help="how many records (default 20)")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     lg.add_argument("--json", action="store_true", help="JSON lines")
+    t = sub.add_parser("tools", parents=[common], help="list the tools (built-in, MCP, self-made); run or remove one",
+                       description="With no action: every tool the agent can use, with its source.")
+    t.add_argument("--json", action="store_true", help="machine-readable output")
+    actions = t.add_subparsers(dest="action", metavar="ACTION")
+    tr = actions.add_parser("run", parents=[common], help="run one tool directly, under the same approval rules")
+    tr.add_argument("name", help="the tool's name (see `agent.py tools`)")
+    tr.add_argument("args", nargs="?", default="{}", help="its arguments as a JSON object (default: {})")
+    trm = actions.add_parser("remove", parents=[common], help="delete a self-made tool")
+    trm.add_argument("name", help="the self-made tool's name")
+    sub.add_parser("undo", parents=[common], help="restore the file the agent edited last (its previous version)")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -112,6 +122,16 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     if args.command == "logs":
         return show_logs(args, ctx, console)
 
+    ctx.interactive = args.message is None and sys.stdin.isatty()  # else approvals are refused, not asked
+    if args.command == "tools":
+        return tools(args, ctx, console)
+    if args.command == "undo":
+        from graph.tools import files
+
+        ctx.settings  # noqa: B018 - validate the config
+        console.print(files.undo(ctx), highlight=False, markup=False)
+        return 0
+
     if args.command == "backup":
         from graph.store import store_for
 
@@ -139,6 +159,45 @@ def run(args: argparse.Namespace, ctx, console) -> int:
             return 0
         return 130 if meta["interrupted"] == "stopped by the user" else 1  # partial answer: kept, but say so
     repl.run(session, console)
+    return 0
+
+
+def tools(args: argparse.Namespace, ctx, console) -> int:
+    import json
+
+    from rich.table import Table
+
+    from graph import repl
+    from graph import tools as registry
+
+    ctx.settings  # noqa: B018 - validate the config
+    warn = lambda text: print(f"warning: {text}", file=sys.stderr)  # noqa: E731
+    if args.action == "remove":
+        from graph.tools import made
+
+        console.print(made.remove(ctx, args.name), highlight=False, markup=False)
+        return 0
+    if args.action == "run":
+        try:
+            call_args = json.loads(args.args)
+        except json.JSONDecodeError as exc:
+            print(f"error: the arguments are not valid JSON ({exc.msg} at character {exc.pos})", file=sys.stderr)
+            return 2
+        if not isinstance(call_args, dict):
+            print("error: the arguments must be a JSON object, like '{\"path\": \"README.md\"}'", file=sys.stderr)
+            return 2
+        ask = (lambda request: repl.ask(request, console)) if ctx.interactive else None
+        ok, text = registry.run_one(ctx, args.name, call_args, ask)
+        print(text if ok else f"error: {text}", file=sys.stdout if ok else sys.stderr)
+        return 0 if ok else 1
+    rows = registry.listing(ctx, warn)
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=1))
+        return 0
+    table = Table("tool", "source", "what it does", box=None, pad_edge=False)
+    for row in rows:
+        table.add_row(row["name"], row["source"], row["description"])
+    console.print(table)
     return 0
 
 

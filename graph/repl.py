@@ -58,6 +58,12 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
     meta: dict = {}
     wrote = False
     thoughts = Thoughts(console)
+
+    def approve(request: dict) -> str:
+        thoughts.close()
+        return ask(request, console)
+
+    session.approve = approve
     try:
         for kind, data in events:
             if kind == "thought":
@@ -99,6 +105,34 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
         speed = f" · {meta['tok_s']} tok/s" if meta.get("tok_s") else ""
         console.print(Text(f"{meta['backend']} · first token {meta['ttft_s']} s{speed}", style="dim"))
     return meta
+
+
+def ask(request: dict, console: Console) -> str:
+    """Ask the user whether a tool call may run: "yes", "no" or "always" (Ctrl-C or Ctrl-D: no)."""
+    args = request["args"]
+    shown = args.get("command") if isinstance(args.get("command"), str) else json.dumps(args, ensure_ascii=False)
+    console.print(Text.assemble(("? ", "bold yellow"), (request["tool"], "bold"), " wants to run: ",
+                                (views.printable(shown), "bold")))
+    if request.get("reason"):
+        console.print(Text(f"  ({request['reason']})", style="dim"))
+    choices = "[y]es / [n]o" + (" / [a]lways" if request.get("always") else "")
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if _main_thread() else None
+    try:
+        while True:
+            try:
+                reply = console.input(f"  allow? {choices} ").strip().lower()
+            except (EOFError, KeyboardInterrupt):
+                console.print()
+                return "no"
+            if reply in ("y", "yes", "はい"):
+                return "yes"
+            if reply in ("n", "no", "いいえ", ""):
+                return "no"
+            if reply in ("a", "always") and request.get("always"):
+                return "always"
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 class Thoughts:

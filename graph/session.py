@@ -4,7 +4,8 @@ across processes, recovery from a crash, and a turn as a stream of events.
 Owns: opening the data folder's checkpointer (`SqliteSaver`, fixed thread id), compiling
 the graph, the per-turn lock (several terminals share one session and take turns),
 recovering after a crash or kill (an unanswered turn is marked interrupted, a half-done
-step is closed, a pending compaction is finished), pruning old checkpoints, and running
+step is closed, a pending compaction is finished), pruning old checkpoints, asking the
+front end (`approve`) when a tool call waits for the user's approval, and running
 one turn as events the front ends render: ("notice", text), ("status", text),
 ("thought", text), ("token", text), ("tool_call", call), ("tool_result", message),
 ("done", metrics).
@@ -15,12 +16,13 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 from filelock import FileLock, Timeout
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
+from langgraph.types import Command
 
 from graph import llm, turnlog
 from graph.builder import build_graph
@@ -45,6 +47,9 @@ class Session:
         self.graph = build_graph(self.saver)
         self.config = {"configurable": {"thread_id": THREAD_ID}}
         self.lock = FileLock(Path(ctx.home) / "turn.lock")
+        # Asks the user about a tool call that needs approval: gets {tool, args, reason, always}
+        # and returns "yes", "no" or "always". None (or ctx.interactive False): never asked.
+        self.approve: Callable[[dict], str] | None = None
 
     @property
     def backend(self) -> llm.Backend:
@@ -119,21 +124,32 @@ class Session:
         yield "done", meta
 
     def _run(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
-        stream = self.graph.stream({"messages": [message]}, self.config, context=self.ctx,
-                                   stream_mode=["custom", "updates"])
-        for mode, data in stream:
-            if mode == "custom":
-                for key, kind in (("notice", "notice"), ("status", "status"), ("think", "thought"), ("answer", "token")):
-                    if key in data:
-                        yield kind, data[key]
-            elif mode == "updates":
+        """Stream the graph; when a tool call waits for the user's approval, ask and resume."""
+        command: dict | Command = {"messages": [message]}
+        while command is not None:
+            questions = []
+            for mode, data in self.graph.stream(command, self.config, context=self.ctx,
+                                                stream_mode=["custom", "updates"]):
+                if mode == "custom":
+                    for key, kind in (("notice", "notice"), ("status", "status"), ("think", "thought"),
+                                      ("answer", "token")):
+                        if key in data:
+                            yield kind, data[key]
+                    continue
                 for node, update in (data or {}).items():
-                    for msg in (update or {}).get("messages", []):
+                    if node == "__interrupt__":
+                        questions.extend(update)
+                        continue
+                    for msg in (update or {}).get("messages", []) if isinstance(update, dict) else []:
                         if node == "reason":
                             for call in msg.tool_calls:
                                 yield "tool_call", call
                         elif node == "act":
                             yield "tool_result", msg
+            answers = {}
+            for question in questions:
+                answers[question.id] = self.approve(question.value) if self.approve and self.ctx.interactive else "no"
+            command = Command(resume=answers) if answers else None
 
     def _prune(self) -> None:
         """Keep only the latest `session.keep_checkpoints` checkpoints of the thread."""

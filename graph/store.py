@@ -157,10 +157,12 @@ class Store:
                         db.execute(statement)
                     db.execute("INSERT INTO migrations VALUES (?, ?)", (name, time.time()))
 
-    def append(self, message: BaseMessage, meta: dict | None = None, turn_of: str | None = None) -> int | None:
-        """Append one message (idempotent by message id). A user message opens a new turn;
-        other messages join the turn of the user message `turn_of` (default: the latest);
-        a final answer (an assistant message without tool calls) closes its turn."""
+    def append(self, message: BaseMessage, meta: dict | None = None, turn_of: str | None = None,
+               closes: bool = True) -> int | None:
+        """Append one message (idempotent by message id). A user message opens a new turn
+        (unless `turn_of` names one: a sub-agent's task joins its parent's turn); other
+        messages join the turn of the user message `turn_of` (default: the latest); a final
+        answer (an assistant message without tool calls) closes its turn unless `closes` is False."""
         role = ROLES.get(message.type, message.type)
         tool_calls = [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in getattr(message, "tool_calls", [])]
         reasoning = message.additional_kwargs.get("reasoning_content")
@@ -168,14 +170,14 @@ class Store:
         with self._write() as db:
             if message.id and db.execute("SELECT 1 FROM transcript WHERE msg_id=?", (message.id,)).fetchone():
                 return None
-            if role == "user":
+            if role == "user" and not turn_of:
                 turn = db.execute("SELECT COALESCE(MAX(turn), 0) + 1 FROM turns").fetchone()[0]
                 db.execute("INSERT INTO turns (turn, msg_id, pid, started) VALUES (?,?,?,?)",
                            (turn, message.id, os.getpid(), now))
             else:
                 row = db.execute("SELECT turn FROM turns WHERE msg_id=?", (turn_of,)).fetchone() if turn_of else None
                 turn = row[0] if row else db.execute("SELECT COALESCE(MAX(turn), 0) FROM turns").fetchone()[0]
-                if role == "assistant" and not tool_calls:
+                if role == "assistant" and not tool_calls and closes:
                     db.execute("UPDATE turns SET status='done', ended=? WHERE turn=? AND status='open'", (now, turn))
             cur = db.execute(
                 "INSERT INTO transcript (msg_id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created)"

@@ -1,27 +1,75 @@
-"""`act`: runs the tool calls of the model's last message (LangGraph's ToolNode) and
-records each result in the transcript. A bad call from the model (unknown tool, wrong
-arguments) becomes an observation the model sees; a bug inside a tool raises.
+"""`act`: runs the tool calls of the model's last message, under the approval policy.
+
+Each call is first judged by policy.py: refused calls and calls the user declines become
+observations the model sees ("Not run: …"); a call that needs approval pauses the graph
+with `interrupt()` (the REPL or LangGraph Studio asks the user and resumes with "yes",
+"no" or "always"). Nothing runs until every question of the step is answered, so a resumed
+step never repeats a side effect. The approved calls run in LangGraph's ToolNode; results
+from outside are wrapped as untrusted data; every result is recorded in the transcript.
+A bad call from the model (unknown tool, wrong arguments) becomes an observation the model
+sees; a bug inside a tool raises.
 """
 
 import uuid
 
+from langchain_core.messages import ToolMessage
 from langchain_core.runnables import RunnableConfig
 from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
+from langgraph.types import interrupt
 
+from graph import policy, prompts, tools as registry
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
-from graph.tools import TOOLS
 
-_tool_node = ToolNode(TOOLS)
+YES = ("yes", "always")
+LABELS = {"web_search": "web", "fetch_url": "web", "read_file": "files", "list_dir": "files",
+          "run_command": "command output"}  # MCP tools are labelled mcp:SERVER
 
 
 def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) -> dict:
     ctx = runtime.context or Context()
-    result = _tool_node.invoke(state, config)
-    turn_of = next((m.id for m in reversed(state["messages"]) if m.type == "human"), None)
-    for message in result["messages"]:
+    store = store_for(ctx.home)
+    messages = state["messages"]
+    tools = {t.name: t for t in registry.available(ctx, notify=lambda text: runtime.stream_writer({"notice": text}))}
+    taint = policy.tainted(messages)
+    last = messages[-1]
+    approved, results = [], []
+    for call in last.tool_calls:
+        tool = tools.get(call["name"])
+        verdict = policy.check(ctx, tool, call["args"], taint) if tool else policy.Verdict("run")
+        if verdict.action == "ask":
+            answer = interrupt({"tool": call["name"], "args": call["args"], "reason": verdict.reason,
+                                "always": verdict.pattern})
+            if answer == "always" and verdict.pattern:
+                store.approve(call["name"], verdict.pattern)
+            if answer not in YES:
+                results.append(_note(call, prompts.DECLINED))
+                continue
+        elif verdict.action == "refuse":
+            results.append(_note(call, prompts.REFUSED.format(reason=verdict.reason)))
+            continue
+        approved.append(call)
+    if approved:
+        node = ToolNode(list(tools.values()))
+        ran = node.invoke({**state, "messages": [*messages[:-1], last.model_copy(update={"tool_calls": approved})]},
+                          config)["messages"]
+        for message in ran:
+            tool = tools.get(message.name)
+            if tool is not None and (tool.metadata or {}).get("untrusted"):
+                label = LABELS.get(tool.name, registry.source(tool))
+                message.content = prompts.UNTRUSTED.format(source=label, text=message.text)
+                message.additional_kwargs["untrusted"] = label
+        results.extend(ran)
+    order = {c["id"]: i for i, c in enumerate(last.tool_calls)}
+    results.sort(key=lambda m: order.get(m.tool_call_id, 0))
+    turn_of = ctx.parent_turn or next((m.id for m in reversed(messages) if m.type == "human"), None)
+    for message in results:
         message.id = message.id or str(uuid.uuid4())  # the transcript keys messages by id
-        store_for(ctx.home).append(message, turn_of=turn_of)
-    return result
+        store.append(message, turn_of=turn_of)
+    return {"messages": results}
+
+
+def _note(call: dict, text: str) -> ToolMessage:
+    return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="error")

@@ -3,7 +3,8 @@ answer, in the model's tokens) has passed `session.compact_at` of the context wi
 the turns before the last `session.keep_turns` are folded into the running summary by
 the model and removed from the checkpointed state. They stay in the transcript.
 
-Rare by design: the summary (part of the prompt prefix) changes only here.
+Rare by design: the summary (part of the prompt prefix) changes only here. A sub-agent's
+throwaway context (tools/delegate.py) is never folded.
 """
 
 from langchain_core.messages import RemoveMessage
@@ -16,6 +17,8 @@ from graph.state import AgentState
 
 def compact(state: AgentState, runtime: Runtime[Context]) -> dict:
     ctx = runtime.context or Context()
+    if ctx.parent_turn:
+        return {}
     settings = ctx.settings.session
     backend = llm.active(ctx)
     last = state["messages"][-1].response_metadata

@@ -13,10 +13,10 @@ from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
 from graph import llm, prompts, thinking, window
+from graph import tools as registry
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
-from graph.tools import TOOLS
 
 
 def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
@@ -24,12 +24,14 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     store = store_for(ctx.home)
     messages = state["messages"]
     last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
-    turn_of = messages[last_human].id if last_human >= 0 else None
+    turn_of = ctx.parent_turn or (messages[last_human].id if last_human >= 0 else None)
     last_ai = max((i for i, m in enumerate(messages) if m.type == "ai"), default=-1)
     for message in messages[last_ai + 1:]:  # the user's message is saved before the model runs
-        store.append(message, turn_of=turn_of)
+        # a user message opens its turn, except a sub-agent's task, which joins its parent's
+        store.append(message, turn_of=ctx.parent_turn if message.type == "human" else turn_of)
     rounds = sum(1 for m in messages[last_human + 1:] if m.type == "ai")
-    tools = TOOLS if rounds < ctx.settings.agent.max_tool_rounds else []
+    notify = lambda text: runtime.stream_writer({"notice": text})  # noqa: E731
+    tools = registry.available(ctx, notify) if rounds < (ctx.max_rounds or ctx.settings.agent.max_tool_rounds) else []
     backend = llm.active(ctx)
     system = prompts.SYSTEM.format(system_prompt=ctx.settings.agent.system_prompt, today=date.today().isoformat())
     mode = ctx.settings.reasoning.mode
@@ -38,12 +40,14 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
     budget = window.budget(backend.context_window, reserve)
     sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
-    answer, meta = llm.respond(ctx, sent, tools, notify=lambda text: runtime.stream_writer({"notice": text}),
+    answer, meta = llm.respond(ctx, sent, tools, notify=notify,
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think)
     meta["context_tokens"] = sum(backend.count_tokens(m.text) + window.OVERHEAD for m in sent) + meta["tokens"]
     # the whole live window (before fitting), so compaction triggers even when fitting had to drop turns
     answer.response_metadata["window_tokens"] = meta["tokens"] + sum(
         backend.count_tokens(m.text) + window.OVERHEAD for m in [sent[0], *messages])
     answer.response_metadata["budget"] = budget
-    store.append(answer, meta, turn_of=turn_of)
+    if ctx.parent_turn:
+        meta["agent"] = "sub-agent"
+    store.append(answer, meta, turn_of=turn_of, closes=not ctx.parent_turn)
     return {"messages": [answer]}

@@ -19,11 +19,12 @@ from langchain_core.tools import BaseTool
 
 from graph.context import Context
 from graph.tools.clock import current_time
+from graph.tools.delegate import delegate
 
 
 def builtin() -> list[BaseTool]:
     """The tools that ship with the agent."""
-    tools = [current_time]
+    tools = [current_time, delegate]
     for tool in tools:
         tool.handle_tool_error = True  # a ToolException becomes the observation the model sees
         tool.metadata = {"source": "builtin", **(tool.metadata or {})}
@@ -40,3 +41,47 @@ def available(ctx: Context, notify: Callable[[str], None] | None = None) -> list
 
 def source(tool: BaseTool) -> str:
     return (tool.metadata or {}).get("source", "builtin")
+
+
+def listing(ctx: Context, notify: Callable[[str], None] | None = None) -> list[dict]:
+    """Every tool with its source and the first line of its description (for `agent.py tools`)."""
+    return [{"name": t.name, "source": source(t),
+             "description": " ".join((t.description or "").strip().split("\n\n")[0].split())}
+            for t in available(ctx, notify)]
+
+
+def run_one(ctx: Context, name: str, args: dict, ask: Callable[[dict], str] | None) -> tuple[bool, str]:
+    """Run one tool directly (`agent.py tools run`), under the same policy as the agent:
+    (True, result) or (False, why it was refused or failed). `ask` gets approval requests."""
+    import uuid
+
+    from langgraph.prebuilt import ToolRuntime
+    from pydantic import ValidationError
+
+    from graph import policy
+
+    tools = {t.name: t for t in available(ctx)}
+    tool = tools.get(name)
+    if tool is None:
+        return False, f"no tool named {name!r}; `agent.py tools` lists them"
+    verdict = policy.check(ctx, tool, args)
+    if verdict.action == "refuse":
+        return False, f"refused: {verdict.reason}"
+    if verdict.action == "ask":
+        answer = ask({"tool": name, "args": args, "reason": verdict.reason, "always": verdict.pattern}) if ask else "no"
+        if answer == "always" and verdict.pattern:
+            from graph.store import store_for
+
+            store_for(ctx.home).approve(name, verdict.pattern)
+        if answer not in ("yes", "always"):
+            return False, "declined"
+    call_id = f"call_{uuid.uuid4().hex[:12]}"
+    if "runtime" in (tool.get_input_schema().model_fields or {}):
+        args = {**args, "runtime": ToolRuntime(state={"messages": []}, context=ctx, config={},
+                                               stream_writer=lambda _: None, tool_call_id=call_id, store=None)}
+    try:
+        result = tool.invoke({"type": "tool_call", "name": name, "args": args, "id": call_id})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'arguments'}: {e['msg']}" for e in exc.errors())
+        return False, f"bad arguments for {name}: {problems}"
+    return result.status != "error", result.text
