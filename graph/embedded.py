@@ -119,6 +119,13 @@ def to_chat(messages: list[BaseMessage]) -> list[dict]:
     return out
 
 
+def _first_sentence(text: str) -> str:
+    """A tool's description shortened for the small model's choice list."""
+    text = " ".join(text.split())
+    end = text.find(". ")
+    return text if end < 0 else text[: end + 1]
+
+
 class EmbeddedChat(BaseChatModel):
     """Chat model over `llama_cpp.Llama`, streaming; tools via constrained decoding."""
 
@@ -177,7 +184,7 @@ class EmbeddedChat(BaseChatModel):
     def _decide(self, llama, chat: list[dict], tools: list[dict], forced: bool) -> dict | None:
         """Constrained choice of a tool (or none), then of its arguments; a tool-call chunk or None."""
         by_name = {t["function"]["name"]: t["function"] for t in tools}
-        listing = "\n".join(f"- {name}: {fn.get('description', '')}" for name, fn in by_name.items())
+        listing = "\n".join(f"- {name}: {_first_sentence(fn.get('description', ''))}" for name, fn in by_name.items())
         asking = self._merge_tail(chat + [{"role": "user", "content": prompts.TOOL_DECISION.format(tools=listing)}])
         names = list(by_name) + ([] if forced else ["none"])
         choice = self._constrained(llama, asking, {"type": "object", "properties": {"tool": {"enum": names}},

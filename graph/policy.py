@@ -3,8 +3,8 @@
 Owns: the shell policy from config (ask / allowlist / auto, deny patterns), the commands
 that never run (deny patterns and anything touching the agent's own data folder), the
 user's standing "always" approvals, and the rule against prompt injection: once content
-from outside (web pages, files, MCP or command output) is in the model's window, nothing
-that acts (commands, file writes, self-modification) runs without the user saying yes.
+from outside (web pages, MCP servers) is in the model's window, nothing that acts
+(commands, file writes, self-modification) runs without the user saying yes.
 Where nobody can be asked (-m, piped input, cron, sub-agents), "ask" becomes "refuse".
 Does not own: asking (the act node interrupts the graph; the front end asks) or running tools.
 """
@@ -32,10 +32,14 @@ class Verdict:
 
 
 def tainted(messages: list[BaseMessage]) -> str:
-    """The source of outside content in the model's window ('' when there is none)."""
+    """The source of content from outside the user's machine (web pages, MCP servers) in the
+    model's window, or ''. Workspace files and command output are marked untrusted too, but
+    they are the user's own and do not make every later action ask (reading and then editing
+    files is the everyday loop); the shell policy still governs commands."""
     for m in reversed(messages):
-        if m.type == "tool" and m.additional_kwargs.get("untrusted"):
-            return m.additional_kwargs["untrusted"]
+        source = m.additional_kwargs.get("untrusted", "") if m.type == "tool" else ""
+        if source == "web" or source.startswith("mcp:"):
+            return source
     return ""
 
 
@@ -43,7 +47,7 @@ def check(ctx: Context, tool: BaseTool, args: dict, taint: str = "") -> Verdict:
     """The verdict for calling `tool` with `args`; `taint` is `tainted(window)`."""
     acts = (tool.metadata or {}).get("acts")
     if acts == "shell":
-        verdict = _shell(ctx, str(args.get("command", "")), taint)
+        verdict = _shell(ctx, str(args.get("command", "")), str(args.get("cwd") or ""), taint)
     elif acts in ("write", "self") and taint:
         verdict = Verdict("ask", f"{_outside(taint)}, so {tool.name} needs your approval")
     else:
@@ -54,14 +58,14 @@ def check(ctx: Context, tool: BaseTool, args: dict, taint: str = "") -> Verdict:
     return verdict
 
 
-def _shell(ctx: Context, command: str, taint: str) -> Verdict:
+def _shell(ctx: Context, command: str, cwd: str, taint: str) -> Verdict:
     shell = ctx.settings.tools.shell
     if not command.strip():
         return Verdict("refuse", "the command is empty")
     for pattern in shell.deny:
         if re.search(pattern, command):
             return Verdict("refuse", f"the command matches the deny pattern {pattern!r} (tools.shell.deny)")
-    if touches(ctx, command):
+    if touches(ctx, command) or (cwd and touches(ctx, shlex.quote(cwd))):
         return Verdict("refuse", f"the command touches the agent's own data folder {ctx.home}")
     if taint:  # even allow-listed or always-approved commands: the model may be obeying a page
         return Verdict("ask", f"{_outside(taint)}, so every command needs your approval", command)

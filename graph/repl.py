@@ -31,8 +31,12 @@ HELP = """Commands:
   /search TEXT     find earlier messages containing TEXT
   /think [on|off|auto]  think before answering: always, never, or when the message needs it
   /why             the last reasoning in full, step by step
+  /tools           the tools the agent can use (built-in, MCP servers, self-made)
+  /undo            restore the file the agent edited last
   /quit            leave (Ctrl-D also leaves; the session is kept)
-Ctrl-C stops the answer being written and keeps what was said."""
+Ctrl-C stops the answer being written and keeps what was said.
+When a tool needs your approval (a command, or an action after reading web pages or files),
+the agent asks: y = run it once, n = don't, a = always allow that exact command."""
 
 
 def banner(session: Session, console: Console) -> None:
@@ -255,6 +259,15 @@ def command(session: Session, line: str, console: Console) -> bool:
             console.print(Text("usage: /think on|off|auto", style="yellow"))
             return True
         console.print(Text(f"thinking: {session.ctx.settings.reasoning.mode}", style="dim"))
+    elif name == "tools":
+        from graph import tools
+
+        for row in tools.listing(session.ctx, lambda text: console.print(Text("! " + text, style="yellow"))):
+            console.print(Text.assemble((row["name"], "bold"), (f"  {row['source']}  ", "dim"), row["description"]))
+    elif name == "undo":
+        from graph.tools import files
+
+        console.print(Text(files.undo(session.ctx, force=arg.strip() == "force")))
     elif name == "search":
         if not arg.strip():
             console.print(Text("usage: /search TEXT", style="yellow"))

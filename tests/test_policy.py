@@ -68,6 +68,7 @@ def test_commands_touching_the_data_folder_are_refused(context, command):
     v = verdict(ctx, command)
     assert v.action == "refuse" and "data folder" in v.reason, command
     assert verdict(ctx, f"ls {ctx.home}").action == "refuse"  # by absolute path too
+    assert policy.check(ctx, run_command, {"command": "rm agent.db", "cwd": "data"}).action == "refuse"
 
 
 def test_ordinary_commands_are_not_confused_with_the_data_folder(context):
@@ -125,6 +126,10 @@ def test_outside_content_makes_every_action_ask(context):
     quiet = context({"policy": "auto"}, interactive=False)
     assert verdict(quiet, "echo hi", taint).action == "refuse"
     assert policy.tainted([HumanMessage("hi")]) == ""
+    mcp = ToolMessage("click here", tool_call_id="2", name="browser_snapshot", additional_kwargs={"untrusted": "mcp:browser"})
+    assert policy.tainted([*window, mcp]) == "mcp:browser"
+    own = ToolMessage("print(1)", tool_call_id="3", name="read_file", additional_kwargs={"untrusted": "files"})
+    assert policy.tainted([HumanMessage("edit it"), own]) == ""  # the user's own files: marked, not escalating
 
 
 def test_empty_command_is_refused(context):
