@@ -60,7 +60,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     tr.add_argument("args", nargs="?", default="{}", help="its arguments as a JSON object (default: {})")
     trm = actions.add_parser("remove", parents=[common], help="delete a self-made tool")
     trm.add_argument("name", help="the self-made tool's name")
-    sub.add_parser("undo", parents=[common], help="restore the file the agent edited last (its previous version)")
+    u = sub.add_parser("undo", parents=[common], help="restore the file the agent edited last (its previous version)")
+    u.add_argument("--force", action="store_true", help="restore even if the file was changed since the edit")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -129,7 +130,11 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         from graph.tools import files
 
         ctx.settings  # noqa: B018 - validate the config
-        console.print(files.undo(ctx), highlight=False, markup=False)
+        try:
+            console.print(files.undo(ctx, force=args.force), highlight=False, markup=False)
+        except files.UndoError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return 0
 
     if args.command == "backup":
@@ -173,9 +178,15 @@ def tools(args: argparse.Namespace, ctx, console) -> int:
     ctx.settings  # noqa: B018 - validate the config
     warn = lambda text: print(f"warning: {text}", file=sys.stderr)  # noqa: E731
     if args.action == "remove":
+        from langchain_core.tools import ToolException
+
         from graph.tools import made
 
-        console.print(made.remove(ctx, args.name), highlight=False, markup=False)
+        try:
+            console.print(made.remove(ctx, args.name), highlight=False, markup=False)
+        except ToolException as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.action == "run":
         try:
@@ -198,6 +209,12 @@ def tools(args: argparse.Namespace, ctx, console) -> int:
     for row in rows:
         table.add_row(row["name"], row["source"], row["description"])
     console.print(table)
+    from graph.tools import mcp
+
+    for server in mcp.servers(ctx):
+        detail = f"{server['tools']} tools" if server["status"] == "running" else server.get("error") or ""
+        console.print(f"MCP server {server['name']} ({server['kind']}): {server['status']}"
+                      + (f" · {detail}" if detail else ""), highlight=False, markup=False)
     return 0
 
 

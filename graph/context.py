@@ -146,6 +146,9 @@ class BrowserSettings(_Strict):
     enabled: bool = True
     executable: str = ""
     headless: bool = True
+    tools: list[str] = ["browser_navigate", "browser_navigate_back", "browser_snapshot", "browser_click",
+                        "browser_type", "browser_press_key", "browser_select_option", "browser_fill_form",
+                        "browser_wait_for", "browser_tabs", "browser_close"]
 
 
 class MadeToolSettings(_Strict):
@@ -265,14 +268,13 @@ class Context:
     # Can the user be asked (approve a command)? False for -m, piped stdin and sub-agents:
     # a tool that needs approval is then refused with a message saying why.
     interactive: bool = True
-    cwd: str = ""  # where the agent was started: the default workspace root for files and commands
+    cwd: str = ""  # the default workspace root for files and commands ('': where the agent was started)
     only_tools: tuple[str, ...] | None = None  # a sub-agent's subset of tools (None: all)
     parent_turn: str = ""  # a sub-agent's parent user message id: its messages join that turn
     max_rounds: int = 0  # a sub-agent's turn budget (0: agent.max_tool_rounds)
 
     def __post_init__(self) -> None:
         self._named_config = bool(self.config)
-        self.cwd = str(Path(self.cwd or os.getcwd()).resolve())
         self.home = str(Path(self.home).expanduser().resolve() if self.home else default_home())
         self.config = str(Path(self.config).expanduser().resolve() if self.config else DEFAULT_CONFIG)
 
@@ -282,6 +284,6 @@ class Context:
 
     def roots(self) -> list[Path]:
         """Workspace roots for files and commands: tools.files.roots, else the start directory."""
-        roots = self.settings.tools.files.roots or [self.cwd]
-        return [Path(r).expanduser().resolve() if Path(r).expanduser().is_absolute()
-                else (Path(self.cwd) / r).resolve() for r in roots]
+        start = Path(self.cwd or os.getcwd())  # read here, not at creation: Studio builds contexts in its event loop
+        roots = self.settings.tools.files.roots or [start]
+        return [(start / Path(r).expanduser()).resolve() for r in roots]

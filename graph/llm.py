@@ -54,6 +54,20 @@ class Backend:
         return -(-len(text.encode("utf-8")) // 3)
 
 
+    def tools_tokens(self, tools: list) -> int:
+        """Prompt tokens the tool definitions take: their JSON schemas for a model with native
+        tool calling; the embedded model sees only names and first sentences (embedded.py)."""
+        if not tools:
+            return 0
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        from graph.embedded import tool_listing
+
+        specs = [convert_to_openai_tool(t) for t in tools]
+        text = tool_listing(specs) if isinstance(self.chat, EmbeddedChat) else json.dumps(specs, ensure_ascii=False)
+        return self.count_tokens(text)
+
+
 def probe_ollama(settings: Settings) -> str:
     """'' when Ollama answers and has the model; otherwise what is wrong and how to fix it."""
     o = settings.llm.ollama

@@ -32,7 +32,7 @@ HELP = """Commands:
   /think [on|off|auto]  think before answering: always, never, or when the message needs it
   /why             the last reasoning in full, step by step
   /tools           the tools the agent can use (built-in, MCP servers, self-made)
-  /undo            restore the file the agent edited last
+  /undo [force]    restore the file the agent edited last (force: even if changed since)
   /quit            leave (Ctrl-D also leaves; the session is kept)
 Ctrl-C stops the answer being written and keeps what was said.
 When a tool needs your approval (a command, or an action after reading web pages or files),
@@ -124,7 +124,7 @@ def ask(request: dict, console: Console) -> str:
     try:
         while True:
             try:
-                reply = console.input(f"  allow? {choices} ").strip().lower()
+                reply = console.input(Text(f"  allow? {choices} ", style="bold yellow")).strip().lower()
             except (EOFError, KeyboardInterrupt):
                 console.print()
                 return "no"
@@ -267,7 +267,10 @@ def command(session: Session, line: str, console: Console) -> bool:
     elif name == "undo":
         from graph.tools import files
 
-        console.print(Text(files.undo(session.ctx, force=arg.strip() == "force")))
+        try:
+            console.print(Text(files.undo(session.ctx, force=arg.strip() == "force")))
+        except files.UndoError as exc:
+            console.print(Text(f"{exc}", style="yellow"))
     elif name == "search":
         if not arg.strip():
             console.print(Text("usage: /search TEXT", style="yellow"))

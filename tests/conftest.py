@@ -20,12 +20,19 @@ def _isolated(tmp_path, monkeypatch):
     llm.STOP.clear()
     yield
     llm._active.clear()
+    from graph.tools import mcp
+
+    mcp.shutdown()  # each test's MCP servers (and browser) end with it
 
 
 @pytest.fixture
 def make_config(tmp_path):
-    """Write a config.yaml from a nested dict; returns its path."""
+    """Write a config.yaml from a nested dict; returns its path. The built-in browser is off
+    unless the test turns it on (it starts a Node.js process per data folder)."""
     def make(settings: dict | None = None, name: str = "config.yaml") -> Path:
+        settings = dict(settings or {})
+        tools = settings["tools"] = dict(settings.get("tools", {}))
+        tools["browser"] = {"enabled": False, **tools.get("browser", {})}
         path = tmp_path / name
         path.write_text(yaml.safe_dump(settings or {}), encoding="utf-8")
         return path

@@ -27,8 +27,9 @@ def test_shipped_config_has_every_key_with_a_comment():
         for part in key.split("."):
             assert part in node, f"config.yaml lacks {key}"
             node = node[part]
-        leaf = key.split(".")[-1]
-        at = next(i for i, line in enumerate(lines) if line.strip().startswith(leaf + ":"))
+        at = -1
+        for part in key.split("."):  # the key's own line: each part found after its parent's
+            at = next(i for i, line in enumerate(lines) if i > at and line.strip().startswith(part + ":"))
         assert lines[at - 1].strip().startswith("#"), f"{key} has no comment above it"
     assert load_settings(ROOT / "config.yaml") == Settings()  # the file states the defaults
 

@@ -17,7 +17,8 @@ from langchain_ollama import ChatOllama
 
 from graph import llm
 from graph.context import Context
-from graph.tools import TOOLS
+from graph.tools import builtin
+from graph.tools.clock import current_time
 from ollama_server import OllamaServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +61,8 @@ def make_ctx(tmp_path, base_url: str, model: str = MODEL, backend: str = "auto")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump({"llm": {
         "backend": backend, "temperature": 0, "max_tokens": 48,
-        "ollama": {"base_url": base_url, "model": model, "num_ctx": 2048, "connect_timeout_s": 2}}}))
+        "ollama": {"base_url": base_url, "model": model, "num_ctx": 2048, "connect_timeout_s": 2}},
+        "tools": {"browser": {"enabled": False}}}))
     return Context(home=str(tmp_path / "home"), config=str(cfg))
 
 
@@ -132,7 +134,9 @@ def test_cli_turn_through_ollama(tmp_path, server):
     assert request["model"] == MODEL and request["options"]["num_ctx"] == 2048 and request["stream"]
     assert request["options"]["num_predict"] == 48
     assert request["messages"][0]["role"] == "system"
-    assert [t["function"]["name"] for t in request["tools"]] == ["current_time"]
+    sent = {t["function"]["name"]: t["function"] for t in request["tools"]}  # native tool calling: full schemas
+    assert set(sent) == {t.name for t in builtin()}
+    assert sent["run_command"]["parameters"]["required"] == ["command"]
 
 
 # (d) streaming
@@ -158,12 +162,12 @@ def test_non_streaming_chat(server):
 # (e) tool calls
 
 def test_tool_call_round_trip(server):
-    chat = ChatOllama(model=MODEL, base_url=server.url, num_predict=48, temperature=0).bind_tools(TOOLS)
+    chat = ChatOllama(model=MODEL, base_url=server.url, num_predict=48, temperature=0).bind_tools([current_time])
     question = HumanMessage("What time is it now?")
     call = chat.invoke([question])
     assert [c["name"] for c in call.tool_calls] == ["current_time"]
     assert [t["function"]["name"] for t in server.requests[-1]["tools"]] == ["current_time"]
-    result = ToolMessage(TOOLS[0].invoke({}), tool_call_id=call.tool_calls[0]["id"])
+    result = ToolMessage(current_time.invoke({}), tool_call_id=call.tool_calls[0]["id"])
     answer = chat.invoke([question, call, result])
     assert answer.text.strip() and not answer.tool_calls
     sent = server.requests[-1]["messages"]

@@ -16,6 +16,7 @@ def runtime(ctx, state: dict | None = None) -> ToolRuntime:
 
 def call(tool, ctx, **args) -> ToolMessage:
     """Run `tool` with `args` as a tool call; returns the ToolMessage (status "error" on a refusal)."""
+    tool.handle_tool_error = True  # as the registry (graph/tools/__init__.py) sets it
     rt = runtime(ctx)
     names = tool.get_input_schema().model_fields if hasattr(tool.get_input_schema(), "model_fields") else {}
     if "runtime" in names:

@@ -38,6 +38,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(messages[last_human].text))
     extra = [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
+    reserve += backend.tools_tokens(tools)  # tool definitions travel with every request
     budget = window.budget(backend.context_window, reserve)
     sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,

@@ -18,13 +18,14 @@ from collections.abc import Callable
 from langchain_core.tools import BaseTool
 
 from graph.context import Context
+from graph.tools import files, made, shell, web
 from graph.tools.clock import current_time
 from graph.tools.delegate import delegate
 
 
 def builtin() -> list[BaseTool]:
     """The tools that ship with the agent."""
-    tools = [current_time, delegate]
+    tools = [*web.TOOLS, *shell.TOOLS, *files.TOOLS, made.create_tool, delegate, current_time]
     for tool in tools:
         tool.handle_tool_error = True  # a ToolException becomes the observation the model sees
         tool.metadata = {"source": "builtin", **(tool.metadata or {})}
@@ -33,7 +34,12 @@ def builtin() -> list[BaseTool]:
 
 def available(ctx: Context, notify: Callable[[str], None] | None = None) -> list[BaseTool]:
     """Every tool this run may use; `notify` gets one line per MCP server that failed to start."""
+    from graph.tools import mcp  # the MCP servers start here, lazily, on first use
+
     tools = builtin()
+    tools += mcp.tools(ctx, notify, taken={t.name for t in tools})
+    taken = {t.name for t in tools}
+    tools += [t for t in made.load(ctx, notify) if t.name not in taken]  # a built-in or MCP tool wins a clash
     if ctx.only_tools is not None:
         tools = [t for t in tools if t.name in ctx.only_tools]
     return tools
