@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -213,9 +213,12 @@ def _explain(err: dict, source: str) -> str:
     key = ".".join(str(p) for p in err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
-        model = Settings
-        for part in err["loc"][:-1]:
-            model = model.model_fields[str(part)].annotation
+        model, parts = Settings, list(err["loc"][:-1])
+        while parts:
+            model = model.model_fields[str(parts.pop(0))].annotation
+            if get_origin(model) is dict:  # mcpServers.NAME: skip the entry's name
+                model = get_args(model)[1]
+                parts = parts[1:]
         allowed = ", ".join(model.model_fields)
         return f"{source}: unknown key '{key}' (allowed here: {allowed})"
     if kind == "literal_error":

@@ -22,6 +22,7 @@ from rich.tree import Tree
 
 from graph import llm, thinking, views
 from graph.embedded import EmbeddedModelMissing
+from graph.nodes.act import unwrapped
 from graph.session import Session
 
 HELP = """Commands:
@@ -87,7 +88,7 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
                 args = json.dumps(data["args"], ensure_ascii=False)
                 console.print(Text(f"→ {data['name']}({args})", style="magenta"))
             elif kind == "tool_result":
-                console.print(Text(f"← {_clip(data.text)}", style="dim"))
+                console.print(Text(f"← {_clip(unwrapped(data))}", style="dim"))
             elif kind == "done":
                 meta = data
     except KeyboardInterrupt:

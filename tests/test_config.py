@@ -46,6 +46,12 @@ def test_missing_file_means_defaults(tmp_path):
     ({"llm": {"ollama": {"max_num_ctx": 10}}}, "llm.ollama.max_num_ctx: Input should be greater than or equal to 512"),
     ({"llm": {"temperature": "hot"}}, "llm.temperature: Input should be a valid number"),
     ({"agent": {"system_prompt": ""}}, "agent.system_prompt: String should have at least 1 character"),
+    ({"tools": {"shell": {"policy": "sometimes"}}}, "tools.shell.policy must be one of ask, allowlist or auto"),
+    ({"tools": {"shell": {"deny": ["("]}}}, "tools.shell.deny: not a valid regular expression: '('"),
+    ({"mcpServers": {"x": {"command": "a", "url": "http://x"}}}, "mcpServers.x: give either command"),
+    ({"mcpServers": {"y": {"url": "ftp://x"}}}, "mcpServers.y.url: must start with http:// or https://"),
+    ({"mcpServers": {"z": {"command": "a", "bogus": 1}}},
+     "unknown key 'mcpServers.z.bogus' (allowed here: command, args, env, cwd, url, headers, type, disabled)"),
 ])
 def test_bad_values_are_named(make_config, settings, expected):
     with pytest.raises(ConfigError) as err:

@@ -1,4 +1,4 @@
-"""Self-made tools: create_tool's checks, the limited subprocess, storage, load after a restart, remove.
+"""Self-made tools: create_tool's checks, the limited subprocess (sandbox.py), storage, load after a restart, remove.
 Every tool here really runs in a `python -I` subprocess."""
 
 import json
@@ -10,7 +10,7 @@ from conftest import ROOT
 from tooling import call
 
 from graph.context import Context
-from graph.tools import made
+from graph.tools import made, sandbox
 
 COUNTER = '''
 import unicodedata
@@ -156,16 +156,21 @@ def test_failing_test_call_is_not_stored(ctx, code, args, message):
 
 def test_runner_guards_imports_and_builtins_at_run_time(ctx):
     """Even code that slipped past the static checks cannot import or open at run time."""
-    with pytest.raises(made.ToolException, match="import of os is not allowed"):
-        made._run(ctx, "f", "def f():\n    import os\n    return os.getcwd()", {})
-    with pytest.raises(made.ToolException, match="NameError: name 'open' is not defined"):
-        made._run(ctx, "f", "def f():\n    return open('/etc/passwd').read()", {})
+    settings = ctx.settings.tools.made
+
+    def run(code, **kwargs):
+        return sandbox.run("f", code, kwargs, imports=settings.imports, timeout_s=settings.timeout_s)
+
+    with pytest.raises(sandbox.ToolException, match="import of os is not allowed"):
+        run("def f():\n    import os\n    return os.getcwd()")
+    with pytest.raises(sandbox.ToolException, match="NameError: name 'open' is not defined"):
+        run("def f():\n    return open('/etc/passwd').read()")
     for hidden in ("typing.sys", "enum.bltns", "uuid.os", "random._os", "typing.get_type_hints"):
         module, attr = hidden.split(".")
-        with pytest.raises(made.ToolException, match=f"module '{module}' has no attribute '{attr}'"):
-            made._run(ctx, "f", f"import {module}\ndef f():\n    return str({hidden})", {})
+        with pytest.raises(sandbox.ToolException, match=f"module '{module}' has no attribute '{attr}'"):
+            run(f"import {module}\ndef f():\n    return str({hidden})")
     code = "import math\ndef f(n):\n    print('noise')\n    return math.factorial(n)"
-    assert made._run(ctx, "f", code, {"n": 5}) == "120"
+    assert run(code, n=5) == "120"
 
 
 def test_everyday_python_passes_the_checks(ctx):

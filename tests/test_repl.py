@@ -77,3 +77,27 @@ def test_ctrl_c_stops_the_answer_and_keeps_it(tmp_path, make_config):
     answer = history(home)[-1]
     assert answer["role"] == "assistant" and answer["meta"]["interrupted"] == "stopped by the user"
     assert len(answer["content"].split()) >= 3 and answer["meta"]["tokens"] < 2000
+
+
+def test_a_command_waits_for_the_users_yes(tmp_path, make_config):
+    """The real model picks run_command; the REPL shows the command and runs it only after "y"."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    work.mkdir()
+    (work / "marker.txt").write_text("x")
+    cfg = make_config({"llm": {"backend": "embedded", "max_tokens": 48, "temperature": 0},
+                       "reasoning": {"mode": "off"}})
+    env = dict(agent_env(home), PROMPT_TOOLKIT_NO_CPR="1", TERM="xterm")
+    child = pexpect.spawn(sys.executable, [str(ROOT / "agent.py"), "--config", str(cfg)], env=env, cwd=str(work),
+                          encoding="utf-8", timeout=60, dimensions=(40, 200))
+    child.expect_exact(PROMPT)
+    child.sendline("Run the command `ls -la`.")
+    child.expect(r"run_command\S* wants to run: \S*ls -la")
+    child.expect_exact("allow? [y]es / [n]o / [a]lways")
+    child.sendline("y")
+    child.expect_exact("marker.txt")  # the command's output, shown as the tool result
+    child.expect("first token")
+    child.expect_exact(PROMPT)
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    tool = [r for r in history(home) if r["role"] == "tool"][0]
+    assert tool["name"] == "run_command" and "exit code 0" in tool["content"] and "marker.txt" in tool["content"]

@@ -138,3 +138,22 @@ def test_langgraph_dev_serves_the_graph_and_records_the_turn(studio, tmp_path):
     assert rows[-1][:2] == ("assistant", answer)
     # The run's context reached the nodes: the config file chose the embedded model.
     assert json.loads(rows[-1][2])["backend"] == "embedded"
+
+
+def test_studio_pauses_for_approval_and_resumes(studio, tmp_path):
+    """A command needs the user's yes: the run stops on an interrupt that Studio shows, and
+    resuming with "no" finishes the turn without running it."""
+    url, home, log = studio
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 48},
+                                      "reasoning": {"mode": "off"}, "tools": {"browser": {"enabled": False}}}))
+    client = get_sync_client(url=url, timeout=httpx.Timeout(300, connect=10))
+    thread = client.threads.create()
+    paused = client.runs.wait(thread["thread_id"], GRAPH_ID, context={"config": str(config)},
+                              input={"messages": [{"role": "user", "content": "Run the command `ls -la`."}]})
+    asked = paused["__interrupt__"][0]["value"]
+    assert asked["tool"] == "run_command" and asked["args"]["command"] == "ls -la", f"{paused}\n{tail(log)}"
+    assert asked["always"] == "ls -la" and "policy is ask" in asked["reason"]
+    done = client.runs.wait(thread["thread_id"], GRAPH_ID, context={"config": str(config)}, command={"resume": "no"})
+    tool = [m for m in done["messages"] if m["type"] == "tool"][0]
+    assert "declined" in tool["content"] and done["messages"][-1]["type"] == "ai"

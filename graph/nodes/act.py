@@ -73,3 +73,13 @@ def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) ->
 
 def _note(call: dict, text: str) -> ToolMessage:
     return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="error")
+
+
+def unwrapped(message: ToolMessage) -> str:
+    """A tool result as the user should see it: without the untrusted-data wrapper."""
+    source = message.additional_kwargs.get("untrusted")
+    head = prompts.UNTRUSTED.format(source=source, text="").split("\n")[0] + "\n"
+    text = message.text
+    if source and text.startswith(head) and text.endswith("\n</untrusted>"):
+        return f"[{source}] " + text[len(head):-len("\n</untrusted>")]
+    return text
