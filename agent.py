@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """agent.py — a self-learning local AI agent in one endless conversation.
 
-Usage: python agent.py [-m TEXT] [history|status|tools|undo|backup|monitor|logs] [--home DIR] [--config FILE] [--backend B]
+Usage: python agent.py [-m TEXT] [history|status|tools|memory|undo|backup|monitor|logs] [--home DIR] [--config FILE]
 Heavy libraries are imported only after the arguments are read, so --help is instant.
 """
 
@@ -60,6 +60,26 @@ def parse(argv: list[str]) -> argparse.Namespace:
     tr.add_argument("args", nargs="?", default="{}", help="its arguments as a JSON object (default: {})")
     trm = actions.add_parser("remove", parents=[common], help="delete a self-made tool")
     trm.add_argument("name", help="the self-made tool's name")
+    js = argparse.ArgumentParser(add_help=False)
+    js.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
+    mem = sub.add_parser("memory", parents=[common, js], help="long-term memory: list, search, add, forget, consolidate",
+                         description="With no action: the active memories, newest first.")
+    acts = mem.add_subparsers(dest="action", metavar="ACTION")
+    ml = acts.add_parser("list", parents=[common, js], help="the memories, newest first")
+    ml.add_argument("--all", action="store_true", help="also superseded, merged, forgotten and dropped ones")
+    ml.add_argument("--last", type=count, metavar="N", help="only the newest N")
+    ms = acts.add_parser("search", parents=[common, js], help="memories (and old turns) relevant to TEXT")
+    ms.add_argument("text", help="what to look for (any language the embedding model knows)")
+    ma = acts.add_parser("add", parents=[common, js], help="remember TEXT (as the user: it is kept as said)")
+    ma.add_argument("text", help="the memory")
+    ma.add_argument("--type", default="fact", choices=["fact", "preference", "decision", "result", "note"],
+                    help="what kind of memory (default: fact)")
+    ma.add_argument("--importance", type=int, default=4, choices=range(1, 6), metavar="1-5", help="default 4")
+    ma.add_argument("--pin", action="store_true", help="never let it fade or be dropped")
+    mf = acts.add_parser("forget", parents=[common, js], help="forget the memory with this id")
+    mf.add_argument("id", help="its id (or a unique beginning of it), as `memory list` shows")
+    acts.add_parser("consolidate", parents=[common, js],
+                    help="merge related memories into summaries (with the model) and drop faded ones")
     u = sub.add_parser("undo", parents=[common], help="restore the file the agent edited last (its previous version)")
     u.add_argument("--force", action="store_true", help="restore even if the file was changed since the edit")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
@@ -126,6 +146,8 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     ctx.interactive = args.message is None and sys.stdin.isatty()  # else approvals are refused, not asked
     if args.command == "tools":
         return tools(args, ctx, console)
+    if args.command == "memory":
+        return memory(args, ctx, console)
     if args.command == "undo":
         from graph.tools import files
 
@@ -216,6 +238,73 @@ def tools(args: argparse.Namespace, ctx, console) -> int:
         console.print(f"MCP server {server['name']} ({server['kind']}): {server['status']}"
                       + (f" · {detail}" if detail else ""), highlight=False, markup=False)
     return 0
+
+
+def memory(args: argparse.Namespace, ctx, console) -> int:
+    import json
+
+    from graph import views
+    from graph.memory import MemoryUnavailable, memories_for
+
+    if not ctx.settings.memory.enabled:
+        print("error: long-term memory is turned off (memory.enabled in config.yaml)", file=sys.stderr)
+        return 1
+    args.json = getattr(args, "json", False)
+    try:
+        memories = memories_for(ctx)
+        if args.action == "consolidate":
+            from graph.nodes.reflect import consolidate
+
+            report = consolidate(ctx)
+            print(json.dumps(report) if args.json else
+                  f"merged {report['merged']} memories into {report['summaries']} summaries; "
+                  f"dropped {report['dropped']} faded ones")
+            return 0
+        if args.action == "add":
+            found, what = memories.add(args.text, args.type, args.importance / 5, pinned=args.pin, source="user")
+            rows = [found.as_dict()]
+            note = {"merged": "already known: strengthened", "superseded": "remembered; it replaces an older one"}
+            if not args.json:
+                console.print(f"{note.get(what, 'remembered')}: [{found.id}] {found.text}", highlight=False,
+                              markup=False)
+                return 0
+        elif args.action == "forget":
+            try:
+                rows = [memories.forget(args.id).as_dict()]
+            except KeyError as exc:
+                print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+                return 1
+            if not args.json:
+                console.print(f"forgot [{rows[0]['id']}] {rows[0]['text']}", highlight=False, markup=False)
+                return 0
+        elif args.action == "search":
+            found = memories.search(args.text, k=10, touch=False)
+            turns = memories.search_turns(args.text, k=3)
+            if args.json:
+                print(json.dumps({"memories": [m.as_dict() for m in found], "turns": turns}, ensure_ascii=False,
+                                 indent=1))
+                return 0
+            console.print(views.memory_table([_row(memories, m) for m in found], empty="no matching memories"))
+            for t in turns:
+                console.print(f"turn {t['turn']} ({t['similarity']:.2f}): {' '.join(t['text'].split())[:200]}",
+                              highlight=False, markup=False)
+            return 0
+        else:
+            listed = memories.list(status=None if getattr(args, "all", False) else "active",
+                                   limit=getattr(args, "last", None))
+            rows = [_row(memories, m) for m in listed]
+            if not args.json:
+                console.print(views.memory_table(rows))
+                return 0
+    except MemoryUnavailable as exc:
+        print(f"error: long-term memory is unavailable: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(rows, ensure_ascii=False, indent=1))
+    return 0
+
+
+def _row(memories, m) -> dict:
+    return {**m.as_dict(), "strength": round(memories.effective_importance(m), 3)}
 
 
 def show_logs(args: argparse.Namespace, ctx, console) -> int:

@@ -6,7 +6,8 @@
    │               │  ▲                        │
    │               │  └────────────────────────┘
    │               ▼ (final answer)
-   │              END (checkpoint; reflect → reward → self_rewrite come in later issues)
+   │            reflect (long-term memories) ──► compact (fold old turns) ──► END (checkpoint)
+   │            (reward → self_rewrite come in a later issue)
 
 One session forever: checkpointed to SQLite in the data folder under one thread id.
 """

@@ -198,6 +198,18 @@ class McpServer(_Strict):
             raise ValueError("give either command (a server started by the agent) or url (a running server)")
 
 
+class MemorySettings(_Strict):
+    enabled: bool = True
+    embedding_model: str = ""
+    recall_k: int = Field(5, ge=0, le=50)
+    recall_tokens: int = Field(300, ge=0, le=8000)
+    min_similarity: float = Field(0.3, ge=0, le=1)
+    duplicate_similarity: float = Field(0.93, gt=0, le=1)
+    supersede_similarity: float = Field(0.78, gt=0, le=1)
+    half_life_days: float = Field(30.0, gt=0, le=3650)
+    consolidate_every: int = Field(50, ge=0, le=100000)
+
+
 class Settings(_Strict):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
@@ -206,6 +218,7 @@ class Settings(_Strict):
     monitoring: MonitoringSettings = MonitoringSettings()
     repl: ReplSettings = ReplSettings()
     tools: ToolsSettings = ToolsSettings()
+    memory: MemorySettings = MemorySettings()
     mcpServers: dict[str, McpServer] = {}  # noqa: N815 - the common mcpServers JSON key, pasted as is
 
 

@@ -235,9 +235,15 @@ class EmbeddedChat(BaseChatModel):
         return {"name": name, "args": json.dumps(args, ensure_ascii=False),
                 "id": f"call_{uuid.uuid4().hex[:12]}", "index": 0}
 
+    def structured(self, prompt: str, schema: dict) -> dict | None:
+        """An answer to `prompt` as JSON that fits `schema` (grammar-constrained), or None."""
+        llama = self.llama
+        with llama.generate_lock:
+            return self._constrained(llama, [{"role": "user", "content": prompt}], schema, self.max_tokens)
+
     @staticmethod
-    def _constrained(llama, chat: list[dict], schema: dict) -> dict | None:
-        out = llama.create_chat_completion(messages=chat, temperature=0.0, max_tokens=256,
+    def _constrained(llama, chat: list[dict], schema: dict, max_tokens: int = 256) -> dict | None:
+        out = llama.create_chat_completion(messages=chat, temperature=0.0, max_tokens=max_tokens,
                                            response_format={"type": "json_object", "schema": schema})
         try:
             value = json.loads(out["choices"][0]["message"]["content"])

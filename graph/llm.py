@@ -193,6 +193,22 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     return (text or previous), len(lines)
 
 
+def structured(ctx: Context, prompt: str, schema: dict) -> dict | None:
+    """The active model's answer to `prompt` as a JSON object fitting `schema`: grammar-constrained
+    on the embedded model, Ollama's structured output (`format`) otherwise. None when the model
+    gives nothing usable or the backend fails: callers treat it as best effort."""
+    backend = active(ctx)
+    if isinstance(backend.chat, EmbeddedChat):
+        return backend.chat.structured(prompt, schema)
+    no_thinking = {"reasoning": False} if backend.think_style == "native" else {}
+    try:
+        text = backend.chat.invoke([HumanMessage(prompt)], format=schema, **no_thinking).text
+        value = json.loads(text)
+    except (*backend_errors(), ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
 def _refit(messages: list[BaseMessage], backend: Backend, ctx: Context) -> list[BaseMessage]:
     """A prompt (system message first) fitted again, for another backend or a longer tail."""
     from graph import window

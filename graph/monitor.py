@@ -114,8 +114,9 @@ def snapshot(ctx: Context, store: Store, backend=None, cpu_interval: float | Non
             if backend is not None and backend.name == "ollama" else None,
         },
         "agent": {"turns": store.turns(), "db_bytes": store.size_bytes(), "data": ctx.home,
-                  # filled in by the issues that bring them: reward, prompt versions, memory
-                  "reward_avg": None, "reward_recent": [], "prompt_version": None, "memories": None},
+                  # filled in by the issues that bring them: reward, prompt versions
+                  "reward_avg": None, "reward_recent": [], "prompt_version": None,
+                  "memories": store.active_memories()},
     }
 
 
@@ -184,7 +185,8 @@ def dashboard(snap: dict, history: History | None = None) -> Group:
                    ("agent process", f"{s['process_rss'] / 2**20:.0f} MB")]
     agent_rows = [("turns", str(a["turns"])), ("database", f"{a['db_bytes'] / 2**20:.1f} MB"),
                   ("reward", "—" if a["reward_avg"] is None else f"{a['reward_avg']:+.2f}  {sparkline(a['reward_recent'])}"),
-                  ("prompt version", str(a["prompt_version"] or "—")), ("memories", str(a["memories"] or "—")),
+                  ("prompt version", str(a["prompt_version"] or "—")),
+                  ("memories", "—" if a["memories"] is None else str(a["memories"])),
                   ("data folder", a["data"])]
     stamp = time.strftime("%H:%M:%S", time.localtime(snap["time"]))
     return Group(Text(f"agent monitor · {stamp} · Ctrl-C to leave", style="bold"),

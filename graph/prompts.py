@@ -67,3 +67,21 @@ FORCE_ANSWER = """Your reasoning so far:
 {thoughts}
 
 Stop reasoning now. Give the final answer to my last message directly, without <think>."""
+
+# Long-term memories relevant to the message, placed after the conversation (per-turn
+# material, so the prompt prefix stays stable).
+MEMORIES = """What you remember from earlier conversations (use it when it helps; do not mention it otherwise):
+{items}"""
+
+# The reflect node asks the model for durable memories in the last exchange (JSON, constrained).
+REFLECT = """Read this exchange and list what is worth remembering about the user for future conversations: facts about them, their preferences, decisions they made. Skip small talk and anything only about this one question. Rate each item's importance from 1 (minor) to 5 (essential).
+
+User: {user}
+Assistant: {answer}
+
+Reply in JSON as {{"memories": [{{"text": "...", "type": "fact|preference|decision", "importance": 1-5}}]}}; an empty list when nothing is worth keeping."""
+
+# Consolidation: several related memories become one.
+CONSOLIDATE = """Merge these related notes about the user into one short note that keeps every fact that still holds (newer notes win over older ones). Reply with the note only.
+
+{items}"""

@@ -32,6 +32,9 @@ HELP = """Commands:
   /search TEXT     find earlier messages containing TEXT
   /think [on|off|auto]  think before answering: always, never, or when the message needs it
   /why             the last reasoning in full, step by step
+  /memory [TEXT]   long-term memories (relevant to TEXT, if given)
+  /remember TEXT   keep TEXT in long-term memory, pinned (it never fades)
+  /forget ID       forget a memory (ids as /memory shows them)
   /tools           the tools the agent can use (built-in, MCP servers, self-made)
   /undo [force]    restore the file the agent edited last (force: even if changed since)
   /quit            leave (Ctrl-D also leaves; the session is kept)
@@ -260,6 +263,8 @@ def command(session: Session, line: str, console: Console) -> bool:
             console.print(Text("usage: /think on|off|auto", style="yellow"))
             return True
         console.print(Text(f"thinking: {session.ctx.settings.reasoning.mode}", style="dim"))
+    elif name in ("memory", "remember", "forget"):
+        memory_command(session, name, arg.strip(), console)
     elif name == "tools":
         from graph import tools
 
@@ -282,15 +287,76 @@ def command(session: Session, line: str, console: Console) -> bool:
     return True
 
 
+def memory_command(session: Session, name: str, arg: str, console: Console) -> None:
+    """/memory [TEXT], /remember TEXT, /forget ID."""
+    from graph.memory import MemoryUnavailable, memories_for
+
+    ctx = session.ctx
+    if not ctx.settings.memory.enabled:
+        console.print(Text("long-term memory is turned off (memory.enabled in config.yaml)", style="yellow"))
+        return
+    if name != "memory" and not arg:
+        console.print(Text(f"usage: /{name} {'TEXT' if name == 'remember' else 'ID'}", style="yellow"))
+        return
+    try:
+        memories = memories_for(ctx)
+        if name == "remember":
+            found, what = memories.add(arg, "fact", 0.9, pinned=True, source="user")
+            console.print(Text(f"{'already known, now pinned' if what == 'merged' else 'remembered'}: "
+                               f"[{found.id}] {found.text}"))
+        elif name == "forget":
+            try:
+                found = memories.forget(arg)
+                console.print(Text(f"forgot [{found.id}] {found.text}"))
+            except KeyError as exc:
+                console.print(Text(str(exc.args[0] if exc.args else exc), style="yellow"))
+        else:
+            listed = memories.search(arg, k=10, touch=False) if arg else memories.list(limit=20)
+            rows = [{**m.as_dict(), "strength": memories.effective_importance(m)} for m in listed]
+            console.print(views.memory_table(rows, empty="no matching memories" if arg else "(no memories yet)"))
+    except MemoryUnavailable as exc:
+        console.print(Text(f"long-term memory is unavailable: {exc}", style="yellow"))
+
+
+def _background(session: Session, job, lock: bool = True) -> None:
+    """Run `job` in a thread while the user is not chatting; with `lock` it takes the turn
+    lock (or skips when a turn is running), so it never writes beside a turn."""
+    def run() -> None:
+        from filelock import Timeout
+
+        try:
+            if lock:
+                session.lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            job()
+        except Exception:  # noqa: BLE001 - best effort while idle; the next chance retries
+            pass
+        finally:
+            if lock:
+                session.lock.release()
+
+    threading.Thread(target=run, daemon=True, name="memory-idle").start()
+
+
 def run(session: Session, console: Console) -> None:
     """The REPL on a terminal; one message per line when stdin is piped."""
+    from graph.nodes import reflect
+
     banner(session, console)
+    if session.ctx.settings.memory.enabled and session.store.has_memories():  # load the embedder before it is needed
+        from graph.memory import memories_for
+
+        _background(session, lambda: memories_for(session.ctx).search("warm-up", k=1, touch=False), lock=False)
     for line in _lines(session, console):
         if line.startswith("/"):
             if not command(session, line, console):
                 return
         else:
             show_turn(session, line, console)
+            if reflect.consolidation_due(session.ctx):  # while the user reads the answer
+                _background(session, lambda: reflect.consolidate(session.ctx))
 
 
 def _lines(session: Session, console: Console):

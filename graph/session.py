@@ -73,7 +73,7 @@ class Session:
                 self.store.close_turn(turn["turn"], CRASHED)
                 notices.append(f"turn #{turn['turn']} was interrupted: {CRASHED}. Your message is kept in the history.")
         state = self.graph.get_state(self.config)
-        if state.next == ("compact",):  # the answer is in; only the folding was cut short
+        if state.next in (("reflect",), ("compact",)):  # the answer is in; only remembering or folding was cut short
             try:
                 self.graph.invoke(None, self.config, context=self.ctx)
             except llm.backend_errors():  # fold later; the session goes on

@@ -90,6 +90,30 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0005_memories",
+        """
+        CREATE TABLE memories (
+            id TEXT PRIMARY KEY,
+            text TEXT NOT NULL,
+            type TEXT NOT NULL,
+            importance REAL NOT NULL,
+            pinned INTEGER NOT NULL DEFAULT 0,
+            source TEXT NOT NULL DEFAULT 'agent',
+            turn INTEGER,
+            created REAL NOT NULL,
+            updated REAL NOT NULL,
+            last_used REAL,
+            uses INTEGER NOT NULL DEFAULT 0,
+            seen INTEGER NOT NULL DEFAULT 1,
+            status TEXT NOT NULL DEFAULT 'active',
+            replaced_by TEXT,
+            why TEXT
+        );
+        CREATE INDEX memories_status ON memories(status);
+        CREATE TABLE memory_meta (key TEXT PRIMARY KEY, value TEXT)
+        """,
+    ),
 ]
 
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
@@ -307,6 +331,27 @@ class Store:
         with self._lock:
             return self.conn.execute("SELECT 1 FROM approvals WHERE tool=? AND pattern=?",
                                      (tool, pattern)).fetchone() is not None
+
+    def has_memories(self) -> bool:
+        """Is there anything in long-term memory (memories, or turns indexed for search)?"""
+        with self._lock:
+            return self.conn.execute("SELECT EXISTS(SELECT 1 FROM memories WHERE status='active')"
+                                     " OR EXISTS(SELECT 1 FROM memory_meta WHERE key='turns_indexed'"
+                                     " AND CAST(value AS INTEGER) > 0)").fetchone()[0] == 1
+
+    def get_meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self.conn.execute("SELECT value FROM memory_meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def active_memories(self) -> int:
+        with self._lock:
+            return self.conn.execute("SELECT COUNT(*) FROM memories WHERE status='active'").fetchone()[0]
+
+    def memories_since(self, when: float) -> int:
+        """Memories made (active or not) after `when` (a time.time())."""
+        with self._lock:
+            return self.conn.execute("SELECT COUNT(*) FROM memories WHERE created > ?", (when,)).fetchone()[0]
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(DB_NAME + "*") if p.is_file())

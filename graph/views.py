@@ -106,3 +106,17 @@ def history_view(rows: list[dict], empty: str = "(no messages yet)") -> Group:
         else:
             parts.append(head + Text(f"← {row['name']}: ", style="magenta") + Text(row["content"], style="dim"))
     return Group(*parts) if parts else Group(Text(empty, style="dim"))
+
+
+def memory_table(rows: list[dict], empty: str = "(no memories yet)") -> Table | Text:
+    """Memories (Memory.as_dict() rows, with `strength` = importance after fading) as a table."""
+    if not rows:
+        return Text(empty, style="dim")
+    table = Table("id", "type", "strength", "memory", box=None, pad_edge=False)
+    for row in rows:
+        strength = f"{row.get('strength', row['importance']):.2f}" + (" 📌" if row["pinned"] else "")
+        text = printable(row["text"])
+        if row["status"] != "active":
+            text += f"  [{row['status']}" + (f" → {row['replaced_by']}" if row.get("replaced_by") else "") + "]"
+        table.add_row(row["id"], row["type"], strength, text)
+    return table

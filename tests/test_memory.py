@@ -1,0 +1,286 @@
+"""Long-term memory (graph/memory.py, graph/vectors.py) with the real Chroma index and the bundled
+MiniLM embedder. The embedder is loaded once per test process (vectors.py caches it), so the file stays fast."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from graph import memory, vectors
+from graph.context import Context
+from graph.memory import TYPES, MemoryUnavailable, memories_for
+from graph.store import store_for
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY = 86400.0
+
+
+@pytest.fixture
+def ctx(tmp_path, make_config):
+    def make(**settings) -> Context:
+        return Context(home=str(tmp_path / "home"), config=str(make_config({"memory": settings})))
+    return make
+
+
+@pytest.fixture
+def mem(ctx):
+    return memories_for(ctx())
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Move memory.py's clock: clock(days) puts it that many days after the real now."""
+    import time
+    start = time.time()
+
+    def move(days: float) -> None:
+        monkeypatch.setattr(memory, "_now", lambda: start + days * DAY)
+    move(0)
+    return move
+
+
+def texts(found) -> list[str]:
+    return [m.text for m in found]
+
+
+def test_add_then_search_finds_it_with_scores(mem):
+    m, what = mem.add("The user's favourite editor is Vim", "preference", importance=0.8, source="user", turn=3)
+    mem.add("The project deadline is March 3rd", "fact")
+    assert what == "added" and len(m.id) == 8 and m.turn == 3 and m.source == "user"
+    found = mem.search("Which text editor does the user prefer?")
+    assert found[0].id == m.id and 0 < found[0].score <= found[0].similarity <= 1
+    assert found[0].uses == 1 and found[0].last_used  # touched
+    assert mem.get(m.id).uses == 1
+    assert mem.search("Which text editor?", touch=False)[0].uses == 1
+    assert mem.search("quantum chromodynamics lattice") == []  # under min_similarity
+    assert m.as_dict()["text"] == "The user's favourite editor is Vim" and m.as_dict()["status"] == "active"
+
+
+def test_bad_input_is_refused(mem):
+    with pytest.raises(ValueError, match="fact, preference"):
+        mem.add("something", "opinion")
+    with pytest.raises(ValueError):
+        mem.add("   ")
+    assert mem.add("The sky is blue", importance=7)[0].importance == 1.0
+    assert set(TYPES) == {"fact", "preference", "decision", "result", "summary", "note"}
+
+
+def test_other_processes_see_each_others_memories(mem, ctx):
+    mem.add("The user lives in Kyoto", "fact")
+    assert texts(mem.search("Where does the user live?")) == ["The user lives in Kyoto"]  # index open here
+    c = ctx()
+    code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
+            "from graph.context import Context\nfrom graph.memory import memories_for\n"
+            f"mem = memories_for(Context(home={c.home!r}, config={c.config!r}))\n"
+            "print('found:', [m.text for m in mem.search('Where does the user live?')])\n"
+            "print('added:', mem.add('The user has a cat called Miso', 'fact')[1])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert "found: ['The user lives in Kyoto']" in out.stdout, out.stderr[-2000:]
+    assert "added: added" in out.stdout
+    assert texts(mem.search("What is the cat's name?")) == ["The user has a cat called Miso"]
+    assert mem.counts() == {"active": 2}
+
+
+def test_near_duplicate_is_merged_not_stacked(mem):
+    first, _ = mem.add("I like coffee", "preference", importance=0.4)
+    again, what = mem.add("I love coffee", "preference", importance=0.4, pinned=True)
+    assert what == "merged" and again.id == first.id
+    m = mem.get(first.id)
+    assert m.seen == 2 and m.text == "I love coffee" and m.pinned and 0.4 < m.importance <= 1
+    assert mem.counts() == {"active": 1}
+    assert texts(mem.search("coffee")) == ["I love coffee"]
+
+
+def test_newer_fact_supersedes_older_one_and_keeps_history(mem):
+    tokyo, _ = mem.add("I live in Tokyo", "fact")
+    osaka, what = mem.add("I live in Osaka", "fact")
+    assert what == "superseded"
+    old = mem.get(tokyo.id)
+    assert old.status == "superseded" and old.replaced_by == osaka.id and "newer fact" in old.why
+    assert texts(mem.search("Where do I live?")) == ["I live in Osaka"]
+    assert [m.text for m in mem.list(None)] == ["I live in Osaka", "I live in Tokyo"]
+    assert texts(mem.list()) == ["I live in Osaka"]
+    assert mem.counts() == {"active": 1, "superseded": 1}
+
+
+def test_related_but_different_memories_stay_apart(mem):
+    mem.add("I like coffee", "preference")
+    _, what = mem.add("I like tea", "preference")
+    assert what == "added" and mem.counts() == {"active": 2}
+    _, what = mem.add("I live in Osaka", "note")  # notes never replace anything
+    assert what == "added"
+
+
+def test_memories_fade_unless_pinned_or_used(mem, clock):
+    old, _ = mem.add("The staging server is called bluebird", "fact", importance=0.8)
+    kept, _ = mem.add("The user's birthday is May 5th", "fact", importance=0.8, pinned=True)
+    used, _ = mem.add("The office wifi password is on the fridge", "fact", importance=0.8)
+    assert mem.effective_importance(mem.get(old.id)) == pytest.approx(0.8)
+    clock(30)  # one half-life
+    assert mem.effective_importance(mem.get(old.id)) == pytest.approx(0.4)
+    assert mem.search("Where is the wifi password?", k=1)[0].id == used.id  # using it renews it
+    clock(60)
+    assert mem.effective_importance(mem.get(old.id)) == pytest.approx(0.2)
+    assert mem.effective_importance(mem.get(kept.id)) == pytest.approx(0.8)
+    assert mem.effective_importance(mem.get(used.id)) == pytest.approx(0.4)
+    assert mem.effective_importance(mem.get(old.id), now=memory._now() + 30 * DAY) == pytest.approx(0.1)
+    # score = similarity x (0.5 + 0.5 x effective importance) x recency (0.5 + 0.5 x 0.5 ** (age / half-life))
+    found = mem.search("What is the staging server called?", k=1, touch=False)[0]
+    assert found.id == old.id and found.score == pytest.approx(found.similarity * 0.6 * 0.625)
+    assert mem.search("When is the birthday?", k=1, touch=False)[0].score > 0.9 * found.similarity * 0.9
+
+
+def test_forget_pin_and_id_prefixes(mem):
+    a, _ = mem.add("The user's dog is called Rex", "fact")
+    b, _ = mem.add("Deploys happen on Fridays", "decision")
+    assert mem.get(a.id[:4]).id == a.id and mem.get(a.id.upper()).id == a.id
+    assert mem.get("zz") is None
+    assert mem.pin(b.id[:5]).pinned and mem.get(b.id).pinned
+    assert not mem.pin(b.id, False).pinned
+    gone = mem.forget(a.id[:6])
+    assert gone.status == "forgotten" and mem.get(a.id).status == "forgotten"
+    assert mem.search("What is the dog's name?") == []
+    assert texts(mem.list("forgotten")) == ["The user's dog is called Rex"]
+    with pytest.raises(KeyError, match="no memory"):
+        mem.forget("nothere")
+
+
+def test_ambiguous_prefix_is_refused(mem, monkeypatch):
+    ids = iter(["abcd0001", "abcd0002"])
+    monkeypatch.setattr(mem, "_new_id", lambda: next(ids))
+    mem.add("Alpha is the first letter", "note")
+    mem.add("Omega is the last letter", "note")
+    monkeypatch.undo()
+    with pytest.raises(KeyError, match="several"):
+        mem.forget("abcd")
+    assert mem.get("abcd") is None and mem.get("abcd0002").text == "Omega is the last letter"
+
+
+CLUSTERS = [("Backups run every night at 2am", "The backup job runs nightly at 2 am"),
+            ("The test suite takes 40 seconds", "Running the tests takes about 40 seconds")]
+
+
+@pytest.mark.parametrize("summarize, expected", [
+    (lambda texts: "Backups: nightly at 2am" if "ackup" in texts[0] else "Tests: 40 s", ["Backups: nightly at 2am", "Tests: 40 s"]),
+    (lambda texts: 1 / 0, ["; ".join(CLUSTERS[0]), "; ".join(CLUSTERS[1])]),
+    (lambda texts: "x" * 10000, ["; ".join(CLUSTERS[0]), "; ".join(CLUSTERS[1])]),
+    (None, ["; ".join(CLUSTERS[0]), "; ".join(CLUSTERS[1])]),
+])
+def test_consolidation_folds_clusters_into_summaries(mem, summarize, expected):
+    members = [mem.add(t, "result", importance=0.3 + 0.1 * i)[0] for pair in CLUSTERS for i, t in enumerate(pair)]
+    mem.add("The user prefers dark mode", "preference", pinned=True)
+    assert mem.consolidate(summarize) == {"merged": 4, "summaries": 2, "dropped": 0}
+    summaries = mem.list("active")
+    assert sorted(m.text for m in summaries if m.type == "summary") == sorted(expected)
+    assert all(m.source == "auto" and m.importance == pytest.approx(0.4) for m in summaries if m.type == "summary")
+    assert {mem.get(m.id).status for m in members} == {"merged"}
+    assert mem.get(members[0].id).replaced_by in {m.id for m in summaries}
+    assert mem.search("When do backups run?", k=1)[0].type == "summary"
+    assert mem.consolidate(summarize) == {"merged": 0, "summaries": 0, "dropped": 0}  # nothing new
+
+
+def test_consolidation_drops_faded_unused_memories(mem, clock):
+    faded, _ = mem.add("The cafeteria served curry once", "note", importance=0.2)
+    used, _ = mem.add("The VPN address is vpn.example.com", "fact", importance=0.2)
+    pinned, _ = mem.add("The user is allergic to peanuts", "fact", importance=0.2, pinned=True)
+    mem.search("What is the VPN address?", k=1)
+    assert mem.consolidate() == {"merged": 0, "summaries": 0, "dropped": 0}
+    clock(200)  # 0.2 * 0.5 ** (200 / 30) < 0.05
+    assert mem.consolidate() == {"merged": 0, "summaries": 0, "dropped": 1}
+    assert mem.get(faded.id).status == "dropped" and "faded" in mem.get(faded.id).why
+    assert mem.get(used.id).status == mem.get(pinned.id).status == "active"
+    assert mem.search("cafeteria curry", touch=False) == []
+
+
+def test_past_turns_are_searchable(mem, ctx):
+    from langchain_core.messages import AIMessage, HumanMessage
+    store = store_for(ctx().home)
+    store.append(HumanMessage("How do I bake sourdough bread?", id="u1"))
+    store.append(AIMessage("Feed the starter, mix, fold, proof overnight, bake at 250C.", id="a1"))
+    store.append(HumanMessage("What's a good name for a goldfish?", id="u2"))
+    store.append(AIMessage("Bubbles or Finn.", id="a2"))
+    mem.index_turn(1)  # read from the transcript
+    mem.index_turn(2, "User: goldfish names\nAssistant: Bubbles or Finn")
+    hits = mem.search_turns("baking bread at home")
+    assert hits[0]["turn"] == 1 and hits[0]["text"].startswith("User: How do I bake sourdough") and "250C" in hits[0]["text"]
+    assert 0 < hits[0]["similarity"] <= 1
+    assert mem.search_turns("pet fish names", k=1)[0]["turn"] == 2
+    assert mem.store.get_meta("turns_indexed") == "2"
+
+
+def test_changing_the_model_reembeds_everything(mem, ctx, tmp_path):
+    from langchain_core.messages import AIMessage, HumanMessage
+    mem.add("The user's favourite colour is green", "preference")
+    gone, _ = mem.add("The old password hint is 'river'", "note")
+    mem.forget(gone.id)
+    store = store_for(ctx().home)
+    store.append(HumanMessage("Plan a trip to Hokkaido in winter", id="u1"))
+    store.append(AIMessage("Sapporo snow festival, then Otaru.", id="a1"))
+    mem.index_turn(1)
+    other = tmp_path / "other-model"
+    other.symlink_to(vectors.resolve_model(""))  # another path string: another model to vectors.py
+    moved = memories_for(ctx(embedding_model=str(other)))
+    assert moved is not mem and moved.model == str(other)
+    assert texts(moved.search("What colour does the user like?")) == ["The user's favourite colour is green"]
+    assert moved.store.get_meta("embedding_model") == str(other)
+    assert moved.search_turns("winter travel in Japan")[0]["turn"] == 1
+    assert moved.counts() == {"active": 1, "forgotten": 1} and moved.index.mems.count() == 1
+
+
+def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
+    import shutil
+    mem.add("The printer is on the third floor", "fact")
+    from langchain_core.messages import AIMessage, HumanMessage
+    store = store_for(ctx().home)
+    store.append(HumanMessage("Where can I print my boarding pass?", id="u1"))
+    store.append(AIMessage("The printer is on the third floor.", id="a1"))
+    mem.index_turn(1)  # from the transcript: what a rebuild reads back
+    shutil.rmtree(Path(ctx().home) / "memory")
+    memory._memories.clear()  # as a new process would
+    again = memories_for(ctx())
+    assert texts(again.search("Where is the printer?")) == ["The printer is on the third floor"]
+    assert again.search_turns("printing a boarding pass")[0]["turn"] == 1
+
+
+def test_a_query_is_embedded_once_for_memories_and_turns(mem, monkeypatch):
+    mem.add("The user's cat is called Mochi", "fact")
+    mem.index_turn(1, "User: my cat Mochi likes tuna\nAssistant: Noted.")
+    calls = []
+    ef = vectors.embedder(mem.model)
+    real = type(ef).__call__
+    monkeypatch.setattr(type(ef), "__call__", lambda self, texts: calls.append(list(texts)) or real(self, texts))
+    vectors.query_vector.cache_clear()
+    assert texts(mem.search("What is my cat called?")) == ["The user's cat is called Mochi"]
+    assert mem.search_turns("What is my cat called?")[0]["turn"] == 1  # the same text: embedded once
+    mem.search("What does my cat eat?", touch=False)  # another text: embedded
+    assert calls == [["What is my cat called?"], ["What does my cat eat?"]]
+
+
+def test_japanese_memories(mem):
+    tokyo, _ = mem.add("東京に住んでいます", "fact")
+    mem.add("コーヒーが好きです", "preference")
+    mem.add("The meeting is on Monday", "fact")
+    assert mem.search("どこに住んでいますか", k=1)[0].id == tokyo.id
+    assert mem.search("好きな飲み物はコーヒー", k=1)[0].text == "コーヒーが好きです"
+
+
+def test_bad_embedding_model_is_one_clear_line(ctx, tmp_path):
+    bad = memories_for(ctx(embedding_model=str(tmp_path / "no-such-model")))
+    with pytest.raises(MemoryUnavailable) as err:
+        bad.search("anything")
+    message = str(err.value)
+    assert "\n" not in message and "memory.embedding_model" in message and "no-such-model" in message
+    empty = tmp_path / "empty-model"
+    empty.mkdir()
+    with pytest.raises(MemoryUnavailable, match="memory.embedding_model"):
+        memories_for(ctx(embedding_model=str(empty))).add("anything")
+
+
+def test_importing_memory_is_cheap():
+    code = ("import sys, graph.memory; bad = {'torch', 'chromadb', 'sentence_transformers'} & set(sys.modules); "
+            "print(sorted(bad))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert out.stdout.strip() == "[]", out.stderr
+    assert os.environ.get("AGENT_HOME")  # conftest isolates the data folder
