@@ -33,6 +33,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "config": ctx.config,
         "thread_id": THREAD_ID,
         "turns": store.turns(),
+        "memories": snap["agent"]["memories"] if ctx.settings.memory.enabled else None,
         "db_bytes": store.size_bytes(),
         "context_window": backend.context_window if backend else None,
         "vram": backend.plan.as_dict() if backend is not None and backend.plan else None,
@@ -56,6 +57,7 @@ def status_table(info: dict) -> Table:
         ("data folder", info["data"]),
         ("config", info["config"]),
         ("session", f"thread '{info['thread_id']}', {info['turns']} turns, database {info['db_bytes'] / 2**20:.1f} MB"),
+        ("memories", "off (memory.enabled)" if info["memories"] is None else f"{info['memories']} active"),
         ("last answer", "—" if not last.get("backend") else
          f"{last['ttft_s']} s to first token, {last['tok_s'] or '—'} tok/s, {last['tokens']} tokens ({last['backend']})"),
         ("GPU", "none" if not info["gpu"] else "; ".join(
