@@ -1,9 +1,10 @@
 """The interactive front end: the REPL (prompt_toolkit line editing and history, rich
-streaming output, slash commands), piped stdin one line at a time, and showing one turn.
+streaming output), piped stdin one line at a time, showing one turn, asking the user to
+approve a tool call, and memory upkeep while the user is idle.
 
 Owns: how a turn looks on a terminal, Ctrl-C (stop the answer, keep what was said),
-Ctrl-D (leave), and the slash commands. Does not own: running the turn (session.py)
-or the status/history layouts (views.py).
+Ctrl-D (leave). Does not own: the slash commands (commands.py), running the turn
+(session.py) or the status/history layouts (views.py).
 """
 
 from __future__ import annotations
@@ -18,30 +19,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.live import Live
 from rich.text import Text
-from rich.tree import Tree
 
-from graph import llm, thinking, views
+from graph import commands, llm, views
 from graph.embedded import EmbeddedModelMissing
 from graph.nodes.act import unwrapped
 from graph.session import Session
-
-HELP = """Commands:
-  /help            this help
-  /status          backend, model, data folder, turns and live metrics
-  /history [N]     the last N turns of the conversation (default 5)
-  /search TEXT     find earlier messages containing TEXT
-  /think [on|off|auto]  think before answering: always, never, or when the message needs it
-  /why             the last reasoning in full, step by step
-  /memory [TEXT]   long-term memories (relevant to TEXT, if given)
-  /remember TEXT   keep TEXT in long-term memory, pinned (it never fades)
-  /forget ID       forget a memory (ids as /memory shows them)
-  /tools           the tools the agent can use (built-in, MCP servers, self-made)
-  /undo [force]    restore the file the agent edited last (force: even if changed since)
-  /quit            leave (Ctrl-D also leaves; the session is kept)
-Ctrl-C stops the answer being written and keeps what was said.
-When a tool needs your approval (a command, or an action after reading web pages or files),
-the agent asks: y = run it once, n = don't, a = always allow that exact command."""
-
 
 def banner(session: Session, console: Console) -> None:
     backend = session.backend
@@ -205,24 +187,6 @@ class StatusBar:
         return " " + self.line
 
 
-def why(session: Session) -> Tree | Text:
-    """The last reasoning, in full, as a tree of steps."""
-    row = session.store.last_reasoning()
-    if row is None:
-        return Text("no reasoning yet: the agent thinks first when /think is on, or in auto mode for "
-                    "multi-step questions", style="dim")
-    quality = row["meta"].get("reasoning", {})
-    title = f"reasoning of turn #{row['turn']}"
-    if quality:
-        title += f" · quality {quality.get('score')} ({quality.get('steps')} steps"
-        title += f", cut: {quality['cut']})" if quality.get("cut") else ")"
-    tree = Tree(Text(title, style="bold"))
-    for i, step in enumerate(thinking.steps(row["reasoning"]), 1):
-        tree.add(Text(f"{i}. ", style="dim") + Text(step))
-    tree.add(Text("answer: ", style="bold green") + Text(row["content"]))
-    return tree
-
-
 def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
@@ -235,87 +199,6 @@ def _newline(console: Console, wrote: bool) -> None:
 def _clip(text: str, width: int = 200) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width] + "…"
-
-
-def command(session: Session, line: str, console: Console) -> bool:
-    """Run a slash command; False means leave."""
-    name, _, arg = line[1:].partition(" ")
-    if name in ("quit", "exit", "q"):
-        return False
-    if name == "help":
-        console.print(HELP, markup=False, highlight=False)
-    elif name == "status":
-        console.print(views.status_table(views.status(session.ctx, session.store, session.backend)))
-    elif name == "history":
-        n = arg.strip() or "5"
-        if not (n.isascii() and n.isdigit() and 1 <= int(n) <= 10**9):
-            console.print(Text("usage: /history [N], N from 1 to 1000000000", style="yellow"))
-        else:
-            console.print(views.history_view(session.store.history(int(n))))
-    elif name == "why":
-        console.print(why(session))
-    elif name == "think":
-        mode = arg.strip()
-        if mode in ("on", "off", "auto"):
-            session.ctx.think = mode
-            session.ctx.__dict__.pop("settings", None)  # re-read with the new mode
-        elif mode:
-            console.print(Text("usage: /think on|off|auto", style="yellow"))
-            return True
-        console.print(Text(f"thinking: {session.ctx.settings.reasoning.mode}", style="dim"))
-    elif name in ("memory", "remember", "forget"):
-        memory_command(session, name, arg.strip(), console)
-    elif name == "tools":
-        from graph import tools
-
-        for row in tools.listing(session.ctx, lambda text: console.print(Text("! " + text, style="yellow"))):
-            console.print(Text.assemble((row["name"], "bold"), (f"  {row['source']}  ", "dim"), row["description"]))
-    elif name == "undo":
-        from graph.tools import files
-
-        try:
-            console.print(Text(files.undo(session.ctx, force=arg.strip() == "force")))
-        except files.UndoError as exc:
-            console.print(Text(f"{exc}", style="yellow"))
-    elif name == "search":
-        if not arg.strip():
-            console.print(Text("usage: /search TEXT", style="yellow"))
-        else:
-            console.print(views.history_view(session.store.search(arg.strip()), empty="no matching messages"))
-    else:
-        console.print(Text(f"unknown command /{name}; /help lists the commands", style="yellow"))
-    return True
-
-
-def memory_command(session: Session, name: str, arg: str, console: Console) -> None:
-    """/memory [TEXT], /remember TEXT, /forget ID."""
-    from graph.memory import MemoryUnavailable, memories_for
-
-    ctx = session.ctx
-    if not ctx.settings.memory.enabled:
-        console.print(Text("long-term memory is turned off (memory.enabled in config.yaml)", style="yellow"))
-        return
-    if name != "memory" and not arg:
-        console.print(Text(f"usage: /{name} {'TEXT' if name == 'remember' else 'ID'}", style="yellow"))
-        return
-    try:
-        memories = memories_for(ctx)
-        if name == "remember":
-            found, what = memories.add(arg, "fact", 0.9, pinned=True, source="user")
-            console.print(Text(f"{'already known, now pinned' if what == 'merged' else 'remembered'}: "
-                               f"[{found.id}] {found.text}"))
-        elif name == "forget":
-            try:
-                found = memories.forget(arg)
-                console.print(Text(f"forgot [{found.id}] {found.text}"))
-            except KeyError as exc:
-                console.print(Text(str(exc.args[0] if exc.args else exc), style="yellow"))
-        else:
-            listed = memories.search(arg, k=10, touch=False) if arg else memories.list(limit=20)
-            rows = [{**m.as_dict(), "strength": memories.effective_importance(m)} for m in listed]
-            console.print(views.memory_table(rows, empty="no matching memories" if arg else "(no memories yet)"))
-    except MemoryUnavailable as exc:
-        console.print(Text(f"long-term memory is unavailable: {exc}", style="yellow"))
 
 
 def _background(session: Session, job, lock: bool = True) -> None:
@@ -351,7 +234,7 @@ def run(session: Session, console: Console) -> None:
         _background(session, lambda: memories_for(session.ctx).search("warm-up", k=1, touch=False), lock=False)
     for line in _lines(session, console):
         if line.startswith("/"):
-            if not command(session, line, console):
+            if not commands.command(session, line, console):
                 return
         else:
             show_turn(session, line, console)
