@@ -70,7 +70,7 @@ def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[System
         memories = memories_for(ctx)
         found = [m.text for m in memories.search(text, touch=touch)]
         found += [f"(earlier, turn {t['turn']}) {' '.join(t['text'].split())[:400]}"
-                  for t in memories.search_turns(text, k=2) if t["similarity"] >= settings.min_similarity]
+                  for t in memories.search_turns(text, k=2)]  # both filtered by memory.min_similarity
     except MemoryUnavailable as exc:
         notify(f"memory is unavailable: {exc}")
         return []

@@ -46,8 +46,7 @@ def recall(query: str, runtime: ToolRuntime[Context]) -> str:
     memories = _memories(runtime)
     found = memories.search(query, k=8)
     lines = [f"[{m.id}] ({m.type}) {m.text}" for m in found]
-    lines += [f"[turn {t['turn']}] {' '.join(t['text'].split())[:500]}" for t in memories.search_turns(query, k=3)
-              if t["similarity"] >= (runtime.context or Context()).settings.memory.min_similarity]
+    lines += [f"[turn {t['turn']}] {' '.join(t['text'].split())[:500]}" for t in memories.search_turns(query, k=3)]
     return "\n".join(lines) or f"Nothing remembered about {query!r}."
 
 
