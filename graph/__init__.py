@@ -6,8 +6,8 @@
    │               │  ▲                        │
    │               │  └────────────────────────┘
    │               ▼ (final answer)
-   │            reflect (long-term memories) ──► compact (fold old turns) ──► END (checkpoint)
-   │            (reward → self_rewrite come in a later issue)
+   │            reflect (long-term memories) ──► reward (engagement) ──► self_rewrite
+   │              (learned rules, probation, own prompt rewrites) ──► compact (fold old turns) ──► END
 
 One session forever: checkpointed to SQLite in the data folder under one thread id.
 """

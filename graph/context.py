@@ -210,6 +210,23 @@ class MemorySettings(_Strict):
     consolidate_every: int = Field(50, ge=0, le=100000)
 
 
+class LearningSettings(_Strict):
+    enabled: bool = True
+    policy: bool = True
+    silence_minutes: float = Field(30.0, ge=0, le=100000)
+    rewrite_every: int = Field(20, ge=0, le=100000)
+    reward_window: int = Field(10, ge=2, le=1000)
+    reward_drop: float = Field(0.2, ge=0, le=2)
+    probation_turns: int = Field(10, ge=1, le=1000)
+    rollback_margin: float = Field(0.1, ge=0, le=2)
+    prompt_max_chars: int = Field(4000, ge=100, le=100000)
+    rule_max_chars: int = Field(200, ge=20, le=2000)
+    max_rules: int = Field(20, ge=1, le=200)
+    good_reward: float = Field(0.5, ge=-1, le=1)
+    bad_reward: float = Field(-0.5, ge=-1, le=1)
+    eval_share: float = Field(0.2, ge=0, le=0.9)
+
+
 class Settings(_Strict):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
@@ -219,6 +236,7 @@ class Settings(_Strict):
     repl: ReplSettings = ReplSettings()
     tools: ToolsSettings = ToolsSettings()
     memory: MemorySettings = MemorySettings()
+    learning: LearningSettings = LearningSettings()
     mcpServers: dict[str, McpServer] = {}  # noqa: N815 - the common mcpServers JSON key, pasted as is
 
 

@@ -218,14 +218,15 @@ def _refit(messages: list[BaseMessage], backend: Backend, ctx: Context) -> list[
 
 
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None],
-            emit: Callable[[str, str], None] | None = None, think: bool = False, forced: bool = False
-            ) -> tuple[AIMessage, dict]:
+            emit: Callable[[str, str], None] | None = None, think: bool = False, forced: bool = False,
+            temperature: float | None = None) -> tuple[AIMessage, dict]:
     """Stream one answer from the active backend; `emit(kind, text)` gets each piece as it
     comes ("think" or "answer"). With `think`, a thinking model thinks natively; other models
     were asked for <think> by the caller and their text is parsed. Returns the message
     (answer as content, thoughts in `reasoning_content`) and its metrics: backend, model,
     ttft_s, tokens, tok_s, seconds, thought_s/thought_tokens/reasoning (its quality) when it
-    thought, and `interrupted` when it was cut short. `forced` marks the one call that asks for
+    thought, and `interrupted` when it was cut short. `temperature` overrides the configured one
+    for this answer (the learned policy's choice). `forced` marks the one call that asks for
     the answer after cut reasoning: it is never cut or forced again."""
     from graph import prompts, thinking
 
@@ -234,7 +235,10 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     if backend.notice and not backend.announced:
         notify(backend.notice)
         backend.announced = True
-    model = backend.chat.bind_tools(tools) if tools else backend.chat
+    chat = backend.chat
+    if temperature is not None and "temperature" in type(chat).model_fields:
+        chat = chat.model_copy(update={"temperature": temperature})
+    model = chat.bind_tools(tools) if tools else chat
     trace = thinking.Trace(parse=backend.think_style != "native", budget_tokens=ctx.settings.reasoning.max_tokens)
     start, first, full, interrupted, pieces = time.perf_counter(), None, None, "", 0
     stream = model.stream(messages, **({"reasoning": think} if backend.think_style != "prompt" else {}))
@@ -260,7 +264,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             notify(f"{why}. Answering with the embedded model from now on.")
             embedded = fall_back(ctx, why)
             embedded.announced = True
-            return respond(ctx, _refit(messages, embedded, ctx), tools, notify, emit, think, forced)
+            return respond(ctx, _refit(messages, embedded, ctx), tools, notify, emit, think, forced, temperature)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
     finally:

@@ -94,7 +94,7 @@ class Memories:
                 old = near[0][0]
                 old.text, old.seen, old.updated, old.pinned = text, old.seen + 1, now, old.pinned or pinned
                 old.importance = min(1.0, max(old.importance, importance) + 0.1)  # repetition signals importance
-                with self.store._write() as db:
+                with self.store.write() as db:
                     db.execute("UPDATE memories SET text=?, seen=?, updated=?, pinned=?, importance=? WHERE id=?",
                                (old.text, old.seen, now, int(old.pinned), old.importance, old.id))
                     self.index.mems.upsert(ids=[old.id], embeddings=[vec], metadatas=[{"type": old.type}])
@@ -103,7 +103,7 @@ class Memories:
             old = alike[0] if type in REPLACEABLE and alike else None
             m = Memory(self._new_id(), text, type, importance, bool(pinned), source, turn, now, now,
                        None, 0, 1, "active", None, None)
-            with self.store._write() as db:
+            with self.store.write() as db:
                 self._insert(db, m, vec)
                 if old:
                     db.execute("UPDATE memories SET status='superseded', replaced_by=?, why=?, updated=? WHERE id=?",
@@ -153,7 +153,7 @@ class Memories:
             m.score = m.similarity * (0.5 + 0.5 * self.effective_importance(m, now)) * recency
         found = sorted(found, key=lambda m: m.score, reverse=True)[:k]
         if touch and found:
-            with self.store._write() as db:  # SQLite only: the index does not change
+            with self.store.write() as db:  # SQLite only: the index does not change
                 db.executemany("UPDATE memories SET last_used=?, uses=uses+1 WHERE id=?", [(now, m.id) for m in found])
             for m in found:
                 m.last_used, m.uses = now, m.uses + 1
@@ -185,7 +185,7 @@ class Memories:
         with self.index.writing():
             m = self._resolve(id)
             m.status, m.why, m.updated = "forgotten", "forgotten on request", _now()
-            with self.store._write() as db:
+            with self.store.write() as db:
                 db.execute("UPDATE memories SET status=?, why=?, updated=? WHERE id=?", (m.status, m.why, m.updated, m.id))
                 self.index.mems.delete(ids=[m.id])
             return m
@@ -194,7 +194,7 @@ class Memories:
         """Pinned memories never fade and are never dropped."""
         m = self._resolve(id)
         m.pinned = pinned
-        with self.store._write() as db:
+        with self.store.write() as db:
             db.execute("UPDATE memories SET pinned=? WHERE id=?", (int(pinned), m.id))
         return m
 
@@ -224,7 +224,7 @@ class Memories:
                 s = Memory(self._new_id(), text, "summary", max(m.importance for m in group), any(m.pinned for m in group),
                            "auto", None, now, now, None, sum(m.uses for m in group), sum(m.seen for m in group),
                            "active", None, None)
-                with self.store._write() as db:
+                with self.store.write() as db:
                     self._insert(db, s, vec)
                     db.executemany("UPDATE memories SET status='merged', replaced_by=?, why=?, updated=? WHERE id=?",
                                    [(s.id, f"merged into summary {s.id}", now, m.id) for m in group])
@@ -234,7 +234,7 @@ class Memories:
             now = _now()
             faded = [m.id for m in self._rows("status='active' AND pinned=0 AND uses=0")
                      if self.effective_importance(m, now) < 0.05]
-            with self.store._write() as db:
+            with self.store.write() as db:
                 db.executemany("UPDATE memories SET status='dropped', why=?, updated=? WHERE id=?",
                                [("faded: never used, importance under 0.05", now, i) for i in faded])
                 if faded:
@@ -252,7 +252,7 @@ class Memories:
         vec = vectors.vector(self.model, text)
         with self.index.writing():
             last = max(turn, int(self.store.get_meta("turns_indexed") or 0))
-            with self.store._write() as db:
+            with self.store.write() as db:
                 self.index.turns.upsert(ids=[f"turn-{turn}"], embeddings=[vec], metadatas=[{"turn": turn}],
                                         documents=[text])
                 vectors.set_meta(db, "turns_indexed", last)

@@ -85,3 +85,25 @@ Reply in JSON as {{"memories": [{{"text": "...", "type": "fact|preference|decisi
 CONSOLIDATE = """Merge these related notes about the user into one short note that keeps every fact that still holds (newer notes win over older ones). Reply with the note only.
 
 {items}"""
+
+# Per-turn answer style chosen by the learned policy (bandit.py), placed after the conversation.
+STYLES = {
+    "concise": "Answer briefly: the answer itself in one to three sentences, no preamble, no summary.",
+    "detailed": "Answer thoroughly: explain the reasoning step by step and give an example when it helps.",
+}
+
+# The self_rewrite node's metaprompt: learn rules for the system prompt from rewarded turns.
+REWRITE = """You improve an assistant's instructions from how its user reacted. Rewards go from -1 (the user was unhappy: corrected it, re-asked, complained) to +1 (the user was pleased).
+
+Current instructions:
+{prompt}
+
+Recent turns with their rewards:
+{turns}
+
+Find what the low-reward answers did wrong and the high-reward answers did right, and write at most two short general rules (one sentence each, imperative, about how to answer this user) that would raise the reward. You may also remove existing learned rules by number if they hurt. Reply in JSON as {{"add": ["rule", ...], "remove": [number, ...], "why": "one sentence"}}."""
+
+REWRITE_TURN = """Turn {turn} (reward {reward:+.2f}: {signals})
+User: {user}
+Assistant: {answer}
+User's next message: {reaction}"""

@@ -29,6 +29,7 @@ from graph.builder import build_graph
 from graph.context import THREAD_ID, Context
 from graph.store import StoreError, connect, explain, store_for
 
+AFTER_ANSWER = ("reflect", "reward", "self_rewrite", "compact")
 CRASHED = "the agent stopped before answering (it was closed, killed or crashed)"
 
 
@@ -73,7 +74,7 @@ class Session:
                 self.store.close_turn(turn["turn"], CRASHED)
                 notices.append(f"turn #{turn['turn']} was interrupted: {CRASHED}. Your message is kept in the history.")
         state = self.graph.get_state(self.config)
-        if state.next in (("reflect",), ("compact",)):  # the answer is in; only remembering or folding was cut short
+        if state.next and state.next[0] in AFTER_ANSWER:  # the answer is in; only the upkeep after it was cut short
             try:
                 self.graph.invoke(None, self.config, context=self.ctx)
             except llm.backend_errors():  # fold later; the session goes on

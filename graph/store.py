@@ -114,6 +114,64 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE TABLE memory_meta (key TEXT PRIMARY KEY, value TEXT)
         """,
     ),
+    (
+        "0006_learning",
+        """
+        CREATE TABLE rewards (
+            turn INTEGER PRIMARY KEY,
+            reward REAL NOT NULL DEFAULT 0,
+            components TEXT NOT NULL DEFAULT '{}',
+            settled REAL,
+            bucket TEXT,
+            arms TEXT,
+            prompt_version INTEGER,
+            tainted INTEGER NOT NULL DEFAULT 0,
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE INDEX rewards_prompt ON rewards(prompt_version);
+        CREATE TABLE prompts (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            text TEXT NOT NULL,
+            parent INTEGER,
+            author TEXT NOT NULL,
+            rationale TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL,
+            created REAL NOT NULL,
+            decided REAL,
+            outcome TEXT
+        );
+        CREATE TABLE examples (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            messages TEXT NOT NULL,
+            label TEXT NOT NULL,
+            source TEXT NOT NULL,
+            reward REAL,
+            split TEXT NOT NULL,
+            turn INTEGER,
+            why TEXT NOT NULL DEFAULT '',
+            created REAL NOT NULL,
+            updated REAL NOT NULL
+        );
+        CREATE UNIQUE INDEX examples_turn ON examples(turn, label) WHERE turn IS NOT NULL;
+        CREATE TABLE bandit (
+            bucket TEXT NOT NULL,
+            factor TEXT NOT NULL,
+            arm TEXT NOT NULL,
+            alpha REAL NOT NULL DEFAULT 1,
+            beta REAL NOT NULL DEFAULT 1,
+            n INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (bucket, factor, arm)
+        );
+        CREATE TABLE learning_log (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            detail TEXT NOT NULL,
+            turn INTEGER,
+            created REAL NOT NULL
+        )
+        """,
+    ),
 ]
 
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}
@@ -160,7 +218,7 @@ class Store:
             raise StoreError(explain(self.path, exc)) from None
 
     @contextmanager
-    def _write(self):
+    def write(self):
         """One write transaction, taken at once (BEGIN IMMEDIATE) so processes never race."""
         with self._lock:
             self.conn.execute("BEGIN IMMEDIATE")
@@ -171,8 +229,13 @@ class Store:
                 raise
             self.conn.execute("COMMIT")
 
+    def read(self, sql: str, args: tuple = ()) -> list[tuple]:
+        """Rows of one query (for the modules that own their own tables: memory, learning)."""
+        with self._lock:
+            return self.conn.execute(sql, args).fetchall()
+
     def _migrate(self) -> None:
-        with self._write() as db:
+        with self.write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied REAL)")
             done = {r[0] for r in db.execute("SELECT name FROM migrations")}
             for name, sql in MIGRATIONS:
@@ -191,7 +254,7 @@ class Store:
         tool_calls = [{"id": c["id"], "name": c["name"], "args": c["args"]} for c in getattr(message, "tool_calls", [])]
         reasoning = message.additional_kwargs.get("reasoning_content")
         now = time.time()
-        with self._write() as db:
+        with self.write() as db:
             if message.id and db.execute("SELECT 1 FROM transcript WHERE msg_id=?", (message.id,)).fetchone():
                 return None
             if role == "user" and not turn_of:
@@ -228,7 +291,7 @@ class Store:
 
     def close_turn(self, turn: int, why: str) -> None:
         """Mark an unanswered turn interrupted (its message stays in the transcript)."""
-        with self._write() as db:
+        with self.write() as db:
             db.execute("UPDATE turns SET status='interrupted', why=?, ended=? WHERE turn=? AND status='open'",
                        (why, time.time(), turn))
 
@@ -240,6 +303,17 @@ class Store:
             sql += " WHERE turn > (SELECT COALESCE(MAX(turn), 0) FROM transcript) - ?"
             args = (last,)
         return self._rows(sql + " ORDER BY turn, id", args)
+
+    def history_of(self, turn: int) -> list[dict]:
+        """The messages of one turn, in order."""
+        return self._rows("SELECT id, turn, role, content, reasoning, tool_calls, tool_call_id, name, meta, created"
+                          " FROM transcript WHERE turn=? ORDER BY id", (turn,))
+
+    def turn_times(self, turn: int) -> tuple[float | None, float | None]:
+        """(started, ended) of a turn."""
+        with self._lock:
+            row = self.conn.execute("SELECT started, ended FROM turns WHERE turn=?", (turn,)).fetchone()
+        return tuple(row) if row else (None, None)
 
     def search(self, text: str, limit: int = 50) -> list[dict]:
         """Messages containing `text` (case-insensitive for ASCII), newest last."""
@@ -305,7 +379,7 @@ class Store:
 
     def record_edit(self, path: str, before: bytes | None, after_sha: str, tool: str, keep: int) -> int:
         """Remember a file's previous content (None: it did not exist) for /undo; keeps the last `keep`."""
-        with self._write() as db:
+        with self.write() as db:
             cur = db.execute("INSERT INTO edits (path, before, after_sha, tool, created) VALUES (?,?,?,?,?)",
                              (path, before, after_sha, tool, time.time()))
             db.execute("DELETE FROM edits WHERE id NOT IN (SELECT id FROM edits ORDER BY id DESC LIMIT ?)", (keep,))
@@ -319,12 +393,12 @@ class Store:
         return dict(zip(("id", "path", "before", "after_sha", "tool", "created"), row)) if row else None
 
     def mark_undone(self, edit_id: int) -> None:
-        with self._write() as db:
+        with self.write() as db:
             db.execute("UPDATE edits SET undone=? WHERE id=?", (time.time(), edit_id))
 
     def approve(self, tool: str, pattern: str) -> None:
         """The user's "always" for this tool and pattern (for run_command: the exact command)."""
-        with self._write() as db:
+        with self.write() as db:
             db.execute("INSERT OR REPLACE INTO approvals VALUES (?,?,?)", (tool, pattern, time.time()))
 
     def approved(self, tool: str, pattern: str) -> bool:
@@ -343,6 +417,10 @@ class Store:
         with self._lock:
             row = self.conn.execute("SELECT value FROM memory_meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
+
+    def set_meta(self, key: str, value) -> None:
+        with self.write() as db:
+            db.execute("INSERT OR REPLACE INTO memory_meta VALUES (?, ?)", (key, str(value)))
 
     def active_memories(self) -> int:
         with self._lock:

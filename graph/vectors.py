@@ -78,7 +78,7 @@ def query_vector(model: str, text: str):
 
 
 def set_meta(db, key: str, value) -> None:
-    """Record a memory_meta value (store.get_meta reads it) in a transaction of store._write()."""
+    """Record a memory_meta value (store.get_meta reads it) in a transaction of store.write()."""
     db.execute("INSERT OR REPLACE INTO memory_meta VALUES (?, ?)", (key, str(value)))
 
 
@@ -157,7 +157,7 @@ class Index:
 
     def _bump(self) -> None:
         self._gen = secrets.token_hex(8)
-        with self.store._write() as db:
+        with self.store.write() as db:
             set_meta(db, "index_gen", self._gen)
 
     def _collections(self) -> None:
@@ -244,7 +244,7 @@ class Index:
         active = self._active_rows()
         self._fill_memories(active, f"Re-embedding {len(active)} memor{'y' if len(active) == 1 else 'ies'}")
         self._fill_turns("Re-embedding past turns")
-        with self.store._write() as db:
+        with self.store.write() as db:
             set_meta(db, "embedding_model", self.model)
         self._bump()
 

@@ -11,11 +11,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "policy: let the learned strategy policy sample (Thompson sampling) "
+                                       "instead of answering with the default strategy")
+
+
 @pytest.fixture(autouse=True)
-def _isolated(tmp_path, monkeypatch):
-    from graph import llm
+def _isolated(tmp_path, monkeypatch, request):
+    from graph import bandit, llm
 
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
+    if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
+        monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None: dict(bandit.DEFAULT))
     llm._active.clear()
     llm.STOP.clear()
     yield
@@ -54,9 +61,11 @@ def _release_files() -> None:
 @pytest.fixture
 def make_config(tmp_path):
     """Write a config.yaml from a nested dict; returns its path. The built-in browser is off
-    unless the test turns it on (it starts a Node.js process per data folder)."""
+    unless the test turns it on (it starts a Node.js process per data folder); so is the learned
+    strategy policy (its sampling would vary the prompt between runs of an agent subprocess)."""
     def make(settings: dict | None = None, name: str = "config.yaml") -> Path:
         settings = dict(settings or {})
+        settings["learning"] = {"policy": False, **settings.get("learning", {})}
         tools = settings["tools"] = dict(settings.get("tools", {}))
         tools["browser"] = {"enabled": False, **tools.get("browser", {})}
         path = tmp_path / name

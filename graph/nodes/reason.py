@@ -12,7 +12,7 @@ from datetime import date
 from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
-from graph import llm, prompts, thinking, window
+from graph import bandit, llm, prompts, selfprompt, thinking, window
 from graph import tools as registry
 from graph.context import Context
 from graph.state import AgentState
@@ -33,18 +33,27 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     notify = lambda text: runtime.stream_writer({"notice": text})  # noqa: E731
     tools = registry.available(ctx, notify) if rounds < (ctx.max_rounds or ctx.settings.agent.max_tool_rounds) else []
     backend = llm.active(ctx)
-    system = prompts.SYSTEM.format(system_prompt=ctx.settings.agent.system_prompt, today=date.today().isoformat())
-    mode = ctx.settings.reasoning.mode
-    think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(messages[last_human].text))
+    version = selfprompt.current(ctx)
+    system = prompts.SYSTEM.format(system_prompt=version.text, today=date.today().isoformat())
     said = messages[last_human].text if last_human >= 0 else ""
+    where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0)
+    mode = ctx.settings.reasoning.mode
+    if mode == "auto" and arms["think"] != "auto":  # the learned policy decides only what the user left to auto
+        mode = arms["think"]
+    think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(said))
     extra = recalled(ctx, said, backend.count_tokens, notify, touch=rounds == 0)
+    extra += [SystemMessage(prompts.STYLES[arms["style"]])] if arms["style"] in prompts.STYLES else []
     extra += [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
     reserve += backend.tools_tokens(tools)  # tool definitions travel with every request
     budget = window.budget(backend.context_window, reserve)
     sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
-                               emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think)
+                               emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
+                               temperature=bandit.TEMPERATURES.get(arms["temperature"]))
+    learned = {"strategy": arms, "bucket": where, "prompt_version": version.id}
+    meta.update(learned)
+    answer.response_metadata.update(learned)
     meta["context_tokens"] = sum(backend.count_tokens(m.text) + window.OVERHEAD for m in sent) + meta["tokens"]
     # the whole live window (before fitting), so compaction triggers even when fitting had to drop turns
     answer.response_metadata["window_tokens"] = meta["tokens"] + sum(
@@ -54,6 +63,19 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
         meta["agent"] = "sub-agent"
     store.append(answer, meta, turn_of=turn_of, closes=not ctx.parent_turn)
     return {"messages": [answer]}
+
+
+def strategy(ctx: Context, store, said: str, steps: list, first: bool) -> tuple[str, dict[str, str]]:
+    """(context bucket, arms) for this answer: chosen by the learned policy at the turn's first
+    step and kept for its tool rounds; the defaults for sub-agents or with learning.policy off."""
+    if not first:
+        for m in reversed(steps):
+            if m.type == "ai" and m.response_metadata.get("strategy"):
+                return m.response_metadata.get("bucket", ""), m.response_metadata["strategy"]
+    where = bandit.bucket(said)
+    if ctx.parent_turn or not (ctx.settings.learning.enabled and ctx.settings.learning.policy):
+        return where, dict(bandit.DEFAULT)
+    return where, bandit.choose(store, where)
 
 
 def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[SystemMessage]:

@@ -1,0 +1,136 @@
+"""`reward`: after each answer, settle the reward of the previous one and open this one's.
+
+The user's new message is the next action after the previous answer: its cues (thanks,
+corrections, re-asking, follow-up, thumbs), the silence before it, and the previous turn's
+own failed tools or stop decide that answer's reward (reward.py). Settling a reward updates
+the strategy policy (bandit.py) and makes a clearly good or bad answer a tuning-data
+candidate (tuning.py), unless learning is frozen or outside content was in that turn. This
+turn's row is opened with the strategy and prompt version that answered; explicit feedback
+(`rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
+words can also mark the last answer as a good or bad example, or freeze learning.
+Failures here never cost the turn: the answer is already in.
+Does not own: the scoring itself (reward.py) or the prompt rewrite (nodes/rewrite.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+from langgraph.runtime import Runtime
+
+from graph import bandit, learning, policy, reward, selfprompt, tuning
+from graph.context import Context
+from graph.state import AgentState
+from graph.store import store_for
+
+
+def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
+    ctx = runtime.context or Context()
+    if ctx.parent_turn:
+        return {}
+    messages = state["messages"]
+    last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
+    answer = messages[-1]
+    if last_human < 0 or answer.type != "ai":
+        return {}
+    store = store_for(ctx.home)
+    turn = store.turn_of(messages[last_human].id)
+    if turn is None:
+        return {}
+    said = messages[last_human].text
+    wants = learning.directives(said)
+    notes = []
+    if "freeze" in wants:
+        notes.append(learning.freeze(ctx, wants["freeze"]))
+    before = previous(store, turn)
+    if before is not None and before.settled is None:
+        started, _ = store.turn_times(turn)
+        _, ended = store.turn_times(before.turn)
+        gap = started - ended if started and ended else None
+        asked = next((r["content"] for r in store.history_of(before.turn) if r["role"] == "user"), "")
+        before.components.update(reward.next_action(asked, said, gap, ctx.settings.learning.silence_minutes * 60))
+        notes += settle(ctx, before)
+    if "example" in wants and before is not None:
+        notes.append(keep_example(ctx, before.turn, wants["example"], "user", f"the user said: {said[:120]}"))
+    steps = messages[last_human + 1:]
+    meta = answer.response_metadata
+    reward.save(store, reward.Reward(
+        turn, components=reward.of_turn(sum(1 for m in steps if m.type == "tool" and m.status == "error"),
+                                        meta.get("interrupted") == "stopped by the user"),
+        bucket=meta.get("bucket", ""), arms=meta.get("strategy", {}), prompt_version=meta.get("prompt_version"),
+        tainted=bool(policy.tainted(steps))))
+    for note in notes:
+        runtime.stream_writer({"status": note})
+    return {}
+
+
+def previous(store, turn: int) -> reward.Reward | None:
+    rows = store.read("SELECT MAX(turn) FROM rewards WHERE turn < ?", (turn,))
+    return reward.get(store, rows[0][0]) if rows and rows[0][0] is not None else None
+
+
+def settle(ctx: Context, item: reward.Reward) -> list[str]:
+    """The reward is known: save it, teach the policy, keep a clearly good or bad answer as a
+    tuning candidate. Returns lines worth showing the user."""
+    store = store_for(ctx.home)
+    first = item.settled is None
+    item.settled = item.settled or time.time()
+    reward.save(store, item)
+    notes = []
+    try:
+        learning.may_change(ctx, "learning from the reward")
+    except learning.Refused:
+        return notes
+    if first and item.arms and item.bucket and ctx.settings.learning.policy:
+        bandit.update(store, item.bucket, item.arms, item.reward)
+    limits = ctx.settings.learning
+    label = "desirable" if item.reward >= limits.good_reward else "undesirable" if item.reward <= limits.bad_reward \
+        else None
+    if label and not item.tainted:
+        why = "reward {:+.2f} ({})".format(item.reward, ", ".join(f"{k} {v:+.1f}" for k, v in item.components.items()))
+        try:
+            keep_example(ctx, item.turn, label, "auto", why, value=item.reward, check=False)
+        except ValueError:
+            pass  # the turn has no answer to learn from (stopped before any text)
+    return notes
+
+
+def keep_example(ctx: Context, turn: int, label: str, source: str, why: str, value: float | None = None,
+                 check: bool = True) -> str:
+    """Make a turn a tuning example; returns a line for the user."""
+    store = store_for(ctx.home)
+    if check:
+        try:
+            learning.may_change(ctx, "adding a tuning example")
+        except learning.Refused as exc:
+            return str(exc)
+    row = reward.get(store, turn)
+    version = selfprompt.get(store, row.prompt_version) if row and row.prompt_version else None
+    try:
+        messages = tuning.from_turn(store, turn, version.text if version else "")
+    except ValueError as exc:
+        return str(exc)
+    example = tuning.add(store, messages, label, source, why, value=value if value is not None else
+                         (row.reward if row else None), turn=turn, eval_share=ctx.settings.learning.eval_share)
+    learning.log(store, "example", f"#{example.id} {label} from turn {turn} ({source}): {why}", turn)
+    return f"kept turn {turn}'s answer as a {label} example (#{example.id}; `agent.py data list`)"
+
+
+def rate(ctx: Context, kind: str, stars: int | None = None, turn: int | None = None) -> reward.Reward:
+    """Explicit feedback on an answer (the latest by default): kind good, bad or rating (stars 1-5).
+    Raises ValueError when there is no answer to rate."""
+    store = store_for(ctx.home)
+    if turn is None:
+        rows = store.read("SELECT MAX(turn) FROM rewards")
+        turn = rows[0][0] if rows else None
+    item = reward.get(store, turn) if turn is not None else None
+    if item is None:
+        raise ValueError("no answer to rate yet" if turn is None else f"turn {turn} has no answer with a reward")
+    for key in ("good", "bad", "rating", "thumbs_up", "thumbs_down"):
+        item.components.pop(key, None)  # the latest explicit rating replaces earlier ones
+    if kind == "rating":
+        item.components["rating"] = reward.rating(stars or 0)
+    else:
+        item.components[kind] = reward.EXPLICIT[kind]
+    settle(ctx, item)
+    return reward.get(store, turn)
