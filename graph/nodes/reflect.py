@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from langgraph.runtime import Runtime
 
-from graph import llm, prompts
+from graph import learning, llm, prompts
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
@@ -80,7 +80,9 @@ def candidates(ctx: Context, user: str, answer: str, steps: list) -> list[Item]:
     """What this exchange leaves to remember (before merging with what is already known)."""
     items: list[Item] = []
     kind = "decision" if DECIDED.search(user) else "preference" if LIKES.search(user) else "fact"
-    if REMEMBER.search(user):
+    if "example" in learning.directives(user):
+        pass  # "remember this answer as a good example" is about tuning data (nodes/reward.py), not a memory
+    elif REMEMBER.search(user):
         items.append(Item(_clip(user), kind, 0.9, "user"))
     elif PERSONAL.search(user) or DECIDED.search(user):
         found = llm_items(ctx, user, answer)

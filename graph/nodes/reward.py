@@ -49,6 +49,9 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
         gap = started - ended if started and ended else None
         asked = next((r["content"] for r in store.history_of(before.turn) if r["role"] == "user"), "")
         before.components.update(reward.next_action(asked, said, gap, ctx.settings.learning.silence_minutes * 60))
+        if "example" in wants:  # "that was a good example" is an explicit rating too
+            before.components["good" if wants["example"] == "desirable" else "bad"] = \
+                reward.EXPLICIT["good" if wants["example"] == "desirable" else "bad"]
         notes += settle(ctx, before)
     if "example" in wants and before is not None:
         notes.append(keep_example(ctx, before.turn, wants["example"], "user", f"the user said: {said[:120]}"))

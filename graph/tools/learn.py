@@ -1,0 +1,173 @@
+"""The agent's own learning as tools: its system prompt, its tuning data, its learning state.
+
+The agent calls these when the user asks in plain words ("be more concise from now on",
+「もっと短く答えて」, "remember this answer as a good example") or when it decides to.
+Every change is self-modification (metadata acts="self"): while web or MCP content is in the
+window it needs the user's yes (policy.py); nothing changes while learning is frozen or
+turned off (learning.py); the agent's own prompt changes go on probation and are rolled back
+if the reward falls. Expected failures are ToolExceptions.
+Does not own: the versions (selfprompt.py), the examples (tuning.py) or the rewards (reward.py).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from langchain_core.tools import ToolException, tool
+from langgraph.prebuilt import ToolRuntime
+
+from graph import bandit, learning, reward, selfprompt, tuning
+from graph.context import Context
+from graph.store import store_for
+
+
+def _ctx(runtime: ToolRuntime[Context], change: str = "") -> Context:
+    ctx = runtime.context or Context()
+    if change:
+        try:
+            learning.may_change(ctx, change)
+        except learning.Refused as exc:
+            raise ToolException(str(exc)) from None
+    return ctx
+
+
+def _propose(ctx: Context, text: str, why: str) -> str:
+    try:
+        version = selfprompt.propose(ctx, text, "agent", why or "no reason given")
+    except ValueError as exc:
+        learning.log(store_for(ctx.home), "rejected", f"prompt change by the agent ({why}): {exc}")
+        raise ToolException(f"prompt not changed: {exc}") from None
+    learning.log(store_for(ctx.home), "prompt", f"version {version.id} on probation (agent tool): {why}")
+    return (f"Prompt version {version.id} is now in use, on probation for {ctx.settings.learning.probation_turns}"
+            " rewarded turns (rolled back automatically if the user's reactions get worse).")
+
+
+@tool
+def show_prompt(runtime: ToolRuntime[Context]) -> str:
+    """Show your own current system prompt (its version, status and learned rules)."""
+    ctx = _ctx(runtime)
+    version = selfprompt.current(ctx)
+    stats = selfprompt.stats(store_for(ctx.home), version.id)
+    mean = "no rewards yet" if stats["mean"] is None else f"mean reward {stats['mean']:+.2f} over {stats['turns']} turns"
+    return f"Version {version.id} ({version.status}, by {version.author}; {mean}):\n{version.text}"
+
+
+@tool
+def add_prompt_rule(rule: str, why: str, runtime: ToolRuntime[Context]) -> str:
+    """Add a rule to your own system prompt, e.g. when the user asks you to answer differently
+    from now on ("be more concise", "answer in Japanese"). rule: one short imperative sentence."""
+    ctx = _ctx(runtime, "changing the system prompt")
+    return _propose(ctx, selfprompt.with_rule(selfprompt.current(ctx).text, rule), why)
+
+
+@tool
+def rewrite_prompt(text: str, why: str, runtime: ToolRuntime[Context]) -> str:
+    """Replace your own system prompt with a new full text (keep its first line, who you are).
+    Prefer add_prompt_rule for a single change."""
+    ctx = _ctx(runtime, "changing the system prompt")
+    return _propose(ctx, text, why)
+
+
+@tool
+def rollback_prompt(why: str, runtime: ToolRuntime[Context]) -> str:
+    """Go back to the previous version of your system prompt (when the user dislikes a change)."""
+    ctx = _ctx(runtime, "rolling back the system prompt")
+    try:
+        undone, back = selfprompt.rollback(ctx, why or "asked to roll back")
+    except ValueError as exc:
+        raise ToolException(str(exc)) from None
+    learning.log(store_for(ctx.home), "rollback", f"version {undone.id} rolled back to {back.id} (agent tool): {why}")
+    return f"Rolled back from version {undone.id} to version {back.id}."
+
+
+def _latest_turn(ctx: Context) -> int:
+    rows = store_for(ctx.home).read("SELECT MAX(turn) FROM rewards")
+    if not rows or rows[0][0] is None:
+        raise ToolException("there is no earlier answer yet")
+    return rows[0][0]
+
+
+@tool
+def add_example(label: Literal["desirable", "undesirable"], why: str, runtime: ToolRuntime[Context],
+                turn: int = 0, better_answer: str = "") -> str:
+    """Keep an answer in your own tuning data: desirable (answer like this) or undesirable
+    (never like this). turn: which turn (0 = your previous answer); better_answer: optionally
+    the answer you should have given, kept as a desirable example instead."""
+    ctx = _ctx(runtime, "adding a tuning example")
+    store = store_for(ctx.home)
+    turn = turn or _latest_turn(ctx)
+    try:
+        messages = tuning.from_turn(store, turn)
+        if better_answer.strip():
+            messages = [*messages[:-1], {"role": "assistant", "content": better_answer.strip()}]
+            label = "desirable"
+        row = reward.get(store, turn)
+        example = tuning.add(store, messages, label, "agent", why, value=row.reward if row else None, turn=turn,
+                             eval_share=ctx.settings.learning.eval_share)
+    except ValueError as exc:
+        raise ToolException(str(exc)) from None
+    learning.log(store, "example", f"#{example.id} {label} from turn {turn} (agent tool): {why}", turn)
+    return f"Kept as {label} example #{example.id} ({example.split} split)."
+
+
+@tool
+def edit_example(example_id: int, runtime: ToolRuntime[Context], label: str = "", answer: str = "",
+                 split: str = "", why: str = "") -> str:
+    """Change one of your tuning examples: its label (desirable/undesirable), its answer text,
+    or its split (train/eval). Empty arguments are left as they are."""
+    ctx = _ctx(runtime, "editing a tuning example")
+    try:
+        example = tuning.edit(store_for(ctx.home), example_id, label or None, answer or None, split or None,
+                              why or None)
+    except ValueError as exc:
+        raise ToolException(str(exc)) from None
+    learning.log(store_for(ctx.home), "example", f"#{example_id} edited (agent tool): {why}")
+    return f"Example #{example.id} is now {example.label} ({example.split})."
+
+
+@tool
+def delete_example(example_id: int, why: str, runtime: ToolRuntime[Context]) -> str:
+    """Delete one of your tuning examples (e.g. it was wrongly labelled)."""
+    ctx = _ctx(runtime, "deleting a tuning example")
+    try:
+        example = tuning.remove(store_for(ctx.home), example_id)
+    except ValueError as exc:
+        raise ToolException(str(exc)) from None
+    learning.log(store_for(ctx.home), "example", f"#{example_id} deleted (agent tool): {why}")
+    return f"Deleted example #{example.id}."
+
+
+@tool
+def list_examples(runtime: ToolRuntime[Context], label: str = "", limit: int = 10) -> str:
+    """List your tuning examples, newest first (label: desirable, undesirable or empty for both)."""
+    ctx = _ctx(runtime)
+    found = tuning.listing(store_for(ctx.home), label=label or None, limit=max(1, min(50, limit)))
+    lines = [f"#{e.id} {e.label} ({e.source}, {e.split}, reward {e.reward if e.reward is not None else '—'}):"
+             f" Q: {e.question[:80]!r} A: {e.answer[:80]!r}" for e in found]
+    return "\n".join(lines) or "No tuning examples yet."
+
+
+@tool
+def learning_status(runtime: ToolRuntime[Context]) -> str:
+    """How your self-learning is going: recent rewards, the prompt version and its probation,
+    what the strategy policy has learned, your tuning data, and whether learning is frozen."""
+    ctx = _ctx(runtime)
+    store = store_for(ctx.home)
+    recent = reward.recent(store, 20)
+    version = selfprompt.current(ctx)
+    lines = [
+        "learning: " + ("frozen by the user" if learning.frozen(store) else "on" if ctx.settings.learning.enabled
+                        else "off in config.yaml"),
+        "recent rewards: " + (", ".join(f"{r.reward:+.1f}" for r in recent) or "none yet"),
+        f"prompt: version {version.id} ({version.status})",
+        "tuning data: " + (", ".join(f"{k} {v}" for k, v in tuning.counts(store).items()) or "none"),
+    ]
+    for row in bandit.table(store):
+        lines.append(f"policy {row['bucket']} {row['factor']}={row['arm']}: {row['mean']:+.2f} over {row['n']}")
+    return "\n".join(lines)
+
+
+for _t in (add_prompt_rule, rewrite_prompt, rollback_prompt, add_example, edit_example, delete_example):
+    _t.metadata = {"acts": "self"}
+TOOLS = [show_prompt, add_prompt_rule, rewrite_prompt, rollback_prompt, add_example, edit_example, delete_example,
+         list_examples, learning_status]
