@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """agent.py — a self-learning local AI agent in one endless conversation.
 
-Usage: python agent.py [-m TEXT] [history|status|tools|memory|undo|backup|monitor|logs] [--home DIR] [--config FILE]
+Usage: python agent.py [-m TEXT] [history|status|tools|memory|reward|prompt|data|learn|undo|backup|monitor|logs]
+                       [--home DIR] [--config FILE]
 Heavy libraries are imported only after the arguments are read, so --help is instant.
 """
 
@@ -80,16 +81,83 @@ def parse(argv: list[str]) -> argparse.Namespace:
     mf.add_argument("id", help="its id (or a unique beginning of it), as `memory list` shows")
     acts.add_parser("consolidate", parents=[common, js],
                     help="merge related memories into summaries (with the model) and drop faded ones")
+    checks = learning_commands(sub, common, js)
     u = sub.add_parser("undo", parents=[common], help="restore the file the agent edited last (its previous version)")
     u.add_argument("--force", action="store_true", help="restore even if the file was changed since the edit")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
+    checks.get((args.command, getattr(args, "action", None)), lambda _: None)(args)
     if args.command and args.message:
         parser.error("-m cannot be combined with a command")
     if args.message is not None and not args.message.strip():
         parser.error("-m needs a message (it was empty)")
     return args
+
+
+def learning_commands(sub, common, js) -> dict:
+    """`reward`, `prompt`, `data`, `learn`. Returns the checks argparse cannot express, by (command, action)."""
+    r = sub.add_parser("reward", parents=[common, js], help="rewards of the answers, explained; the learned policy",
+                       description="With no option: the last rewards, the reward curve and the learned strategy policy.")
+    r.add_argument("--turn", type=count, metavar="N", help="explain turn N's reward component by component")
+    r.add_argument("--last", type=count, default=20, metavar="N", help="how many rewards to list (default 20)")
+    rate = r.add_mutually_exclusive_group()
+    rate.add_argument("--good", action="store_true", help="rate the latest answer (or --turn N) as good")
+    rate.add_argument("--bad", action="store_true", help="rate the latest answer (or --turn N) as bad")
+    rate.add_argument("--rate", type=int, choices=range(1, 6), metavar="1-5", help="rate it from 1 to 5")
+    p = sub.add_parser("prompt", parents=[common, js], help="the agent's system prompt: show, history, diff, set, rollback",
+                       description="With no action: the prompt version answering now.")
+    acts = p.add_subparsers(dest="action", metavar="ACTION")
+    ps = acts.add_parser("show", parents=[common, js], help="a prompt version in full (default: the one in use)")
+    ps.add_argument("version", nargs="?", type=count, metavar="VERSION")
+    acts.add_parser("history", parents=[common, js],
+                    help="every version: status, author, why, outcome, mean reward")
+    pd = acts.add_parser("diff", parents=[common, js],
+                         help="what changed: the version in use against its parent, A against it, or A against B")
+    pd.add_argument("a", nargs="?", type=count, metavar="A")
+    pd.add_argument("b", nargs="?", type=count, metavar="B")
+    pset = acts.add_parser("set", parents=[common, js], help="use an earlier version again, or a new text; active at once")
+    pset.add_argument("version", nargs="?", type=count, metavar="VERSION", help="an earlier version to use again")
+    pset.add_argument("--text", metavar="TEXT", help="the new prompt (keep its first line: who the agent is)")
+    pset.add_argument("--file", metavar="FILE", help="read the new prompt from a UTF-8 file")
+    pset.add_argument("--why", metavar="TEXT", help="the reason, kept in the history")
+    pr = acts.add_parser("rollback", parents=[common, js], help="undo the version in use: back to its parent")
+    pr.add_argument("--why", metavar="TEXT", help="the reason, kept in the history")
+    d = sub.add_parser("data", parents=[common, js], help="the tuning data: list, show, add, rm, export (sft, kto, dpo)",
+                       description="With no action: every tuning example, newest first, and the counts.")
+    acts = d.add_subparsers(dest="action", metavar="ACTION")
+    dl = acts.add_parser("list", parents=[common, js], help="the examples, newest first, and the counts")
+    dl.add_argument("--label", choices=["desirable", "undesirable"])
+    dl.add_argument("--split", choices=["train", "eval"])
+    dl.add_argument("--source", choices=["auto", "agent", "user"])
+    dl.add_argument("--last", type=count, metavar="N", help="only the newest N")
+    acts.add_parser("show", parents=[common, js], help="one example in full").add_argument("id", type=count, metavar="ID")
+    da = acts.add_parser("add", parents=[common, js], help="add an example: a turn's answer, or a question and answer")
+    da.add_argument("--turn", type=count, metavar="N", help="the turn whose answer becomes the example")
+    da.add_argument("--user", metavar="TEXT", help="the user's message (with --answer)")
+    da.add_argument("--answer", metavar="TEXT", help="the assistant's answer (with --user)")
+    da.add_argument("--label", required=True, choices=["desirable", "undesirable"])
+    da.add_argument("--why", metavar="TEXT", help="the reason, kept with the example")
+    acts.add_parser("rm", parents=[common, js], help="delete an example").add_argument("id", type=count, metavar="ID")
+    de = acts.add_parser("export", parents=[common], help="JSON lines for TRL: sft (messages), kto, dpo (pairs)")
+    de.add_argument("--format", required=True, choices=["sft", "kto", "dpo"])
+    de.add_argument("--split", choices=["train", "eval"], help="only this split (default: both)")
+    de.add_argument("--out", metavar="FILE", help="write to FILE (default: stdout)")
+    lrn = sub.add_parser("learn", parents=[common, js], help="self-learning on or frozen, and the learning log",
+                         description="With no argument: whether self-learning is on, and what it changed lately.")
+    lrn.add_argument("switch", nargs="?", choices=["on", "off"], help="on: learn again; off: freeze all self-learning")
+    lrn.add_argument("--last", type=count, default=10, metavar="N", help="learning-log entries to show (default 10)")
+
+    def one_prompt(args) -> None:
+        if sum(x is not None for x in (args.version, args.text, args.file)) != 1:
+            pset.error("give exactly one of VERSION, --text TEXT or --file FILE")
+
+    def one_example(args) -> None:
+        by_hand = args.user is not None or args.answer is not None
+        if (args.turn is not None) == by_hand or (by_hand and None in (args.user, args.answer)):
+            da.error("give --turn N, or both --user TEXT and --answer TEXT")
+
+    return {("prompt", "set"): one_prompt, ("data", "add"): one_example}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,6 +216,10 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         return tools(args, ctx, console)
     if args.command == "memory":
         return memory(args, ctx, console)
+    if args.command in ("reward", "prompt", "data", "learn"):
+        from graph import learncli
+
+        return learncli.main(args, ctx, console)
     if args.command == "undo":
         from graph.tools import files
 

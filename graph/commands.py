@@ -1,8 +1,9 @@
 """The REPL's slash commands: /help, /status, /history, /search, /think, /why, /tools, /undo,
-/memory, /remember, /forget, /quit.
+/memory, /remember, /forget, /good, /bad, /rate, /reward, /prompt, /learn, /data, /quit.
 
 Owns: parsing a slash line and showing each command's result. Does not own: the REPL loop
-and how a turn is shown (repl.py), or the layouts (views.py).
+and how a turn is shown (repl.py), or the layouts (views.py; learncli.py for the learning
+commands, shared with `agent.py reward|prompt|data|learn`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ HELP = """Commands:
   /forget ID       forget a memory (ids as /memory shows them)
   /tools           the tools the agent can use (built-in, MCP servers, self-made)
   /undo [force]    restore the file the agent edited last (force: even if changed since)
+  /good, /bad      rate the last answer (the agent learns from it)
+  /rate N          rate the last answer from 1 (bad) to 5 (good)
+  /reward [N]      the last N rewards (default 5) and the reward curve (`agent.py reward --turn N` explains one)
+  /prompt [history|diff|rollback]  the system prompt in use, its versions, its last change, or undo that change
+  /learn [on|off]  self-learning: its state and recent changes, or freeze (off) / resume (on) it
+  /data            the latest tuning examples and their counts
   /quit            leave (Ctrl-D also leaves; the session is kept)
 Ctrl-C stops the answer being written and keeps what was said.
 When a tool needs your approval (a command, or an action after reading web pages or files),
@@ -78,6 +85,8 @@ def command(session: Session, line: str, console: Console) -> bool:
         console.print(Text(f"thinking: {session.ctx.settings.reasoning.mode}", style="dim"))
     elif name in ("memory", "remember", "forget"):
         memory_command(session, name, arg.strip(), console)
+    elif name in LEARNING:
+        learning_command(session, name, arg.strip(), console)
     elif name == "tools":
         from graph import tools
 
@@ -98,6 +107,43 @@ def command(session: Session, line: str, console: Console) -> bool:
     else:
         console.print(Text(f"unknown command /{name}; /help lists the commands", style="yellow"))
     return True
+
+
+LEARNING = {"good": "/good", "bad": "/bad", "rate": "/rate N (1 to 5)", "reward": "/reward [N]",
+            "prompt": "/prompt [history|diff|rollback]", "learn": "/learn [on|off]", "data": "/data"}
+
+
+def learning_command(session: Session, name: str, arg: str, console: Console) -> None:
+    """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off], /data."""
+    from graph import learncli, selfprompt, tuning
+
+    ctx, store = session.ctx, session.store
+    fine = {"good": not arg, "bad": not arg, "rate": arg in ("1", "2", "3", "4", "5"),
+            "reward": not arg or (arg.isascii() and arg.isdigit() and 1 <= int(arg) <= 1000),
+            "prompt": arg in ("", "history", "diff", "rollback"), "learn": arg in ("", "on", "off"), "data": not arg}
+    if not fine[name]:
+        console.print(Text(f"usage: {LEARNING[name]}", style="yellow"))
+        return
+    try:
+        if name in ("good", "bad", "rate"):
+            rated = learncli.rate(ctx, "rating" if name == "rate" else name, int(arg) if arg else None)
+            console.print(learncli.rated_text(ctx, rated))
+        elif name == "reward":
+            console.print(learncli.rewards_view(learncli.report(store, int(arg or 5)), short=True))
+        elif name == "prompt" and arg == "rollback":
+            console.print(Text(learncli.rollback(ctx, "rolled back by the user (/prompt rollback)")))
+        elif name == "prompt" and arg == "diff":
+            console.print(learncli.diff_view(learncli.diff_pair(ctx)))
+        elif name == "prompt":
+            serving = learncli.version_of(ctx).id
+            console.print(learncli.history_table(store, selfprompt.history(store), serving) if arg == "history"
+                          else learncli.version_view(store, learncli.version_of(ctx, serving), serving))
+        elif name == "learn":
+            console.print(Text(learncli.switch(ctx, arg == "off")) if arg else learncli.learn_view(ctx, store, 5))
+        else:
+            console.print(learncli.examples_view(store, tuning.listing(store, limit=10)))
+    except learncli.Problem as exc:
+        console.print(Text(str(exc), style="yellow"))
 
 
 def memory_command(session: Session, name: str, arg: str, console: Console) -> None:

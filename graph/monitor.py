@@ -22,19 +22,23 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from graph import reward
 from graph.context import Context
 from graph.store import Store
 
 SPARK = "▁▂▃▄▅▆▇█"
 
 
-def sparkline(values: list[float | None], width: int = 30) -> str:
+def sparkline(values: list[float | None], width: int = 30, low: float | None = None,
+              high: float | None = None) -> str:
+    """The last `width` values as bars, scaled to their own range or to [low, high]."""
     points = [v for v in values if v is not None][-width:]
     if not points:
         return ""
-    low, high = min(points), max(points)
+    low = min(points) if low is None else low
+    high = max(points) if high is None else high
     span = (high - low) or 1.0
-    return "".join(SPARK[min(7, int((v - low) / span * 7.999))] for v in points)
+    return "".join(SPARK[max(0, min(7, int((v - low) / span * 7.999)))] for v in points)
 
 
 _nvml_lock = threading.Lock()
@@ -92,6 +96,20 @@ def ollama_loaded(base_url: str) -> list[dict] | None:
         return None
 
 
+def prompt_version(store: Store) -> str | None:
+    """The system prompt version serving now ("3", or "4 (probation)"), read from the prompts
+    table without creating one (selfprompt.current() would); None before the first answer."""
+    rows = store.read("SELECT id, status FROM prompts WHERE status IN ('active', 'probation') ORDER BY id DESC LIMIT 1")
+    if not rows:
+        return None
+    return str(rows[0][0]) + (" (probation)" if rows[0][1] == "probation" else "")
+
+
+def recent_rewards(store: Store, n: int = 20) -> list[float]:
+    """The last `n` settled rewards, oldest first (the dashboard's curve and mean)."""
+    return [round(r.reward, 3) for r in reward.recent(store, n)]
+
+
 def snapshot(ctx: Context, store: Store, backend=None, cpu_interval: float | None = None) -> dict:
     """Every metric, now. `backend` is the active llm.Backend when this process has one.
     CPU use is measured since the previous call, or over `cpu_interval` seconds (one-off views)."""
@@ -100,6 +118,8 @@ def snapshot(ctx: Context, store: Store, backend=None, cpu_interval: float | Non
     answers = store.recent_answers(30)
     last = answers[-1] if answers else {}
     window = backend.context_window if backend else None
+    rewards = recent_rewards(store)
+    mean = reward.mean(rewards)
     return {
         "time": time.time(),
         "gpu": gpu(),
@@ -114,8 +134,8 @@ def snapshot(ctx: Context, store: Store, backend=None, cpu_interval: float | Non
             if backend is not None and backend.name == "ollama" else None,
         },
         "agent": {"turns": store.turns(), "db_bytes": store.size_bytes(), "data": ctx.home,
-                  # filled in by the issues that bring them: reward, prompt versions
-                  "reward_avg": None, "reward_recent": [], "prompt_version": None,
+                  "reward_avg": None if mean is None else round(mean, 3), "reward_recent": rewards,
+                  "prompt_version": prompt_version(store),
                   "memories": store.active_memories()},
     }
 
@@ -184,7 +204,8 @@ def dashboard(snap: dict, history: History | None = None) -> Group:
     system_rows = [("CPU", f"{s['cpu_percent']:.0f}%"), ("RAM", f"{_gb(s['ram_used'])} / {_gb(s['ram_total'])}"),
                    ("agent process", f"{s['process_rss'] / 2**20:.0f} MB")]
     agent_rows = [("turns", str(a["turns"])), ("database", f"{a['db_bytes'] / 2**20:.1f} MB"),
-                  ("reward", "—" if a["reward_avg"] is None else f"{a['reward_avg']:+.2f}  {sparkline(a['reward_recent'])}"),
+                  ("reward", "—" if a["reward_avg"] is None else
+                   f"{a['reward_avg']:+.2f}  {sparkline(a['reward_recent'], low=-1.0, high=1.0)}"),
                   ("prompt version", str(a["prompt_version"] or "—")),
                   ("memories", "—" if a["memories"] is None else str(a["memories"])),
                   ("data folder", a["data"])]
@@ -211,6 +232,7 @@ def serve_prometheus(port: int, collect) -> str:
                 "agent_tokens_per_second": ("Generation speed of the last answer", b["tok_s"]),
                 "agent_context_tokens": ("Tokens in the live window of the last answer", b["context_tokens"]),
                 "agent_context_window_tokens": ("Context window of the backend", b["context_window"]),
+                "agent_reward_mean": ("Mean reward of the last 20 settled turns", a["reward_avg"]),
                 "agent_cpu_percent": ("System CPU use", s["cpu_percent"]),
                 "agent_ram_used_bytes": ("System RAM in use", s["ram_used"]),
                 "agent_process_rss_bytes": ("Resident memory of the agent process", s["process_rss"]),

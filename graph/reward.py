@@ -115,13 +115,33 @@ def of_turn(tool_errors: int, stopped: bool) -> dict[str, float]:
 
 
 def similarity(a: str, b: str) -> float:
-    """Jaccard similarity of character bigrams (works for Japanese, which has no spaces)."""
-    def grams(text: str) -> set[str]:
-        text = re.sub(r"[\W_]+", " ", text.lower()).strip()
-        return {text[i:i + 2] for i in range(len(text) - 1)} if len(text) > 1 else {text}
+    """Jaccard similarity of two messages' content terms: English words without function words
+    (a trailing plural s cut), and character bigrams of kanji and katakana runs (Japanese has
+    no spaces; its particles and endings are left out). Whole-text character bigrams would make
+    any two English sentences look alike ("the", "is", "th", "e ")."""
+    x, y = terms(a), terms(b)
+    return len(x & y) / len(x | y) if x and y else 0.0
 
-    x, y = grams(a), grams(b)
-    return len(x & y) / len(x | y) if x and y and (x | y) != {""} else 0.0
+
+STOPWORDS = frozenset("""a an the is are was were be been being am do does did done i you he she it we they me him her
+us them my your his its our their this that these those what which who whom whose when where why how of to in on at
+for with about from by as and or but if then so not no yes can could would should will shall may might must please
+tell give show explain let there here just also some any again more most very really much many one thing things
+know want need like get got make into out up down over than too there's it's what's that's i'm ask asking
+asked question next another now once""".split()) | {"何", "一度", "聞", "質問", "改"}  # what, once more, ask
+
+
+def terms(text: str) -> set[str]:
+    """The content terms of a message (see `similarity`); its character bigrams when it has none."""
+    text = text.lower()
+    found = {w[:-1] if len(w) > 3 and w.endswith("s") and not w.endswith("ss") else w
+             for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?", text) if w not in STOPWORDS}
+    for run in re.findall(r"[\u4e00-\u9fff\u3005]+|[\u30a0-\u30ff]+", text):
+        found |= ({run[i:i + 2] for i in range(len(run) - 1)} if len(run) > 1 else {run}) - STOPWORDS
+    if not found:  # only function words or kana: compare the characters themselves
+        plain = re.sub(r"[\W_]+", " ", text).strip()
+        found = {plain[i:i + 2] for i in range(len(plain) - 1)}
+    return found
 
 
 # --- the rewards table ----------------------------------------------------------------------

@@ -162,7 +162,7 @@ def rollback(ctx: Context, why: str) -> tuple[Version, Version]:
         db.execute("UPDATE prompts SET status='rolled_back', decided=?, outcome=? WHERE id=?",
                    (time.time(), why, undone.id))
         db.execute("UPDATE prompts SET status='active' WHERE id=?", (back.id,))
-    return undone, get(store, back.id)
+    return get(store, undone.id), get(store, back.id)
 
 
 def set_version(ctx: Context, version: int, why: str) -> Version:
@@ -205,8 +205,8 @@ def stats(store: Store, version: int) -> dict:
 
 
 def diff(a: Version, b: Version) -> str:
-    return "".join(difflib.unified_diff(a.text.splitlines(keepends=True), b.text.splitlines(keepends=True),
-                                        fromfile=f"version {a.id}", tofile=f"version {b.id}"))
+    lines = lambda v: (v.text.rstrip("\n") + "\n").splitlines(keepends=True)  # noqa: E731 (the last line too)
+    return "".join(difflib.unified_diff(lines(a), lines(b), fromfile=f"version {a.id}", tofile=f"version {b.id}"))
 
 
 def _decide(store: Store, version: int, status: str, why: str) -> None:

@@ -1,7 +1,8 @@
 """What `history` and `status` show, as rich renderables or JSON-ready dicts.
 
-Owns: gathering the status facts (backend, model, data folder, turns, live metrics) and
-laying out the transcript for people. Used by the CLI subcommands and the REPL's
+Owns: gathering the status facts (backend, model, data folder, turns, memories, learning,
+live metrics) and laying out the transcript and memories for people (the learning
+commands' layouts are in learncli.py). Used by the CLI subcommands and the REPL's
 slash commands alike. Does not own: the data (store.py) or the backend (llm.py).
 """
 
@@ -20,7 +21,7 @@ from graph.store import Store
 
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
-    from graph import monitor
+    from graph import learncli, monitor
 
     snap = monitor.snapshot(ctx, store, backend, cpu_interval=0.1)
     last = store.last_answer_meta()
@@ -34,6 +35,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "thread_id": THREAD_ID,
         "turns": store.turns(),
         "memories": snap["agent"]["memories"] if ctx.settings.memory.enabled else None,
+        "learning": learncli.summary(ctx, store),
         "db_bytes": store.size_bytes(),
         "context_window": backend.context_window if backend else None,
         "vram": backend.plan.as_dict() if backend is not None and backend.plan else None,
@@ -47,6 +49,8 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
 
 
 def status_table(info: dict) -> Table:
+    from graph.learncli import summary_line
+
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column()
@@ -58,6 +62,7 @@ def status_table(info: dict) -> Table:
         ("config", info["config"]),
         ("session", f"thread '{info['thread_id']}', {info['turns']} turns, database {info['db_bytes'] / 2**20:.1f} MB"),
         ("memories", "off (memory.enabled)" if info["memories"] is None else f"{info['memories']} active"),
+        ("learning", summary_line(info["learning"])),
         ("last answer", "—" if not last.get("backend") else
          f"{last['ttft_s']} s to first token, {last['tok_s'] or '—'} tok/s, {last['tokens']} tokens ({last['backend']})"),
         ("GPU", "none" if not info["gpu"] else "; ".join(

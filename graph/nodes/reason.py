@@ -12,7 +12,7 @@ from datetime import date
 from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
-from graph import bandit, llm, prompts, selfprompt, thinking, window
+from graph import bandit, learning, llm, prompts, selfprompt, thinking, window
 from graph import tools as registry
 from graph.context import Context
 from graph.state import AgentState
@@ -75,6 +75,8 @@ def strategy(ctx: Context, store, said: str, steps: list, first: bool) -> tuple[
     where = bandit.bucket(said)
     if ctx.parent_turn or not (ctx.settings.learning.enabled and ctx.settings.learning.policy):
         return where, dict(bandit.DEFAULT)
+    if learning.frozen(store):  # frozen: what was learned so far, without exploring further
+        return where, bandit.best(store, where)
     return where, bandit.choose(store, where)
 
 

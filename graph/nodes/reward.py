@@ -80,10 +80,8 @@ def settle(ctx: Context, item: reward.Reward) -> list[str]:
     item.settled = item.settled or time.time()
     reward.save(store, item)
     notes = []
-    try:
-        learning.may_change(ctx, "learning from the reward")
-    except learning.Refused:
-        return notes
+    if not ctx.settings.learning.enabled or learning.frozen(store):
+        return notes  # the reward is kept; nothing learns from it (no log line: this happens every turn)
     if first and item.arms and item.bucket and ctx.settings.learning.policy:
         bandit.update(store, item.bucket, item.arms, item.reward)
     limits = ctx.settings.learning

@@ -117,9 +117,9 @@ def propose(ctx: Context, why: str, turn: int | None, say) -> None:
         reply = llm.structured(ctx, prompts.REWRITE.format(prompt=shown, turns=turns), SCHEMA) or {}
     except llm.BackendError:
         return
-    drop = {n for n in reply.get("remove", []) if isinstance(n, int) and 1 <= n <= len(rules)}
+    drop = {n for n in _listed(reply.get("remove")) if isinstance(n, int) and 1 <= n <= len(rules)}
     kept = [r for i, r in enumerate(rules, 1) if i not in drop]
-    for rule in reply.get("add", [])[:2]:
+    for rule in _listed(reply.get("add"))[:2]:
         rule = " ".join(str(rule).split())
         if rule and rule not in kept:
             kept.append(rule)
@@ -132,6 +132,11 @@ def propose(ctx: Context, why: str, turn: int | None, say) -> None:
     learning.log(store, "prompt", f"version {candidate.id} on probation: {rationale}", turn)
     say(f"I rewrote my prompt (version {candidate.id}, on probation for {ctx.settings.learning.probation_turns}"
         " turns; `agent.py prompt diff` shows it)")
+
+
+def _listed(value) -> list:
+    """A reply's list field; a model without constrained output may send one string or number instead."""
+    return value if isinstance(value, list) else [value] if isinstance(value, (str, int)) and value != "" else []
 
 
 def _short(text: str, limit: int = 240) -> str:
