@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from langchain_core.language_models import BaseChatModel
-from langchain_core.messages import AIMessageChunk, message_chunk_to_message
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field, PrivateAttr
 
 from graph import prompts
+from fakes import ScriptedChat
 
 # A neutral system prompt: it says nothing about answer length (the configured default says
 # "concisely", which an instruction-following model would obey from the first turn, leaving
@@ -182,7 +182,7 @@ LENGTH_COMPLAINT = re.compile(r"too long|too verbose|the gist|長すぎ|長い",
 TOPIC_COMPLAINT = re.compile(r"football|その話", re.IGNORECASE)
 
 
-class SimulatedChat(BaseChatModel):
+class SimulatedChat(ScriptedChat):
     """An instruction-following stand-in for an LLM (see the module docstring)."""
 
     seed: int = 0
@@ -199,23 +199,9 @@ class SimulatedChat(BaseChatModel):
     def _llm_type(self) -> str:
         return "simulated"
 
-    def bind_tools(self, tools, **kwargs):
-        return self.bind(tools=[t.name for t in tools])
-
     def _stream(self, messages, stop=None, run_manager=None, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        text = self.reply(messages, **kwargs)
-        for i, word in enumerate(text.split(" ")):
-            piece = word if i == 0 else " " + word
-            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
-            if run_manager:
-                run_manager.on_llm_new_token(piece, chunk=chunk)
-            yield chunk
-
-    def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
-        full = None
-        for chunk in self._stream(messages, stop, run_manager, **kwargs):
-            full = chunk if full is None else full + chunk
-        return ChatResult(generations=[ChatGeneration(message=message_chunk_to_message(full.message))])
+        self.replies = [self.reply(messages, **{k: v for k, v in kwargs.items() if k != "tools"})]
+        yield from super()._stream(messages, stop, run_manager, **kwargs)  # streamed word by word, as ScriptedChat does
 
     # -- what it says --
 

@@ -94,6 +94,17 @@ def excluded_line(run) -> str:
             " rolled-back: how many of each 10 turns those were)")
 
 
+def show_learned(learned) -> None:
+    """A learning agent's prompt history, learned policy and learning log."""
+    show_history(learned)
+    print()
+    show_policy(learned)
+    print("\n  learning log (prompt changes, probation verdicts, rejected rewrites):")
+    for entry in learned.log:
+        if entry["kind"] in ("prompt", "probation", "rejected"):
+            print(f"  turn {entry['turn']:>3} {entry['kind']:<9} {entry['detail']}")
+
+
 def show_history(run) -> None:
     print("  prompt history (version, status, author, parent; learned rules; rationale; outcome):")
     for v in run.history:
@@ -129,13 +140,7 @@ def fake_part(args, root: Path) -> dict:
     learned = runs["learning"]
     print(excluded_line(learned))
     print("\nlearning agent:")
-    show_history(learned)
-    print()
-    show_policy(learned)
-    print("\n  learning log (prompt changes, probation verdicts, rejected rewrites):")
-    for entry in learned.log:
-        if entry["kind"] in ("prompt", "probation", "rejected"):
-            print(f"  turn {entry['turn']:>3} {entry['kind']:<9} {entry['detail']}")
+    show_learned(learned)
 
     print(f"\nsummary over seeds 0..{args.seeds - 1} (learning vs frozen, {args.turns} turns each):")
     print("  seed  learning last50  frozen last50  gain   learning last30  frozen last30   kept  rolled back")
@@ -179,13 +184,7 @@ def embedded_part(args, root: Path) -> dict:
               f" answer words median {sorted(words)[len(words) // 2]})")
     learned = out["learning"]
     print("\nlearning agent (embedded):")
-    show_history(learned)
-    print()
-    show_policy(learned)
-    print("\n  learning log (prompt changes, probation verdicts, rejected rewrites):")
-    for entry in learned.log:
-        if entry["kind"] in ("prompt", "probation", "rejected"):
-            print(f"  turn {entry['turn']:>3} {entry['kind']:<9} {entry['detail']}")
+    show_learned(learned)
     print("\n  a few answers (learning agent, first and last):")
     for i in (0, 1, len(learned.answers) - 2, len(learned.answers) - 1):
         print(f"  answer {i + 1}: {' '.join(learned.answers[i].split())[:200]!r}")
@@ -197,7 +196,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", type=int, default=10, help="seeds in the learning-vs-frozen summary")
-    ap.add_argument("--embedded-turns", type=int, default=24)
+    ap.add_argument("--embedded-turns", type=int, default=24, help="at least 1 (--no-embedded skips that part)")
     ap.add_argument("--embedded-rewrite-every", type=int, default=6)
     ap.add_argument("--embedded-probation", type=int, default=4)
     ap.add_argument("--no-embedded", action="store_true")
