@@ -29,7 +29,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from langgraph_sdk import get_sync_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,10 +108,9 @@ def studio(tmp_path):
             shutil.rmtree(leftover, ignore_errors=True)
 
 
-def test_langgraph_dev_serves_the_graph_and_records_the_turn(studio, tmp_path):
+def test_langgraph_dev_serves_the_graph_and_records_the_turn(studio, make_config):
     url, home, log = studio
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 64}}))
+    config = make_config({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 64}})
     client = get_sync_client(url=url, timeout=httpx.Timeout(300, connect=10))
 
     assistants = client.assistants.search(graph_id=GRAPH_ID)
@@ -140,13 +138,13 @@ def test_langgraph_dev_serves_the_graph_and_records_the_turn(studio, tmp_path):
     assert json.loads(rows[-1][2])["backend"] == "embedded"
 
 
-def test_studio_pauses_for_approval_and_resumes(studio, tmp_path):
+def test_studio_pauses_for_approval_and_resumes(studio, make_config):
     """A command needs the user's yes: the run stops on an interrupt that Studio shows, and
     resuming with "no" finishes the turn without running it."""
     url, home, log = studio
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 48},
-                                      "reasoning": {"mode": "off"}, "tools": {"browser": {"enabled": False}}}))
+    # make_config keeps the learned style policy off: its sampling would vary the small model's tool call
+    config = make_config({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 48},
+                          "reasoning": {"mode": "off"}})
     client = get_sync_client(url=url, timeout=httpx.Timeout(300, connect=10))
     thread = client.threads.create()
     paused = client.runs.wait(thread["thread_id"], GRAPH_ID, context={"config": str(config)},
