@@ -235,11 +235,11 @@ class EmbeddedChat(BaseChatModel):
         return {"name": name, "args": json.dumps(args, ensure_ascii=False),
                 "id": f"call_{uuid.uuid4().hex[:12]}", "index": 0}
 
-    def structured(self, prompt: str, schema: dict) -> dict | None:
+    def structured(self, prompt: str, schema: dict, max_tokens: int) -> dict | None:
         """An answer to `prompt` as JSON that fits `schema` (grammar-constrained), or None."""
         llama = self.llama
         with llama.generate_lock:
-            return self._constrained(llama, [{"role": "user", "content": prompt}], schema, self.max_tokens)
+            return self._constrained(llama, [{"role": "user", "content": prompt}], schema, max_tokens)
 
     @staticmethod
     def _constrained(llama, chat: list[dict], schema: dict, max_tokens: int = 256) -> dict | None:

@@ -193,16 +193,19 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     return (text or previous), len(lines)
 
 
-def structured(ctx: Context, prompt: str, schema: dict) -> dict | None:
+def structured(ctx: Context, prompt: str, schema: dict, max_tokens: int | None = None) -> dict | None:
     """The active model's answer to `prompt` as a JSON object fitting `schema`: grammar-constrained
-    on the embedded model, Ollama's structured output (`format`) otherwise. None when the model
-    gives nothing usable or the backend fails: callers treat it as best effort."""
+    on the embedded model, Ollama's structured output (`format`) otherwise; within `max_tokens`
+    (default llm.max_tokens; JSON cut short is no answer). None when the model gives nothing
+    usable or the backend fails: callers treat it as best effort."""
     backend = active(ctx)
+    limit = max(max_tokens or 0, ctx.settings.llm.max_tokens)
     if isinstance(backend.chat, EmbeddedChat):
-        return backend.chat.structured(prompt, schema)
+        return backend.chat.structured(prompt, schema, limit)
     no_thinking = {"reasoning": False} if backend.think_style == "native" else {}
     try:
-        text = backend.chat.invoke([HumanMessage(prompt)], format=schema, **no_thinking).text
+        chat = backend.chat.model_copy(update={"num_predict": limit})
+        text = chat.invoke([HumanMessage(prompt)], format=schema, **no_thinking).text
         value = json.loads(text)
     except (*backend_errors(), ValueError):
         return None
@@ -219,14 +222,15 @@ def _refit(messages: list[BaseMessage], backend: Backend, ctx: Context) -> list[
 
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None],
             emit: Callable[[str, str], None] | None = None, think: bool = False, forced: bool = False,
-            temperature: float | None = None) -> tuple[AIMessage, dict]:
+            temperature: float | None = None, max_tokens: int | None = None) -> tuple[AIMessage, dict]:
     """Stream one answer from the active backend; `emit(kind, text)` gets each piece as it
     comes ("think" or "answer"). With `think`, a thinking model thinks natively; other models
     were asked for <think> by the caller and their text is parsed. Returns the message
     (answer as content, thoughts in `reasoning_content`) and its metrics: backend, model,
     ttft_s, tokens, tok_s, seconds, thought_s/thought_tokens/reasoning (its quality) when it
     thought, and `interrupted` when it was cut short. `temperature` overrides the configured one
-    for this answer (the learned policy's choice). `forced` marks the one call that asks for
+    for this answer (the learned policy's choice), `max_tokens` the answer's length limit (the
+    evolution's short answers). `forced` marks the one call that asks for
     the answer after cut reasoning: it is never cut or forced again."""
     from graph import prompts, thinking
 
@@ -236,8 +240,11 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
         notify(backend.notice)
         backend.announced = True
     chat = backend.chat
-    if temperature is not None and "temperature" in type(chat).model_fields:
-        chat = chat.model_copy(update={"temperature": temperature})
+    fields = type(chat).model_fields
+    update = {"temperature": temperature} if temperature is not None and "temperature" in fields else {}
+    if max_tokens:
+        update.update({name: max_tokens for name in ("max_tokens", "num_predict") if name in fields})
+    chat = chat.model_copy(update=update) if update else chat
     model = chat.bind_tools(tools) if tools else chat
     trace = thinking.Trace(parse=backend.think_style != "native", budget_tokens=ctx.settings.reasoning.max_tokens)
     start, first, full, interrupted, pieces = time.perf_counter(), None, None, "", 0
@@ -264,7 +271,8 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             notify(f"{why}. Answering with the embedded model from now on.")
             embedded = fall_back(ctx, why)
             embedded.announced = True
-            return respond(ctx, _refit(messages, embedded, ctx), tools, notify, emit, think, forced, temperature)
+            return respond(ctx, _refit(messages, embedded, ctx), tools, notify, emit, think, forced, temperature,
+                           max_tokens)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
     finally:

@@ -101,9 +101,86 @@ Current instructions:
 Recent turns with their rewards:
 {turns}
 
-Find what the low-reward answers did wrong and the high-reward answers did right, and write at most two short general rules (one sentence each, imperative, about how to answer this user) that would raise the reward. You may also remove existing learned rules by number if they hurt. Reply in JSON as {{"add": ["rule", ...], "remove": [number, ...], "why": "one sentence"}}."""
+{failed}Find what the low-reward answers did wrong and what the high-reward answers did right. Then write your reply as JSON with three fields:
+- "add": a list of at most two new rules. Each rule is one complete sentence in the imperative that tells the assistant how to answer this user, for example: Keep answers under three sentences.
+- "remove": a list of the numbers of learned rules that hurt (an empty list when none do).
+- "why": one sentence that explains the change."""
+
+# Shown in REWRITE when rules were tried lately and rolled back.
+REWRITE_FAILED = """Rules tried lately and rolled back because the user was less happy with them (do not propose them again):
+{rules}
+
+"""
 
 REWRITE_TURN = """Turn {turn} (reward {reward:+.2f}: {signals})
 User: {user}
 Assistant: {answer}
 User's next message: {reaction}"""
+
+
+# The evolution subgraph (graph/evolution/): the judge that scores a genome's answer, and the
+# operators that breed prompts. Operators return the learned rules only: the prompt's base
+# (who the agent is) is kept as it is.
+JUDGE = """You judge an assistant's answer for one particular user.
+
+What this user wants (learned from their reactions):
+{preferences}
+
+{reference}Question: {question}
+Answer: {answer}
+
+Score the answer from 0 (this user would be unhappy) to 10 (exactly what this user wants): correct, helpful, and in the way this user wants it. Reply in JSON with "score" (a whole number from 0 to 10) and "why" (one short sentence)."""
+
+JUDGE_LIKED = "An answer this user liked for this question:\n{text}\n\n"
+JUDGE_DISLIKED = "An answer this user disliked for this question:\n{text}\n\n"
+
+CROSSOVER = """Two versions of an assistant's rules did well, each on different questions. Combine them into one list of rules that keeps what makes each version good and drops rules that contradict each other.
+
+Version A:
+{a}
+
+Version B:
+{b}
+
+Reply in JSON with "rules" (the combined list, at most {most} rules, each one complete sentence in the imperative) and "why" (one sentence)."""
+
+MUTATE = {
+    "rephrase": "Rewrite these rules of an assistant so each is clearer and shorter, with the same meaning.",
+    "add": "Add one new rule that would make the assistant's answers better for its user, given what the user wants.",
+    "remove": "Remove the one rule that helps the user least, or that contradicts what the user wants.",
+    "reflect": "The assistant answered the questions below badly (low scores, with the judge's reasons). Change the rules so it does better on them without hurting other answers.",
+}
+
+MUTATION = """{task}
+
+What the user wants (learned from their reactions):
+{preferences}
+
+Current rules:
+{rules}
+{failures}
+Reply in JSON with "rules" (the new list, at most {most} rules, each one complete sentence in the imperative) and "why" (one sentence)."""
+
+MUTATION_FAILURE = """Question: {question}
+Answer: {answer}
+Score {score}/10: {why}"""
+
+# Fixed probe questions every genome answers (beside held-out examples), English and Japanese.
+PROBES = [
+    "What is the capital of France?",
+    "Explain what a hash table is.",
+    "How do I reverse a list in Python?",
+    "Why is the sky blue?",
+    "Give me three tips for better sleep.",
+    "What is the difference between TCP and UDP?",
+    "Summarize the idea of supply and demand.",
+    "How many minutes are there in a day?",
+    "日本の首都はどこですか？",
+    "再帰とは何か説明してください。",
+    "おすすめの勉強法を教えて。",
+    "What does HTTP status 404 mean?",
+    "Write a haiku about autumn.",
+    "What is photosynthesis?",
+    "How do I make a git branch?",
+    "What is 17 times 23?",
+]

@@ -2,13 +2,14 @@
 with every component kept, so each reward can be explained.
 
 Owns: reading signals (explicit: /good, /bad, /rate 1-5, thumbs emoji; implicit, English
-and Japanese: thanks and praise, corrections, complaints about the answer, re-asking the
-same thing, following up on the topic, a long silence, stopping the answer, failed tool
-calls), turning components into a reward, and the `rewards` table (one row per turn:
-components, the strategy that answered, the prompt version, settled once the next action
-is known). By design nothing here looks at the answer's length or wording: a verbose answer
-cannot earn more than a concise one for the same reaction (length-based engagement rewards
-learn to ramble).
+and Japanese: thanks and praise, corrections, complaints about the answer (not a new request
+that asks for a style: "Explain in detail how TCP works"), re-asking the same thing,
+following up on the topic, a long silence, stopping the answer, failed tool calls), turning
+components into a reward, and the `rewards` table (one row per turn: components, the
+strategy that answered, the prompt version, settled once the next action is known). By
+design nothing here looks at the answer's length or wording: a verbose answer cannot earn
+more than a concise one for the same reaction (length-based engagement rewards learn to
+ramble).
 Does not own: when rewards are assigned (nodes/reward.py) or what learns from them
 (bandit.py, selfprompt.py, tuning.py).
 """
@@ -31,11 +32,24 @@ CORRECTION = re.compile(r"^\s*(no|nope)\b|\b(wrong|incorrect|not correct|not rig
                         r"mistake|not what i (asked|meant|wanted)|didn'?t ask|doesn'?t work|does not work|"
                         r"didn'?t work|useless)\b|違う|違います|ちがう|間違|まちが|そうじゃな|そうではな|誤り|"
                         r"動かな|使えな|意味不明", re.IGNORECASE)
-COMPLAINT = re.compile(r"\b(too (long|short|verbose|wordy|vague|complicated|much)|shorter|more concise|be brief|"
-                       r"get to the point|more detail|in detail|hard to (read|follow|understand)|confusing|"
-                       r"stop (repeating|talking about)|don'?t (talk|mention))\b|"
-                       r"長すぎ|長い|短く|簡潔に|短すぎ|詳しく|わかりにく|分かりにく|くどい|しつこい|"
-                       r"その話はやめ|その話はいい", re.IGNORECASE)
+# Complaints about the previous answer (see `complaint`). TOPIC cues ask it to drop a subject ("stop
+# talking about football", 「サッカーの話はやめて」) and always count. STYLE cues ("too long", "in detail",
+# 「短く」) count unless their sentence is a new request of its own (REQUEST-shaped: a question,
+# "explain", 「教えて」, a colon; with a subject besides the cues and the ABOUT_IT words):
+# "Explain in detail how TCP works" and 「短く教えて：日本の首都は？」 ask anew; "Too long.",
+# "Can you make it shorter?" and 「その回答は長すぎます」 complain.
+TOPIC = re.compile(r"\b(stop (talking|going on) about|stop (repeating|mentioning)|(don'?t|do not) (talk about|mention|"
+                   r"bring up|want to hear)|enough about)\b|話は(もう)?(やめ|いい|結構|いらな)|話をやめ|話は?しないで|"
+                   r"聞きたくない", re.IGNORECASE)
+STYLE = re.compile(r"\b(too (long|short|verbose|wordy|vague|complicated|much)|short(er)?|brief(er)?|concise|"
+                   r"simpler|get to the point|(more )?details?|detailed|hard to (read|follow|understand)|confusing)\b|"
+                   r"長すぎ|長い|短く|簡潔|短すぎ|詳しく|わかりにく|分かりにく|(もっと|より)(わ|分)かりやすく|くどい|しつこい",
+                   re.IGNORECASE)
+REQUEST = re.compile(r"[?？:：]|\b(explain|describe|tell|give|show|list|write|summari[sz]e|what|how|why|who|when|"
+                     r"where|which)\b|教えて|説明して|とは|について|って何|なぜ|どう", re.IGNORECASE)
+ABOUT_IT = frozenset("""answer answers response reply explanation version text output summary gist point points word
+words sentence sentences paragraph bit little lot way make keep go write say put try yourself sure ok okay
+回答 答 説明 返事 返答 文章 文 内容 全体 要点 要約 教 書 言 読 少 願 話 一言""".split())  # name the answer, not a subject
 THUMBS_UP = re.compile("[\U0001F44D\U0001F64F\u2764\U0001F389]|\U0001F600|\U0001F60A")  # 👍 🙏 ❤ 🎉 😀 😊
 THUMBS_DOWN = re.compile("[\U0001F44E\U0001F621\U0001F620]")  # 👎 😡 😠
 
@@ -89,7 +103,7 @@ def next_action(previous: str, message: str, gap_s: float | None, silence_s: flo
     if CORRECTION.search(message):
         found["correction"] = WEIGHTS["correction"]
         negative = True
-    elif COMPLAINT.search(message):
+    elif complaint(message):
         found["complaint"] = WEIGHTS["complaint"]
         negative = True
     if PRAISE.search(message) and not negative:
@@ -102,6 +116,29 @@ def next_action(previous: str, message: str, gap_s: float | None, silence_s: flo
     if gap_s is not None and silence_s and gap_s > silence_s:
         found["silence"] = WEIGHTS["silence"]
     return found
+
+
+def complaint(message: str) -> bool:
+    """Whether the message complains about the previous answer (see TOPIC and STYLE). Read sentence
+    by sentence: "Too long. What is DNS?" complains, then asks; once a new request is made, what
+    follows is about it ("Explain TCP. Keep it short.")."""
+    if TOPIC.search(message):
+        return True
+    for sentence in re.split(r"(?<=[.!?。！？\n])", message):
+        if asks_anew(sentence):
+            return False
+        if STYLE.search(sentence):
+            return True
+    return False
+
+
+def asks_anew(sentence: str) -> bool:
+    """A request with a subject of its own, once the style cues, praise and the words naming the
+    answer are taken out: "Explain in detail how TCP works", not "Can you make it shorter?"."""
+    rest = STYLE.sub(" ", PRAISE.sub(" ", sentence))
+    subject = {w for w in re.findall(r"[a-z0-9]+(?:'[a-z]+)?", rest.lower()) if w not in STOPWORDS | ABOUT_IT}
+    subject |= set(re.findall(r"[\u4e00-\u9fff\u3005]+|[\u30a0-\u30ff]+", rest)) - ABOUT_IT
+    return bool(subject and REQUEST.search(sentence))
 
 
 def of_turn(tool_errors: int, stopped: bool) -> dict[str, float]:

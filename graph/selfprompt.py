@@ -165,6 +165,22 @@ def rollback(ctx: Context, why: str) -> tuple[Version, Version]:
     return get(store, undone.id), get(store, back.id)
 
 
+def failed_rules(store: Store, within: int) -> list[str]:
+    """The rules that versions rolled back during the last `within` answered turns added to their
+    parents: tried lately, and the user was less happy. The rewrite shows them so the model does
+    not propose them again at once; later they may be tried again (a verdict on a few turns can
+    be unlucky)."""
+    found = []
+    for version in reversed(_versions(store, "status='rolled_back'")):
+        since = store.read("SELECT COUNT(*) FROM rewards WHERE created > ?", (version.decided or 0,))[0][0]
+        if since >= within:
+            continue
+        parent = get(store, version.parent) if version.parent else None
+        old = set(split(parent.text)[1]) if parent else set()
+        found += [r for r in split(version.text)[1] if r not in old and r not in found]
+    return found
+
+
 def set_version(ctx: Context, version: int, why: str) -> Version:
     """Make an earlier version (its text) serve again, as a new version authored by the user."""
     old = get(store_for(ctx.home), version)

@@ -2,12 +2,15 @@
 automatically from rewards, by the agent's tools and by the user, and exported for training.
 
 Owns: the `examples` table (messages in chat format ending with the assistant's answer,
-label, source auto/agent/user, reward, split train/eval, the turn it came from, why),
-making an example from a turn of the transcript, listing/editing/removing, and export as
-JSON lines in the formats TRL's trainers read: `sft` (conversational "messages", desirable
-only), `kto` (unpaired preference: "prompt", "completion", boolean "label") and `dpo`
-(preference pairs: "prompt", "chosen", "rejected", pairing a desirable and an undesirable
-answer to the same or a re-asked question).
+label, source auto/agent/user, reward, split train/eval, the turn it came from, why; a new
+judgement of a turn's answer replaces the opposite one, a better answer written for the turn
+sits beside it), making an example from a turn of the transcript, listing/editing/removing,
+and export as JSON lines in the formats TRL's trainers read: `sft` (conversational
+"messages", desirable only), `kto` (unpaired preference: "prompt", "completion", boolean
+"label") and `dpo` (preference pairs: "prompt", "chosen", "rejected", pairing a desirable and
+an undesirable answer to the same question: the same text once case, width, spaces and
+punctuation are set aside, or a turn the user re-asked (its reward's `reasked`) and the
+turns that re-asked it; never two equal answers).
 Does not own: deciding which turns become candidates (nodes/reward.py) or the guard on
 self-modification (learning.py).
 """
@@ -15,18 +18,18 @@ self-modification (learning.py).
 from __future__ import annotations
 
 import json
+import re
 import time
+import unicodedata
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from graph import reward
 from graph.store import Store
 
 LABELS = ("desirable", "undesirable")
 SOURCES = ("auto", "agent", "user")
 FORMATS = ("sft", "kto", "dpo")
-PAIRED_AT = 0.55  # similarity of two questions for a DPO pair (a re-asked question counts)
 
 
 @dataclass
@@ -83,10 +86,13 @@ def check(messages: list[dict], label: str) -> None:
 
 def add(store: Store, messages: list[dict], label: str, source: str, why: str = "", value: float | None = None,
         turn: int | None = None, eval_share: float = 0.2) -> Example:
-    """Add an example (the same turn and label twice is one example, updated)."""
+    """Add an example (the same turn and label twice is one example, updated; the same answer of
+    the turn under the other label is replaced: the newest judgement wins)."""
     check(messages, label)
     now = time.time()
     with store.write() as db:
+        if turn is not None:
+            _supersede(db, turn, label, messages[-1]["content"])
         row = db.execute("SELECT id FROM examples WHERE turn=? AND label=?", (turn, label)).fetchone() \
             if turn is not None else None
         if row:
@@ -99,6 +105,16 @@ def add(store: Store, messages: list[dict], label: str, source: str, why: str = 
                 (json.dumps(messages, ensure_ascii=False), label, source, value, split_for(messages, eval_share),
                  turn, why, now, now)).lastrowid
     return get(store, example_id)
+
+
+def _supersede(db, turn: int, label: str, answer: str, keep: int | None = None) -> None:
+    """Drop the turn's example under the other label that holds the same answer (a corrected
+    answer written for the turn keeps the original beside it: together they make a DPO pair)."""
+    rows = db.execute("SELECT id, messages FROM examples WHERE turn=? AND label!=? AND id IS NOT ?",
+                      (turn, label, keep)).fetchall()
+    for example_id, messages in rows:
+        if json.loads(messages)[-1]["content"].strip() == answer.strip():
+            db.execute("DELETE FROM examples WHERE id=?", (example_id,))
 
 
 def from_turn(store: Store, turn: int, system: str = "") -> list[dict]:
@@ -142,6 +158,9 @@ def edit(store: Store, example_id: int, label: str | None = None, answer: str | 
     if split not in (None, "train", "eval"):
         raise ValueError(f"split must be train or eval, not {split!r}")
     with store.write() as db:
+        if found.turn is not None:  # the edit is the turn's newest judgement under this label
+            db.execute("DELETE FROM examples WHERE turn=? AND label=? AND id!=?", (found.turn, label, example_id))
+            _supersede(db, found.turn, label, messages[-1]["content"], keep=example_id)
         db.execute("UPDATE examples SET messages=?, label=?, split=?, why=?, updated=? WHERE id=?",
                    (json.dumps(messages, ensure_ascii=False), label, split or found.split,
                     found.why if why is None else why, time.time(), example_id))
@@ -175,8 +194,34 @@ def export(store: Store, fmt: str, split: str | None = None) -> Iterator[dict]:
         for e in examples:
             yield {"prompt": e.messages[:-1], "completion": e.messages[-1:], "label": e.label == "desirable"}
     else:
+        asked = reasked_turns(store)
         good = [e for e in examples if e.label == "desirable"]
         for bad in (e for e in examples if e.label == "undesirable"):
-            match = max(good, key=lambda g: reward.similarity(g.question, bad.question), default=None)
-            if match is not None and reward.similarity(match.question, bad.question) >= PAIRED_AT:
+            matches = [g for g in good if g.answer.strip() != bad.answer.strip() and same_question(g, bad, asked)]
+            if matches:  # a better answer to the same turn first, then the newest
+                match = max(matches, key=lambda g: (g.turn is not None and g.turn == bad.turn, g.id))
                 yield {"prompt": bad.messages[:-1], "chosen": match.messages[-1:], "rejected": bad.messages[-1:]}
+
+
+def same_question(a: Example, b: Example, asked: dict[int, int]) -> bool:
+    """The same question: the same turn or chain of re-asks, or the same text once case, width,
+    spaces and punctuation are set aside. Sharing words is not enough ("the capital of France" /
+    "of Japan")."""
+    if a.turn is not None and b.turn is not None and asked.get(a.turn, a.turn) == asked.get(b.turn, b.turn):
+        return True
+    return bool(normal(a.question)) and normal(a.question) == normal(b.question)
+
+
+def normal(text: str) -> str:
+    return re.sub(r"[\W_]+", "", unicodedata.normalize("NFKC", text).casefold())
+
+
+def reasked_turns(store: Store) -> dict[int, int]:
+    """Turn → the first turn of its question: a turn whose reward says the user re-asked it
+    (`reasked`) shares its question with the next rewarded turn."""
+    first: dict[int, int] = {}
+    before = None
+    for turn, components in store.read("SELECT turn, components FROM rewards ORDER BY turn"):
+        first[turn] = first[before[0]] if before and "reasked" in before[1] else turn
+        before = (turn, json.loads(components))
+    return first

@@ -209,6 +209,11 @@ class SimulatedChat(ScriptedChat):
         asked = messages[-1].text if messages else ""
         if len(messages) == 1 and asked.startswith(prompts.REWRITE.split("{")[0][:40]):
             return json.dumps(self.optimize(asked))
+        if len(messages) == 1 and asked.startswith(prompts.JUDGE.split("{")[0][:40]):
+            return json.dumps(self.score(asked))
+        if len(messages) == 1 and (asked.startswith(prompts.CROSSOVER.split("{")[0][:40])
+                                   or "Current rules:" in asked and "\"rules\"" in asked):
+            return json.dumps(self.breed(asked))
         if "format" in kwargs:  # another structured request (memory, ...): nothing to offer
             return "{}"
         if len(messages) == 1 and asked.startswith(prompts.SUMMARIZE.split("{")[0][:40]):
@@ -281,6 +286,36 @@ class SimulatedChat(ScriptedChat):
             proposal = {"add": [rule], "remove": [], "why": "this may help the user"}
         self.rewrites.append({**proposal, "counts": counts})
         return proposal
+
+
+    def score(self, request: str) -> dict:
+        """The scripted judge of the evolution: the hidden preferences, 0..10."""
+        answer = request.split("\nAnswer: ", 1)[-1].rsplit("\n\nScore the answer", 1)[0]
+        too_long, disliked = size(answer) > 40, bool(DISLIKED.search(answer))
+        why = " and ".join(w for w, bad in (("too long", too_long), ("mentions football", disliked)) if bad)
+        return {"score": 10 - 5 * too_long - 5 * disliked, "why": why or "short and on topic"}
+
+    def breed(self, request: str) -> dict:
+        """A noisy breeding operator: crossover keeps each parent's rule with probability 0.7;
+        mutation adds a random rule from the pool, removes one, keeps them (rephrase), or, given
+        failed cases, fixes what the judge complained about (half the time) or guesses."""
+        lists = re.findall(r"^\d+\. (.+)$", request, re.MULTILINE)
+        if request.startswith(prompts.CROSSOVER.split("{")[0][:40]):
+            rules = [r for r in dict.fromkeys(lists) if self._rng.random() < 0.7]
+            self.rewrites.append({"crossover": rules})
+            return {"rules": rules, "why": "kept the rules of both"}
+        rules = list(lists)
+        task = request.split("\n", 1)[0]
+        if task == prompts.MUTATE["remove"] and rules:
+            rules.pop(self._rng.randrange(len(rules)))
+        elif task == prompts.MUTATE["add"] or (task == prompts.MUTATE["reflect"] and self._rng.random() < 0.5):
+            rules.append(self._rng.choice([r for r in POOL if r not in rules] or POOL))
+        elif task == prompts.MUTATE["reflect"]:
+            for kind, cue in (("length", "too long"), ("topic", "football")):
+                if cue in request.split("Current rules:", 1)[-1]:
+                    rules = [r for r in rules if r != HARMFUL[kind]] + ([HELPFUL[kind]] * (HELPFUL[kind] not in rules))
+        self.rewrites.append({"mutate": task, "rules": rules})
+        return {"rules": rules, "why": "this may help the user"}
 
 
 ELABORATE = {False: "In more detail, {topic} is a subject with several parts worth knowing, and each of them "

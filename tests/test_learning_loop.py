@@ -437,7 +437,7 @@ def test_a_rewrite_can_remove_a_learned_rule(tmp_path, make_config):
     (proposal(["ok"]), "a rule is not a sentence"),
     (proposal([]), "the prompt is unchanged"),
     (json.dumps({"add": "{{{{ ]]]", "remove": 1, "why": 3}), "a rule is not a sentence"),  # wrong types
-    ("not json at all", "the prompt is unchanged"),
+    ("not json at all", "the model gave no usable JSON"),
 ])
 def test_junk_proposals_are_rejected_and_logged(tmp_path, make_config, reply, why):
     s, model = make(tmp_path, make_config, ["Paris.", "ok", reply, "Berlin."], learning={"rewrite_every": 1})
@@ -483,6 +483,52 @@ def test_probation_ends_in_a_rollback_when_the_user_is_less_happy(tmp_path, make
     assert any(e["kind"] == "probation" and "version 2 rolled back" in e["detail"] for e in learning.entries(s.store))
     say(s, "ok")
     assert reward.get(s.store, 7).prompt_version == 1  # the next answer came from version 1 again
+
+
+def test_a_rolled_back_rule_is_shown_to_the_metaprompt_and_not_proposed_again(tmp_path, make_config):
+    s, model = make(tmp_path, make_config, [
+        "Paris.", "Welcome.", "Madrid.", proposal(["Answer with a long story."]), "Once upon a time…",
+        "Another story…", "Sorry.", "Rome.", "Good.", proposal(["answer with a long story"])],
+        learning={"rewrite_every": 2, "probation_turns": 2, "rollback_margin": 0.1})
+    say(s, "What is the capital of France?", "Thanks, perfect!", "What is the capital of Spain?")
+    say(s, "That's wrong.", "No, that is wrong.", "Still not right.")  # version 2 rolled back
+    assert versions(s)[-1].status == "rolled_back" and metaprompts(model)[0].count("rolled back") == 0
+    say(s, "What is the capital of Italy?", "ok")  # version 1 has 4 rewarded turns: a rewrite is due again
+    shown = metaprompts(model)[-1]
+    assert len(metaprompts(model)) == 2
+    assert "Rules tried lately and rolled back" in shown and "- Answer with a long story." in shown
+    assert len(versions(s)) == 2  # the same rule (other case, no period) is not tried again
+    assert any(e["kind"] == "rejected" and "re-proposed a rolled-back rule: answer with a long story" in e["detail"]
+               for e in learning.entries(s.store))
+
+
+def test_a_reward_drop_counts_only_turns_of_the_version_serving_now(tmp_path, make_config):
+    """Right after a rollback the recent turns are the failed candidate's: no new rewrite from them."""
+    s, _ = make(tmp_path, make_config, learning={"rewrite_every": 0, "reward_window": 2, "reward_drop": 0.3})
+    v1 = selfprompt.current(s.ctx)
+    rated = lambda turn, value, version: reward.save(s.store, reward.Reward(  # noqa: E731
+        turn, components={"rating": value}, settled=1.0, prompt_version=version))
+    rated(1, 0.6, v1.id), rated(2, 0.6, v1.id)
+    v2 = selfprompt.propose(s.ctx, selfprompt.with_rule(v1.text, "Answer with a long story."), "agent", "test")
+    rated(3, -1.0, v2.id), rated(4, -1.0, v2.id)
+    selfprompt.rollback(s.ctx, "worse on probation")
+    assert selfprompt.current(s.ctx).id == v1.id and rewrite_node.due(s.ctx) == ""
+    rated(5, 0.6, v1.id), rated(6, 0.6, v1.id)
+    assert rewrite_node.due(s.ctx) == ""
+    rated(7, -1.0, v1.id), rated(8, -1.0, v1.id)  # now version 1 itself fell
+    assert rewrite_node.due(s.ctx) == "the mean reward fell from +0.60 to -1.00"
+
+
+def test_a_declined_or_refused_call_is_not_a_failed_tool(tmp_path, make_config):
+    s, model = make(tmp_path, make_config, [
+        {"tool": "run_command", "args": {"command": "ls"}}, "I did not run it.",
+        {"tool": "run_command", "args": {"command": "ls"}}, "The policy refused it.", "ok"],
+        interactive=False, tools={"shell": {"policy": "ask"}})
+    say(s, "List the files.")
+    blocked = [m for m in s.graph.get_state(s.config).values["messages"] if m.type == "tool"]
+    assert blocked and blocked[0].status == "error" and blocked[0].additional_kwargs["blocked"]
+    say(s, "List the files again.", "ok")
+    assert all("tool_errors" not in reward.get(s.store, t).components for t in (1, 2))
 
 
 # ------------------------------------------------------------------ crash between the answer and the learning

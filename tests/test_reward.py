@@ -1,7 +1,8 @@
-"""The engagement reward: cues in the user's next action (English and Japanese), re-asking vs
-following up vs changing the subject, silence, failed tools and stopped answers, explicit
-ratings that override the implicit cues, clipping to [-1, 1], and, through the real graph with a
-scripted model, that a longer answer never earns more than a shorter one for the same reaction."""
+"""The engagement reward: cues in the user's next action (English and Japanese; a complaint about
+the answer vs a new request that asks for a style), re-asking vs following up vs changing the
+subject, silence, failed tools and stopped answers, explicit ratings that override the implicit
+cues, clipping to [-1, 1], and, through the real graph with a scripted model, that a longer
+answer never earns more than a shorter one for the same reaction."""
 
 import inspect
 import time
@@ -43,10 +44,24 @@ def test_correction(message):
 
 
 @pytest.mark.parametrize("message", [
-    "too long", "Shorter please", "That is hard to read", "confusing", "長すぎる", "もっと簡潔に", "わかりにくい"])
+    "too long", "Shorter please", "That is hard to read", "confusing", "長すぎる", "もっと簡潔に", "わかりにくい",
+    "That's too verbose", "Your answer is too long.", "Can you make it shorter?", "Can you go into more detail?",
+    "Thanks, but can you make it shorter?", "That was too long, I only needed the gist.", "Too long. What is DNS?",
+    "もっと短く", "その回答は長すぎます", "説明が長い", "もっと詳しく説明してください", "長すぎます。次の質問です：俳句とは？",
+    "stop talking about football", "I don't want to hear about football", "Please don't mention football.",
+    "サッカーの話はやめて", "その話はもういい"])
 def test_complaint(message):
     found = cues(message)
-    assert found["complaint"] == reward.WEIGHTS["complaint"] and "correction" not in found
+    assert found["complaint"] == reward.WEIGHTS["complaint"] and "correction" not in found and "praise" not in found
+
+
+@pytest.mark.parametrize("message", [
+    "Explain in detail how TCP works", "Give me a short summary of the French Revolution", "Describe DNS in detail.",
+    "Why is my build taking too long?", "Be brief: what is a haiku?", "Explain recursion. Keep it short.",
+    "短く教えて：日本の首都は？", "詳しく教えて：TCPの仕組み", "TCPについて詳しく教えて", "量子コンピュータを簡潔に説明して",
+    "長い文章を要約するコツは？"])
+def test_a_new_request_that_asks_for_a_style_is_no_complaint(message):
+    assert "complaint" not in cues(message)
 
 
 def test_a_correction_with_thanks_is_not_praise():
@@ -266,6 +281,13 @@ def test_rating_before_any_answer(tmp_path, make_config):
     s, _ = session(tmp_path, make_config, [])
     with pytest.raises(ValueError, match="no answer to rate"):
         rate(s.ctx, "good")
+
+
+@pytest.mark.parametrize("request_", ["Explain in detail how TCP works", "短く教えて：日本の首都は？"])
+def test_a_good_answer_is_not_penalised_by_the_next_request(tmp_path, make_config, request_):
+    s, _ = session(tmp_path, make_config, ["Paris.", "ok"])
+    turns(s, QUESTION, request_)
+    assert reward.get(s.store, 1).components == {} and reward.get(s.store, 1).reward == 0.0
 
 
 def test_thumbs_in_the_next_message_settle_the_reward(tmp_path, make_config):

@@ -1,14 +1,17 @@
 """The agent's own tuning data: examples made from real transcripts (a scripted model through
-the real graph), the stable train/eval split, one example per turn and label, editing and
-removing, and export in TRL's conversational formats (sft, kto, dpo), Japanese kept as is."""
+the real graph), the stable train/eval split, one example per turn and label (re-labelling a
+turn's answer replaces the other label), editing and removing, and export in TRL's
+conversational formats (sft, kto, dpo: pairs only for the same or a re-asked question, never
+an answer with itself), Japanese kept as is."""
 
 import json
 
 import pytest
 
 from fakes import ScriptedChat, install
-from graph import tuning
+from graph import reward, tuning
 from graph.context import Context
+from graph.nodes.reward import rate
 from graph.session import Session
 from graph.store import store_for
 
@@ -155,17 +158,76 @@ def test_export_formats(store):
                     "rejected": [{"role": "assistant", "content": "Lyon."}]}]  # the joke has no good answer to pair
 
 
-def test_dpo_pairs_a_reasked_question_and_not_an_unrelated_one(store):
-    tuning.add(store, chat("How do I reverse a list in Python?", "Use reversed(xs) or xs[::-1]."), "desirable", "user")
-    tuning.add(store, chat("How can I reverse a Python list?", "You cannot."), "undesirable", "auto")
-    tuning.add(store, chat("How do I sort a dictionary by value?", "Use sorted()."), "desirable", "user")
-    tuning.add(store, chat("What is the weather like in Paris?", "I am a fish."), "undesirable", "auto")
+def dpo_pairs(store):
+    return [(p["prompt"][-1]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"])
+            for p in tuning.export(store, "dpo")]
+
+
+def test_dpo_pairs_the_same_question_not_questions_that_share_words(store):
+    tuning.add(store, chat("What is the capital of France?", "Paris."), "desirable", "user")
+    tuning.add(store, chat("What is the capital of Japan?", "Kyoto."), "undesirable", "auto")  # another question
+    tuning.add(store, chat("How do I sort a dictionary by value in Python?", "sorted(d, key=d.get)"), "desirable",
+               "user")
+    tuning.add(store, chat("How do I sort a dictionary by key in Python?", "You cannot."), "undesirable", "auto")
+    tuning.add(store, chat("Pythonでリストを昇順に並べ替えるには？", "sorted(xs)です。"), "desirable", "user")
+    tuning.add(store, chat("Pythonでリストを降順に並べ替えるには？", "できません。"), "undesirable", "auto")
+    assert dpo_pairs(store) == []  # most of their words are shared: still other questions
+    tuning.add(store, chat("what is the capital of  FRANCE", "Lyon."), "undesirable", "auto")  # case, spaces, "?"
     tuning.add(store, chat("東京タワーの高さは？", "333メートルです。"), "desirable", "user")
-    tuning.add(store, chat("東京タワーの高さは何メートル？", "わかりません。"), "undesirable", "auto")
-    pairs = [(p["prompt"][-1]["content"], p["chosen"][0]["content"], p["rejected"][0]["content"])
-             for p in tuning.export(store, "dpo")]
-    assert pairs == [("How can I reverse a Python list?", "Use reversed(xs) or xs[::-1].", "You cannot."),
-                     ("東京タワーの高さは何メートル？", "333メートルです。", "わかりません。")]
+    tuning.add(store, chat("東京タワーの高さは?", "わかりません。"), "undesirable", "auto")  # half-width "?"
+    assert dpo_pairs(store) == [("what is the capital of  FRANCE", "Paris.", "Lyon."),
+                                ("東京タワーの高さは?", "333メートルです。", "わかりません。")]
+
+
+def test_dpo_pairs_a_turn_the_user_reasked(tmp_path, make_config):
+    """Through the graph: a bad answer, the question re-asked in other words, a good answer."""
+    s = session(tmp_path, make_config, ["You cannot.", "Use reversed(xs) or xs[::-1].", "You're welcome.",
+                                        "Paris.", "ok"])
+    for said in ("How do I reverse a list in Python?", "How can I reverse a Python list?", "Thanks, perfect!",
+                 "What is the capital of Japan?", "ok"):
+        list(s.turn(said))
+    assert "reasked" in reward.get(s.store, 1).components
+    assert [(e.turn, e.label) for e in tuning.listing(s.store)] == [(2, "desirable"), (1, "undesirable")]
+    assert dpo_pairs(s.store) == [("How do I reverse a list in Python?", "Use reversed(xs) or xs[::-1].",
+                                   "You cannot.")]
+
+
+def test_relabelling_a_turn_replaces_the_other_label(tmp_path, make_config):
+    """Auto-kept as desirable after thanks, then /bad: one example, undesirable, and no DPO pair of
+    the answer with itself."""
+    s = session(tmp_path, make_config, ["Paris.", "You're welcome."])
+    list(s.turn("What is the capital of France?"))
+    list(s.turn("Thanks, perfect!"))
+    assert [(e.turn, e.label) for e in tuning.listing(s.store)] == [(1, "desirable")]
+    rate(s.ctx, "bad", turn=1)
+    assert [(e.turn, e.label, e.answer) for e in tuning.listing(s.store)] == [(1, "undesirable", "Paris.")]
+    assert dpo_pairs(s.store) == []
+    rate(s.ctx, "good", turn=1)  # and back: the newest judgement wins again
+    assert [(e.turn, e.label) for e in tuning.listing(s.store)] == [(1, "desirable")]
+
+
+def test_a_better_answer_for_a_turn_sits_beside_the_bad_one(store):
+    tuning.add(store, chat("What is 2+2?", "5"), "undesirable", "auto", turn=3)
+    tuning.add(store, chat("What is 2+2?", "4"), "desirable", "agent", "the right sum", turn=3)
+    assert len(tuning.listing(store)) == 2 and dpo_pairs(store) == [("What is 2+2?", "4", "5")]
+    tuning.add(store, chat("What is 2+2?", "5"), "desirable", "user", turn=3)  # the user likes "5" after all
+    assert [(e.label, e.answer) for e in tuning.listing(store)] == [("desirable", "5")]
+
+
+def test_editing_a_label_replaces_the_turns_example_under_it(store):
+    bad = tuning.add(store, chat("What is 2+2?", "5"), "undesirable", "auto", turn=3)
+    good = tuning.add(store, chat("What is 2+2?", "4"), "desirable", "agent", turn=3)
+    assert tuning.edit(store, bad.id, label="desirable").label == "desirable"  # no clash with the unique (turn, label)
+    assert [e.id for e in tuning.listing(store)] == [bad.id] and tuning.get(store, good.id) is None
+
+
+def test_dpo_never_pairs_an_answer_with_itself(store):
+    first = tuning.add(store, chat("What is the capital of France?", "Paris."), "desirable", "auto", turn=1)
+    second = tuning.add(store, chat("What is the capital of France?", "Paris."), "undesirable", "user")
+    assert dpo_pairs(store) == []  # the same question, the same answer: no preference to learn
+    with store.write() as db:  # both labels on one turn, as a database written before the fix holds them
+        db.execute("UPDATE examples SET turn=? WHERE id=?", (first.turn, second.id))
+    assert dpo_pairs(store) == []
 
 
 def test_export_by_split_and_bad_format(store):

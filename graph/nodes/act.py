@@ -45,10 +45,10 @@ def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) ->
             if answer == "always" and verdict.pattern:
                 store.approve(call["name"], verdict.pattern)
             if answer not in YES:
-                results.append(_note(call, prompts.DECLINED))
+                results.append(_note(call, prompts.DECLINED, "declined"))
                 continue
         elif verdict.action == "refuse":
-            results.append(_note(call, prompts.REFUSED.format(reason=verdict.reason)))
+            results.append(_note(call, prompts.REFUSED.format(reason=verdict.reason), "refused"))
             continue
         approved.append(call)
     if approved:
@@ -71,8 +71,11 @@ def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) ->
     return {"messages": results}
 
 
-def _note(call: dict, text: str) -> ToolMessage:
-    return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="error")
+def _note(call: dict, text: str, blocked: str) -> ToolMessage:
+    """The result of a call that did not run (`blocked`: declined by the user or refused by policy):
+    an error for the model, but not a failed tool (the reward does not count it)."""
+    return ToolMessage(text, tool_call_id=call["id"], name=call["name"], status="error",
+                       additional_kwargs={"blocked": blocked})
 
 
 def unwrapped(message: ToolMessage) -> str:

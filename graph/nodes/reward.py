@@ -8,7 +8,7 @@ candidate (tuning.py), unless learning is frozen or outside content was in that 
 turn's row is opened with the strategy and prompt version that answered; explicit feedback
 (`rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
 words can also mark the last answer as a good or bad example, or freeze learning.
-Failures here never cost the turn: the answer is already in.
+A call the user declined or the policy refused is not a failed tool.
 Does not own: the scoring itself (reward.py) or the prompt rewrite (nodes/rewrite.py).
 """
 
@@ -58,7 +58,8 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
     steps = messages[last_human + 1:]
     meta = answer.response_metadata
     reward.save(store, reward.Reward(
-        turn, components=reward.of_turn(sum(1 for m in steps if m.type == "tool" and m.status == "error"),
+        turn, components=reward.of_turn(sum(1 for m in steps if m.type == "tool" and m.status == "error"
+                                            and not m.additional_kwargs.get("blocked")),
                                         meta.get("interrupted") == "stopped by the user"),
         bucket=meta.get("bucket", ""), arms=meta.get("strategy", {}), prompt_version=meta.get("prompt_version"),
         tainted=bool(policy.tainted(steps))))

@@ -4,9 +4,9 @@ After each answer: a standing instruction in the user's words ("be more concise 
 「もっと短く答えて」) becomes a learned rule at once (the user asked; no probation); a version
 on probation that has answered enough rewarded turns is kept or rolled back
 (selfprompt.verdict); and every `learning.rewrite_every` rewarded turns of one version, or
-when the mean reward falls by `learning.reward_drop`, the model reads the recent turns with
-their rewards and proposes rules to add or remove (a metaprompt step, JSON-constrained). The
-proposal is validated (a small model writes junk) and goes on probation. Nothing changes
+when the mean reward falls by `learning.reward_drop` while one version answered, the model reads the recent turns with
+their rewards and proposes rules to add or remove (a metaprompt step, JSON-constrained; it is shown the rules
+rolled back lately, and one proposed again before its cooldown is dropped). The proposal is validated (a small model writes junk) and goes on probation. Nothing changes
 while learning is frozen or turned off, or while content from outside (web, tool servers) is
 in the window: the rewrite never reads tool output, and outside text never becomes a rule.
 Does not own: the versions and the verdict (selfprompt.py), or the rewards (reward.py).
@@ -26,6 +26,8 @@ SCHEMA = {"type": "object", "required": ["add", "remove", "why"], "properties": 
     "remove": {"type": "array", "maxItems": 3, "items": {"type": "integer", "minimum": 1, "maximum": 50}},
     "why": {"type": "string", "maxLength": 300}}}
 DIGEST_TURNS = 8
+COOLDOWN = 3  # a rolled-back rule is not proposed again for this many probations' worth of turns
+REPLY_TOKENS = 400  # room for two rules and the reason (SCHEMA's lengths)
 
 
 def self_rewrite(state: AgentState, runtime: Runtime[Context]) -> dict:
@@ -78,9 +80,12 @@ def due(ctx: Context) -> str:
     served = len(reward.of_prompt(store, version.id))
     if limits.rewrite_every and served and served % limits.rewrite_every == 0:
         return f"{served} rewarded turns since version {version.id}"
-    recent = [r.reward for r in reward.recent(store, 2 * limits.reward_window)]
-    if len(recent) == 2 * limits.reward_window and served >= limits.reward_window:
-        before, now = reward.mean(recent[:limits.reward_window]), reward.mean(recent[limits.reward_window:])
+    # a fall while this version answered both windows (after a rollback the recent turns are the
+    # failed candidate's: they say nothing about the version serving now)
+    recent = reward.recent(store, 2 * limits.reward_window)
+    if len(recent) == 2 * limits.reward_window and all(r.prompt_version == version.id for r in recent):
+        values = [r.reward for r in recent]
+        before, now = reward.mean(values[:limits.reward_window]), reward.mean(values[limits.reward_window:])
         if now < before - limits.reward_drop:
             return f"the mean reward fell from {before:+.2f} to {now:+.2f}"
     return ""
@@ -113,15 +118,24 @@ def propose(ctx: Context, why: str, turn: int | None, say) -> None:
         return
     base, rules = selfprompt.split(version.text)
     shown = base + ("\n\nLearned rules:\n" + "\n".join(f"{i}. {r}" for i, r in enumerate(rules, 1)) if rules else "")
+    failed = selfprompt.failed_rules(store, within=COOLDOWN * ctx.settings.learning.probation_turns)
+    tried = prompts.REWRITE_FAILED.format(rules="\n".join(f"- {r}" for r in failed)) if failed else ""
     try:
-        reply = llm.structured(ctx, prompts.REWRITE.format(prompt=shown, turns=turns), SCHEMA) or {}
+        reply = llm.structured(ctx, prompts.REWRITE.format(prompt=shown, turns=turns, failed=tried), SCHEMA,
+                               max_tokens=REPLY_TOKENS)
     except llm.BackendError:
+        return
+    if reply is None:
+        learning.log(store, "rejected", f"rewrite of version {version.id} ({why}): the model gave no usable JSON", turn)
         return
     drop = {n for n in _listed(reply.get("remove")) if isinstance(n, int) and 1 <= n <= len(rules)}
     kept = [r for i, r in enumerate(rules, 1) if i not in drop]
+    again = {_norm(r) for r in failed}
     for rule in _listed(reply.get("add"))[:2]:
         rule = " ".join(str(rule).split())
-        if rule and rule not in kept:
+        if _norm(rule) in again:
+            learning.log(store, "rejected", f"rewrite of version {version.id} re-proposed a rolled-back rule: {rule}", turn)
+        elif rule and rule not in kept:
             kept.append(rule)
     rationale = f"{why}; {' '.join(str(reply.get('why', '')).split())[:200] or 'no reason given'}"
     try:
@@ -137,6 +151,10 @@ def propose(ctx: Context, why: str, turn: int | None, say) -> None:
 def _listed(value) -> list:
     """A reply's list field; a model without constrained output may send one string or number instead."""
     return value if isinstance(value, list) else [value] if isinstance(value, (str, int)) and value != "" else []
+
+
+def _norm(rule: str) -> str:
+    return " ".join(rule.casefold().strip(" .。!").split())
 
 
 def _short(text: str, limit: int = 240) -> str:
