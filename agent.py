@@ -27,6 +27,16 @@ def count(text: str) -> int:
     return value
 
 
+def minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes, got {text!r}") from None
+    if not 0 < value <= 1440:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1440, got {value:g}")
+    return value
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--home", metavar="DIR", default=argparse.SUPPRESS,
@@ -84,6 +94,21 @@ def parse(argv: list[str]) -> argparse.Namespace:
     checks = learning_commands(sub, common, js)
     u = sub.add_parser("undo", parents=[common], help="restore the file the agent edited last (its previous version)")
     u.add_argument("--force", action="store_true", help="restore even if the file was changed since the edit")
+    ev = sub.add_parser("evolve", parents=[common, js],
+                        help="evolve prompt and sampling variants (crossover, mutation, selection); lineage, promote",
+                        description="With no option: one evolution run (progress, then a table per generation). "
+                                    "Safe from cron while the REPL is open: one run at a time per data folder.")
+    ev.add_argument("--generations", type=count, metavar="N", help="breeding rounds (default: evolution.generations)")
+    ev.add_argument("--population", type=lambda v: max(2, count(v)), metavar="P", help="genomes per generation (default: evolution.population)")
+    ev.add_argument("--budget-minutes", type=minutes, metavar="M", help="stop breeding after M minutes (default: config)")
+    ev.add_argument("--background", action="store_true", help="run in a background process and return at once")
+    ev.add_argument("--trigger", default="cli", choices=["cli", "cron", "auto", "tool"], help=argparse.SUPPRESS)
+    shown = ev.add_mutually_exclusive_group()
+    shown.add_argument("--runs", action="store_true", help="the runs so far, with their outcome")
+    shown.add_argument("--lineage", type=count, nargs="?", const=0, metavar="RUN",
+                       help="the family tree of a run's genomes (default: the last run)")
+    shown.add_argument("--promote", type=count, metavar="GENOME", help="make this genome serve now (on probation)")
+    shown.add_argument("--rollback", action="store_true", help="undo the prompt version evolution promoted")
     s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
     s.add_argument("--json", action="store_true", help="machine-readable output")
     args = parser.parse_args(argv)
@@ -216,6 +241,10 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         return tools(args, ctx, console)
     if args.command == "memory":
         return memory(args, ctx, console)
+    if args.command == "evolve":
+        from graph.evolution import cli as evolve_cli
+
+        return evolve_cli.main(args, ctx, console)
     if args.command in ("reward", "prompt", "data", "learn"):
         from graph import learncli
 

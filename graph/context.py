@@ -227,6 +227,16 @@ class LearningSettings(_Strict):
     eval_share: float = Field(0.2, ge=0, le=0.9)
 
 
+class EvolutionSettings(_Strict):
+    population: int = Field(8, ge=2, le=64)
+    generations: int = Field(3, ge=1, le=100)
+    budget_minutes: float = Field(5.0, gt=0, le=1440)
+    eval_cases: int = Field(16, ge=1, le=200)
+    answer_tokens: int = Field(160, ge=16, le=4096)
+    promote_margin: float = Field(0.05, ge=0, le=1)
+    every_turns: int = Field(100, ge=0, le=100000)
+
+
 class Settings(_Strict):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
@@ -237,6 +247,7 @@ class Settings(_Strict):
     tools: ToolsSettings = ToolsSettings()
     memory: MemorySettings = MemorySettings()
     learning: LearningSettings = LearningSettings()
+    evolution: EvolutionSettings = EvolutionSettings()
     mcpServers: dict[str, McpServer] = {}  # noqa: N815 - the common mcpServers JSON key, pasted as is
 
 

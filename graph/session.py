@@ -122,6 +122,10 @@ class Session:
         finally:
             self.lock.release()
         turnlog.log_turn(self.ctx, turn, meta)
+        from graph.evolution.cli import auto_start
+
+        if started := auto_start(self.ctx, self.store):
+            yield "notice", started
         yield "done", meta
 
     def _run(self, message: HumanMessage) -> Iterator[tuple[str, object]]:

@@ -172,6 +172,39 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        "0007_evolution",
+        """
+        CREATE TABLE evolution_runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started REAL NOT NULL,
+            finished REAL,
+            status TEXT NOT NULL,
+            trigger TEXT NOT NULL,
+            settings TEXT NOT NULL DEFAULT '{}',
+            progress TEXT NOT NULL DEFAULT '{}',
+            summary TEXT NOT NULL DEFAULT '{}',
+            pid INTEGER
+        );
+        CREATE TABLE genomes (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run INTEGER NOT NULL,
+            generation INTEGER NOT NULL,
+            prompt TEXT NOT NULL,
+            lora TEXT,
+            sampling TEXT NOT NULL DEFAULT '{}',
+            parents TEXT NOT NULL DEFAULT '[]',
+            operator TEXT NOT NULL,
+            scores TEXT,
+            fitness REAL,
+            status TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            feedback TEXT,
+            created REAL NOT NULL
+        );
+        CREATE INDEX genomes_run ON genomes(run, generation)
+        """,
+    ),
 ]
 
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}

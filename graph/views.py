@@ -22,6 +22,7 @@ from graph.store import Store
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
     from graph import learncli, monitor
+    from graph.evolution import cli as evolve_cli
 
     snap = monitor.snapshot(ctx, store, backend, cpu_interval=0.1)
     last = store.last_answer_meta()
@@ -36,6 +37,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "turns": store.turns(),
         "memories": snap["agent"]["memories"] if ctx.settings.memory.enabled else None,
         "learning": learncli.summary(ctx, store),
+        "evolution": evolve_cli.summary(store),
         "db_bytes": store.size_bytes(),
         "context_window": backend.context_window if backend else None,
         "vram": backend.plan.as_dict() if backend is not None and backend.plan else None,
@@ -49,6 +51,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
 
 
 def status_table(info: dict) -> Table:
+    from graph.evolution.cli import summary_line as evolution_line
     from graph.learncli import summary_line
 
     table = Table(show_header=False, box=None, pad_edge=False)
@@ -63,6 +66,7 @@ def status_table(info: dict) -> Table:
         ("session", f"thread '{info['thread_id']}', {info['turns']} turns, database {info['db_bytes'] / 2**20:.1f} MB"),
         ("memories", "off (memory.enabled)" if info["memories"] is None else f"{info['memories']} active"),
         ("learning", summary_line(info["learning"])),
+        ("evolution", evolution_line(info["evolution"])),
         ("last answer", "—" if not last.get("backend") else
          f"{last['ttft_s']} s to first token, {last['tok_s'] or '—'} tok/s, {last['tokens']} tokens ({last['backend']})"),
         ("GPU", "none" if not info["gpu"] else "; ".join(

@@ -62,10 +62,12 @@ def _release_files() -> None:
 def make_config(tmp_path):
     """Write a config.yaml from a nested dict; returns its path. The built-in browser is off
     unless the test turns it on (it starts a Node.js process per data folder); so is the learned
-    strategy policy (its sampling would vary the prompt between runs of an agent subprocess)."""
+    strategy policy (its sampling would vary the prompt between runs of an agent subprocess), and
+    so is the automatic evolution run (a background process every N turns)."""
     def make(settings: dict | None = None, name: str = "config.yaml") -> Path:
         settings = dict(settings or {})
         settings["learning"] = {"policy": False, **settings.get("learning", {})}
+        settings["evolution"] = {"every_turns": 0, **settings.get("evolution", {})}
         tools = settings["tools"] = dict(settings.get("tools", {}))
         tools["browser"] = {"enabled": False, **tools.get("browser", {})}
         path = tmp_path / name

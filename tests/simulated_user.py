@@ -339,7 +339,7 @@ def settings(**learning) -> dict:
     """config.yaml settings for a simulated run (tools and long-term memory off: what is tested
     is the answers and the learning from reactions)."""
     return {"agent": {"system_prompt": SYSTEM_PROMPT, "max_tool_rounds": 0},
-            "memory": {"enabled": False},
+            "memory": {"enabled": False}, "evolution": {"every_turns": 0},
             "learning": {"enabled": True, "policy": True, "rewrite_every": 8, "probation_turns": 6,
                          "reward_window": 8, "reward_drop": 0.3, "rollback_margin": 0.1, **learning}}
 

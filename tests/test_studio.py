@@ -155,3 +155,23 @@ def test_studio_pauses_for_approval_and_resumes(studio, make_config):
     done = client.runs.wait(thread["thread_id"], GRAPH_ID, context={"config": str(config)}, command={"resume": "no"})
     tool = [m for m in done["messages"] if m["type"] == "tool"][0]
     assert "declined" in tool["content"] and done["messages"][-1]["type"] == "ai"
+
+
+def test_the_evolution_subgraph_is_served_and_runs(studio, make_config):
+    """The evolution subgraph is its own graph in Studio (its nodes visible), and a run from
+    there breeds and scores genomes with the embedded model into the same archive."""
+    url, home, log = studio
+    config = make_config({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 48},
+                          "evolution": {"eval_cases": 1}})
+    client = get_sync_client(url=url, timeout=httpx.Timeout(300, connect=10))
+    [assistant] = client.assistants.search(graph_id="evolution")
+    drawn = client.assistants.get_graph(assistant["assistant_id"])
+    assert {"seed", "score", "select", "breed", "promote"} <= {n["id"] for n in drawn["nodes"]}, drawn
+    thread = client.threads.create()
+    done = client.runs.wait(thread["thread_id"], "evolution", context={"config": str(config)},
+                            input={"generations": 1, "population": 2})
+    assert done.get("outcome") and done["generation"] == 1 and len(done["history"]) == 2, f"{done}\n{tail(log)}"
+    with sqlite3.connect(home / "agent.db") as db:
+        runs = db.execute("SELECT status, trigger FROM evolution_runs").fetchall()
+        scored = db.execute("SELECT COUNT(*) FROM genomes WHERE status IN ('scored', 'promoted')").fetchone()[0]
+    assert runs == [("done", "studio")] and scored >= 3

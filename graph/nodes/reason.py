@@ -50,7 +50,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
-                               temperature=bandit.TEMPERATURES.get(arms["temperature"]))
+                               temperature=bandit.TEMPERATURES.get(arms["temperature"], sampling(ctx)))
     learned = {"strategy": arms, "bucket": where, "prompt_version": version.id}
     meta.update(learned)
     answer.response_metadata.update(learned)
@@ -78,6 +78,14 @@ def strategy(ctx: Context, store, said: str, steps: list, first: bool) -> tuple[
     if learning.frozen(store):  # frozen: what was learned so far, without exploring further
         return where, bandit.best(store, where)
     return where, bandit.choose(store, where)
+
+
+def sampling(ctx: Context) -> float | None:
+    """The temperature of the "config" arm: an evolved one while the prompt version it was
+    promoted with serves, else the configured one."""
+    from graph.evolution.graph import current_sampling
+
+    return current_sampling(ctx).get("temperature")
 
 
 def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[SystemMessage]:

@@ -18,14 +18,14 @@ from collections.abc import Callable
 from langchain_core.tools import BaseTool
 
 from graph.context import Context
-from graph.tools import files, learn, made, recall, shell, web
+from graph.tools import evolve, files, learn, made, recall, shell, web
 from graph.tools.clock import current_time
 from graph.tools.delegate import delegate
 
 
 def builtin() -> list[BaseTool]:
     """The tools that ship with the agent."""
-    tools = [*web.TOOLS, *shell.TOOLS, *files.TOOLS, *recall.TOOLS, *learn.TOOLS, made.create_tool, delegate,
+    tools = [*web.TOOLS, *shell.TOOLS, *files.TOOLS, *recall.TOOLS, *learn.TOOLS, *evolve.TOOLS, made.create_tool, delegate,
              current_time]
     for tool in tools:
         tool.handle_tool_error = True  # a ToolException becomes the observation the model sees

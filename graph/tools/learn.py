@@ -21,7 +21,8 @@ from graph.context import Context
 from graph.store import store_for
 
 
-def _ctx(runtime: ToolRuntime[Context], change: str = "") -> Context:
+def context_of(runtime: ToolRuntime[Context], change: str = "") -> Context:
+    """The tool call's Context; with `change`, refused (ToolException) while learning is frozen or off."""
     ctx = runtime.context or Context()
     if change:
         try:
@@ -45,7 +46,7 @@ def _propose(ctx: Context, text: str, why: str) -> str:
 @tool
 def show_prompt(runtime: ToolRuntime[Context]) -> str:
     """Show your own current system prompt (its version, status and learned rules)."""
-    ctx = _ctx(runtime)
+    ctx = context_of(runtime)
     version = selfprompt.current(ctx)
     stats = selfprompt.stats(store_for(ctx.home), version.id)
     mean = "no rewards yet" if stats["mean"] is None else f"mean reward {stats['mean']:+.2f} over {stats['turns']} turns"
@@ -56,7 +57,7 @@ def show_prompt(runtime: ToolRuntime[Context]) -> str:
 def add_prompt_rule(rule: str, why: str, runtime: ToolRuntime[Context]) -> str:
     """Add a rule to your own system prompt, e.g. when the user asks you to answer differently
     from now on ("be more concise", "answer in Japanese"). rule: one short imperative sentence."""
-    ctx = _ctx(runtime, "changing the system prompt")
+    ctx = context_of(runtime, "changing the system prompt")
     return _propose(ctx, selfprompt.with_rule(selfprompt.current(ctx).text, rule), why)
 
 
@@ -64,14 +65,14 @@ def add_prompt_rule(rule: str, why: str, runtime: ToolRuntime[Context]) -> str:
 def rewrite_prompt(text: str, why: str, runtime: ToolRuntime[Context]) -> str:
     """Replace your own system prompt with a new full text (keep its first line, who you are).
     Prefer add_prompt_rule for a single change."""
-    ctx = _ctx(runtime, "changing the system prompt")
+    ctx = context_of(runtime, "changing the system prompt")
     return _propose(ctx, text, why)
 
 
 @tool
 def rollback_prompt(why: str, runtime: ToolRuntime[Context]) -> str:
     """Go back to the previous version of your system prompt (when the user dislikes a change)."""
-    ctx = _ctx(runtime, "rolling back the system prompt")
+    ctx = context_of(runtime, "rolling back the system prompt")
     try:
         undone, back = selfprompt.rollback(ctx, why or "asked to roll back")
     except ValueError as exc:
@@ -93,7 +94,7 @@ def add_example(label: Literal["desirable", "undesirable"], why: str, runtime: T
     """Keep an answer in your own tuning data: desirable (answer like this) or undesirable
     (never like this). turn: which turn (0 = your previous answer); better_answer: optionally
     the answer you should have given, kept as a desirable example instead."""
-    ctx = _ctx(runtime, "adding a tuning example")
+    ctx = context_of(runtime, "adding a tuning example")
     store = store_for(ctx.home)
     turn = turn or _latest_turn(ctx)
     try:
@@ -115,7 +116,7 @@ def edit_example(example_id: int, runtime: ToolRuntime[Context], label: str = ""
                  split: str = "", why: str = "") -> str:
     """Change one of your tuning examples: its label (desirable/undesirable), its answer text,
     or its split (train/eval). Empty arguments are left as they are."""
-    ctx = _ctx(runtime, "editing a tuning example")
+    ctx = context_of(runtime, "editing a tuning example")
     try:
         example = tuning.edit(store_for(ctx.home), example_id, label or None, answer or None, split or None,
                               why or None)
@@ -128,7 +129,7 @@ def edit_example(example_id: int, runtime: ToolRuntime[Context], label: str = ""
 @tool
 def delete_example(example_id: int, why: str, runtime: ToolRuntime[Context]) -> str:
     """Delete one of your tuning examples (e.g. it was wrongly labelled)."""
-    ctx = _ctx(runtime, "deleting a tuning example")
+    ctx = context_of(runtime, "deleting a tuning example")
     try:
         example = tuning.remove(store_for(ctx.home), example_id)
     except ValueError as exc:
@@ -140,7 +141,7 @@ def delete_example(example_id: int, why: str, runtime: ToolRuntime[Context]) -> 
 @tool
 def list_examples(runtime: ToolRuntime[Context], label: str = "", limit: int = 10) -> str:
     """List your tuning examples, newest first (label: desirable, undesirable or empty for both)."""
-    ctx = _ctx(runtime)
+    ctx = context_of(runtime)
     found = tuning.listing(store_for(ctx.home), label=label or None, limit=max(1, min(50, limit)))
     lines = [f"#{e.id} {e.label} ({e.source}, {e.split}, reward {e.reward if e.reward is not None else '—'}):"
              f" Q: {e.question[:80]!r} A: {e.answer[:80]!r}" for e in found]
@@ -151,7 +152,7 @@ def list_examples(runtime: ToolRuntime[Context], label: str = "", limit: int = 1
 def learning_status(runtime: ToolRuntime[Context]) -> str:
     """How your self-learning is going: recent rewards, the prompt version and its probation,
     what the strategy policy has learned, your tuning data, and whether learning is frozen."""
-    ctx = _ctx(runtime)
+    ctx = context_of(runtime)
     store = store_for(ctx.home)
     recent = reward.recent(store, 20)
     version = selfprompt.current(ctx)

@@ -146,7 +146,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     home = folder / "home"
     folder.mkdir(parents=True)
     config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump({"agent": {"max_tool_rounds": 0}}), encoding="utf-8")
+    config.write_text(yaml.safe_dump({"agent": {"max_tool_rounds": 0}, "evolution": {"every_turns": 0}}), encoding="utf-8")
     ctx = Context(home=str(home), config=str(config))
     model = ScriptedChat(replies=[])
     install(ctx, model, context_window=context_window)

@@ -1,0 +1,105 @@
+"""The agent's own evolution as tools: start a run, follow it, read the lineage, promote or
+roll back a variant ("evolve yourself tonight", 「学習して」, 「進化して」).
+
+A run goes to a background process (`agent.py evolve --background`): the chat never waits,
+and `status` / evolution_status show its progress. Starting, promoting and rolling back are
+self-modification (acts="self": after web or MCP content they need the user's yes) and are
+refused while learning is frozen or off. Expected failures are ToolExceptions.
+Does not own: the subgraph (evolution/graph.py), the archive, the CLI layouts (evolution/cli.py).
+"""
+
+from __future__ import annotations
+
+from langchain_core.tools import ToolException, tool
+from langgraph.prebuilt import ToolRuntime
+
+from graph import selfprompt
+from graph.context import Context
+from graph.evolution import archive, cli
+from graph.store import store_for
+from graph.tools.learn import context_of
+
+
+@tool
+def start_evolution(runtime: ToolRuntime[Context], generations: int | None = None, population: int | None = None,
+                    budget_minutes: float | None = None) -> str:
+    """Evolve yourself: breed variants of your prompt and sampling (crossover, mutation) in the
+    background, scored on held-out examples, and promote the best on probation. Use it when the
+    user asks you to evolve, improve or train yourself (「学習して」「進化して」). Leave the numbers
+    out to use the configured ones."""
+    ctx = context_of(runtime, "starting an evolution run")
+    if why := archive.busy(store_for(ctx.home)):
+        raise ToolException(why)
+    pid = cli.start_background(ctx, "tool", {"generations": generations, "population": population,
+                                             "budget_minutes": budget_minutes})
+    minutes = budget_minutes or ctx.settings.evolution.budget_minutes
+    return (f"Evolution started in the background (process {pid}, at most about {minutes:g} minutes of breeding). "
+            "Tell the user they can keep chatting; `agent.py status` shows its progress.")
+
+
+@tool
+def evolution_status(runtime: ToolRuntime[Context]) -> str:
+    """Evolution status: progress, best fitness per generation, what was promoted."""
+    store = store_for(context_of(runtime).home)
+    rows = archive.runs(store, 5)
+    if not rows:
+        return "No evolution run yet."
+    lines = [cli.summary_line(cli.summary(store))]
+    for r in rows:
+        best = [g["best"] for g in r["summary"].get("generations", []) if g["best"] is not None]
+        lines.append(f"run {r['id']} ({r['trigger']}): {r['status']}; best fitness per generation "
+                     f"{', '.join(f'{b:.2f}' for b in best) or '-'}")
+    return "\n".join(lines)
+
+
+@tool
+def show_lineage(runtime: ToolRuntime[Context], run: int | None = None) -> str:
+    """Evolution lineage: the family tree of evolved variants (default: the latest evolution),
+    with operator, parents, fitness and status of each genome."""
+    store = store_for(context_of(runtime).home)
+    which = run or (archive.runs(store, 1) or [{}])[-1].get("id")
+    if not which:
+        return "No evolution run yet."
+    lines = []
+
+    def walk(nodes, depth):
+        for n in nodes:
+            fit = "-" if n["fitness"] is None else f"{n['fitness']:.2f}"
+            lines.append(f"{'  ' * depth}#{n['id']} gen {n['generation']} {n['operator']} parents {n['parents']}"
+                         f" fitness {fit} {n['status']}")
+            walk(n["children"], depth + 1)
+
+    walk(archive.lineage(store, which), 0)
+    return f"Run {which}:\n" + "\n".join(lines) if lines else f"Run {which} has no genomes."
+
+
+@tool
+def promote_variant(genome: int, runtime: ToolRuntime[Context]) -> str:
+    """Promote one evolved variant (a genome id from show_lineage) to serve, on probation."""
+    from graph.evolution.graph import promote_genome
+
+    ctx = context_of(runtime, "promoting an evolved variant")
+    found = archive.get(store_for(ctx.home), genome)
+    if found is None or found.status not in ("scored", "promoted"):
+        raise ToolException(f"genome #{genome} {'is not scored' if found else 'does not exist'}; see show_lineage")
+    try:
+        return promote_genome(ctx, found, f"promoted by the agent (fitness {found.fitness:.3f} in run {found.run})")
+    except ValueError as exc:
+        raise ToolException(f"genome #{genome} cannot serve: {exc}") from None
+
+
+@tool
+def rollback_variant(runtime: ToolRuntime[Context]) -> str:
+    """Undo the promoted evolved variant (back to the prompt before it)."""
+    ctx = context_of(runtime, "rolling back an evolved variant")
+    version = selfprompt.current(ctx)
+    if version.author != "evolution":
+        raise ToolException(f"the prompt in use (version {version.id}) is not from evolution")
+    undone, back = selfprompt.rollback(ctx, "rolled back by the agent")
+    store_for(ctx.home).set_meta("evolved_sampling", "{}")
+    return f"Prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again."
+
+
+for _t in (start_evolution, promote_variant, rollback_variant):
+    _t.metadata = {"acts": "self"}
+TOOLS = [start_evolution, evolution_status, show_lineage, promote_variant, rollback_variant]
