@@ -101,6 +101,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ev.add_argument("--generations", type=count, metavar="N", help="breeding rounds (default: evolution.generations)")
     ev.add_argument("--population", type=lambda v: max(2, count(v)), metavar="P", help="genomes per generation (default: evolution.population)")
     ev.add_argument("--budget-minutes", type=minutes, metavar="M", help="stop breeding after M minutes (default: config)")
+    ev.add_argument("--lora", choices=["auto", "on", "off"],
+                    help="LoRA adapters in this run: on = train and cross them (an error when it cannot), "
+                         "off = prompts and sampling only (default: evolution.lora)")
     ev.add_argument("--background", action="store_true", help="run in a background process and return at once")
     ev.add_argument("--trigger", default="cli", choices=["cli", "cron", "auto", "tool"], help=argparse.SUPPRESS)
     shown = ev.add_mutually_exclusive_group()

@@ -235,6 +235,10 @@ class EvolutionSettings(_Strict):
     answer_tokens: int = Field(160, ge=16, le=4096)
     promote_margin: float = Field(0.05, ge=0, le=1)
     every_turns: int = Field(100, ge=0, le=100000)
+    lora: Literal["auto", "on", "off"] = "auto"
+    lora_min_examples: int = Field(8, ge=2, le=100000)
+    lora_steps: int = Field(20, ge=1, le=100000)
+    lora_iterations: int = Field(4, ge=1, le=1000)
 
 
 class Settings(_Strict):

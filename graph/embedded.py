@@ -60,21 +60,24 @@ def _close_models() -> None:
         _models.clear()
 
 
-def load_llama(path: Path, n_ctx: int, n_threads: int):
-    """One llama.cpp model per (file, context size, threads) in this process."""
-    key = (str(path), n_ctx, n_threads)
+def load_llama(path: Path, n_ctx: int, n_threads: int, lora: str = ""):
+    """One llama.cpp model per (file, context size, threads, LoRA adapter) in this process;
+    `lora` is a GGUF LoRA file (an evolved adapter) applied on top, or ''."""
+    key = (str(path), n_ctx, n_threads, lora)
     with _load_lock:
         if key not in _models:
             if not path.is_file():
                 raise EmbeddedModelMissing(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
+            if lora and not Path(lora).is_file():
+                raise EmbeddedModelMissing(f"{lora}: the evolved LoRA adapter is missing (`agent.py evolve --rollback`)")
             from llama_cpp import Llama  # heavy import, only when the embedded model is used
 
             try:
                 _models[key] = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or None,
-                                     verbose=False)
+                                     lora_path=lora or None, verbose=False)
             except ValueError as exc:  # llama.cpp: "Failed to load model from file"
-                raise EmbeddedModelMissing(f"{path}: not a usable GGUF model ({exc}); "
-                                           "check llm.embedded.model_path in config.yaml") from None
+                raise EmbeddedModelMissing(f"{path}{' + ' + lora if lora else ''}: not a usable GGUF model"
+                                           f" ({exc}); check llm.embedded.model_path in config.yaml") from None
             _models[key].generate_lock = threading.Lock()
         return _models[key]
 
@@ -163,6 +166,7 @@ class EmbeddedChat(BaseChatModel):
     n_threads: int = 0
     temperature: float = 0.3
     max_tokens: int = 512
+    lora_path: str = ""  # a GGUF LoRA adapter on top of the model (an evolved variant), or ''
 
     @property
     def _llm_type(self) -> str:
@@ -170,7 +174,7 @@ class EmbeddedChat(BaseChatModel):
 
     @property
     def llama(self):
-        return load_llama(Path(self.model_path), self.n_ctx, self.n_threads)
+        return load_llama(Path(self.model_path), self.n_ctx, self.n_threads, self.lora_path)
 
     def bind_tools(self, tools, *, tool_choice: str | None = None, **kwargs):
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], tool_choice=tool_choice, **kwargs)
@@ -239,11 +243,15 @@ class EmbeddedChat(BaseChatModel):
         """An answer to `prompt` as JSON that fits `schema` (grammar-constrained), or None."""
         llama = self.llama
         with llama.generate_lock:
-            return self._constrained(llama, [{"role": "user", "content": prompt}], schema, max_tokens)
+            # free text inside JSON: a small model loops ("1.1.1.1…") until max_tokens without a penalty
+            return self._constrained(llama, [{"role": "user", "content": prompt}], schema, max_tokens,
+                                     repeat_penalty=1.3)
 
     @staticmethod
-    def _constrained(llama, chat: list[dict], schema: dict, max_tokens: int = 256) -> dict | None:
+    def _constrained(llama, chat: list[dict], schema: dict, max_tokens: int = 256,
+                     repeat_penalty: float = 1.1) -> dict | None:
         out = llama.create_chat_completion(messages=chat, temperature=0.0, max_tokens=max_tokens,
+                                           repeat_penalty=repeat_penalty,
                                            response_format={"type": "json_object", "schema": schema})
         try:
             value = json.loads(out["choices"][0]["message"]["content"])

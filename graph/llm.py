@@ -102,7 +102,7 @@ def ollama_backend(settings: Settings) -> Backend:
                    notice="" if plan.fits else plan.reason)  # warn before the model would spill to the CPU
 
 
-def embedded_backend(settings: Settings) -> Backend:
+def embedded_backend(settings: Settings, lora: str = "") -> Backend:
     e = settings.llm.embedded
     try:
         path = Path(e.model_path).expanduser() if e.model_path else default_model_path()
@@ -110,23 +110,24 @@ def embedded_backend(settings: Settings) -> Backend:
         raise BackendError(str(exc)) from None
     if not path.is_file():
         raise BackendError(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
-    label = path.name if e.model_path else DEFAULT_LABEL
-    chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads,
+    label = (path.name if e.model_path else DEFAULT_LABEL) + (" + evolved LoRA" if lora else "")
+    chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads, lora_path=lora,
                         temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
     return Backend("embedded", label, chat, e.n_ctx, "prefill")
 
 
-def resolve(settings: Settings) -> Backend:
-    """The backend config.yaml asks for, or the embedded one with a notice when Ollama is unusable."""
+def resolve(settings: Settings, lora: str = "") -> Backend:
+    """The backend config.yaml asks for, or the embedded one with a notice when Ollama is unusable.
+    `lora`: the evolved adapter serving now (the embedded model's; Ollama serves its own model)."""
     choice = settings.llm.backend
     if choice == "embedded":
-        return embedded_backend(settings)
+        return embedded_backend(settings, lora)
     problem = probe_ollama(settings)
     if not problem:
         return ollama_backend(settings)
     if choice == "ollama":
         raise BackendError(problem + " (--backend ollama does not fall back)")
-    backend = embedded_backend(settings)
+    backend = embedded_backend(settings, lora)
     backend.notice = f"{problem}. Using the embedded model {backend.model} meanwhile."
     return backend
 
@@ -136,20 +137,40 @@ _active_lock = threading.Lock()
 
 
 def _key(ctx: Context) -> tuple:
-    return (ctx.config, ctx.settings.llm.model_dump_json())
+    return ctx.config, ctx.settings.llm.model_dump_json(), _adapter(ctx)
+
+
+def _adapter(ctx: Context) -> str:
+    """The evolved LoRA adapter attached to the prompt version serving now ('' for none): a
+    promotion or rollback in another process (a background evolution run) shows on the next turn."""
+    from graph import selfprompt
+    from graph.store import store_for
+
+    return selfprompt.evolved(store_for(ctx.home)).get("lora", "") if ctx.home else ""
 
 
 def active(ctx: Context) -> Backend:
-    """The backend this process talks to (resolved once, then kept until a fallback)."""
+    """The backend this process talks to (resolved once per settings and adapter, then kept until
+    a fallback)."""
+    key = _key(ctx)
     with _active_lock:
-        if _key(ctx) not in _active:
-            _active[_key(ctx)] = resolve(ctx.settings)
-        return _active[_key(ctx)]
+        if key not in _active:
+            _active[key] = resolve(ctx.settings, key[2])
+        return _active[key]
+
+
+def adapted(ctx: Context, lora: str) -> Backend:
+    """The embedded model with a LoRA adapter (an evolved variant being scored), kept per adapter."""
+    key = (ctx.config, ctx.settings.llm.model_dump_json(), "adapted", lora)
+    with _active_lock:
+        if key not in _active:
+            _active[key] = embedded_backend(ctx.settings, lora)
+        return _active[key]
 
 
 def fall_back(ctx: Context, why: str) -> Backend:
     with _active_lock:
-        backend = embedded_backend(ctx.settings)
+        backend = embedded_backend(ctx.settings, _adapter(ctx))
         backend.notice = why
         _active[_key(ctx)] = backend
         return backend

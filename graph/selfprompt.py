@@ -17,6 +17,7 @@ freeze switch (learning.py).
 from __future__ import annotations
 
 import difflib
+import json
 import re
 import time
 from dataclasses import dataclass
@@ -134,14 +135,16 @@ def with_rule(text: str, rule: str) -> str:
     return compose(base, rules if rule in rules else [*rules, rule])
 
 
-def propose(ctx: Context, text: str, author: str, rationale: str, probation: bool = True) -> Version:
+def propose(ctx: Context, text: str, author: str, rationale: str, probation: bool = True,
+            same_text: bool = False) -> Version:
     """A new version from the one serving now. On probation (the default for the agent's own
     rewrites) it answers from now on and is judged by reward; otherwise it is simply active.
-    Raises ValueError with the reason when the text is unusable or unchanged."""
+    Raises ValueError with the reason when the text is unusable or unchanged (`same_text`: an
+    unchanged text is a new version too, for settings attached to it by evolution)."""
     store = store_for(ctx.home)
     parent = current(ctx)
     text = text.strip()
-    if text == parent.text:
+    if text == parent.text and not same_text:
         raise ValueError("the prompt is unchanged")
     if why := problem(ctx, parent.text, text):
         raise ValueError(why)
@@ -163,6 +166,20 @@ def rollback(ctx: Context, why: str) -> tuple[Version, Version]:
                    (time.time(), why, undone.id))
         db.execute("UPDATE prompts SET status='active' WHERE id=?", (back.id,))
     return get(store, undone.id), get(store, back.id)
+
+
+def evolved(store: Store) -> dict:
+    """What evolution attached to the version serving now (its sampling `temperature`, its LoRA
+    adapter `lora`: a GGUF file), or {} when that version has nothing attached (a rollback or a
+    newer version ends it)."""
+    attached = json.loads(store.get_meta("evolved") or "{}")
+    rows = store.read("SELECT id FROM prompts WHERE status IN ('active', 'probation') ORDER BY id DESC LIMIT 1")
+    return attached.get("settings", {}) if rows and attached.get("version") == rows[0][0] else {}
+
+
+def attach(store: Store, version: int, settings: dict) -> None:
+    """Attach evolved settings to a version (see `evolved`); {} detaches."""
+    store.set_meta("evolved", json.dumps({"version": version, "settings": settings} if settings else {}))
 
 
 def failed_rules(store: Store, within: int) -> list[str]:

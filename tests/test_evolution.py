@@ -59,7 +59,7 @@ def test_prompt_evolution_fitness_rises_over_generations_and_the_winner_goes_on_
     assert f"promoted genome #{winner.id}" in result["summary"]["decision"]
     rules = selfprompt.split(version.text)[1]
     assert HELPFUL["length"] in rules and HARMFUL["length"] not in rules
-    assert evolution.current_sampling(ctx) == winner.sampling
+    assert selfprompt.evolved(store) == winner.sampling  # its temperature serves with it
 
     # progress was reported, and the run's last progress says it is done
     assert {e["stage"] for e in events} >= {"seeded", "scoring", "selected", "breeding", "done"}
@@ -260,6 +260,8 @@ def test_the_agent_evolves_itself_when_asked_and_reads_promotes_and_rolls_back(t
     assert call(tools.promote_variant, ctx, genome=999).status == "error"
     if best.prompt != selfprompt.history(store_for(ctx.home))[0].text:
         assert "serves again" in call(tools.rollback_variant, ctx).text
+    refused = call(tools.train_lora, ctx)  # the scripted model serves, not the embedded one
+    assert refused.status == "error" and "no LoRA training now: the adapters are for the embedded model" in refused.text
     archive.start(store_for(ctx.home), "cron", {})  # a run going: a second one is refused
     assert "is already going" in call(tools.start_evolution, ctx).text
     learning.freeze(ctx, True)
@@ -284,3 +286,55 @@ def test_a_run_starts_by_itself_every_n_turns_without_blocking_the_turn(tmp_path
     assert notices("three") == [] and started == ["auto"]  # one run at a time
     archive.finish(store_for(ctx.home), run, "done", {})
     assert notices("four") and started == ["auto", "auto"]  # two turns since that run started
+
+
+# ------------------------------------------------------------------ LoRA genomes, end to end on the CPU
+
+
+def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_the_next_turn(tmp_path, make_config):
+    """Tuning data teaches two made-up facts; the run trains two adapters on its halves, CMA-ES
+    crosses them (TIES), a mutant perturbs the merge, all four are scored through llama.cpp with
+    the adapter; promoted, the
+    merge answers the user's next turn in the running session (hot swap), and a rollback takes
+    it away again."""
+    from test_lora import CAT, HELD_OUT, TRAIN, WIFI, chat
+
+    from graph import tuning
+    from graph.evolution.cli import promote_genome_by_hand
+    from graph.session import Session
+
+    config = make_config({"llm": {"backend": "embedded", "max_tokens": 32, "temperature": 0},
+                          "reasoning": {"mode": "off"}, "memory": {"enabled": False},
+                          "agent": {"max_tool_rounds": 0},
+                          "evolution": {"eval_cases": 2, "lora": "on", "lora_steps": 8, "lora_iterations": 2,
+                                        "answer_tokens": 24}})
+    ctx = Context(home=str(tmp_path / "home"), config=str(config), cwd=str(tmp_path))
+    store = store_for(ctx.home)
+    for fact, questions in TRAIN.items():
+        for q in questions:
+            tuning.add(store, chat(q, fact), "desirable", "user", eval_share=0)
+    for fact in (CAT, WIFI):
+        tuning.add(store, chat(HELD_OUT[fact][0], fact), "desirable", "user", eval_share=1.0)
+
+    result = evolution.evolve(ctx, "test", generations=1, population=2)
+    genomes = archive.of_run(store, result["id"])
+    trained = [g for g in genomes if g.operator == "lora:train"]
+    [merge] = [g for g in genomes if g.operator == "lora:merge:ties"]
+    [mutant] = [g for g in genomes if g.operator == "lora:mutate"]
+    assert len(trained) == 2 and merge.parents == mutant.parents == [g.id for g in trained]
+    assert "CMA-ES" in merge.note and merge.lora.endswith("adapter.gguf")
+    assert all(g.status in ("scored", "promoted") and len(g.scores) == 2 for g in [*trained, merge, mutant])
+    assert result["status"] == "done"
+
+    if archive.get(store, merge.id).status != "promoted":  # the small judge may have preferred another one
+        promote_genome_by_hand(ctx, merge.id)
+    session = Session(ctx)
+    assert session.backend.model.endswith("+ evolved LoRA")
+    list(session.turn(HELD_OUT[CAT][1]))
+    assert "Mochi" in session.store.history()[-1]["content"]
+    assert selfprompt.current(ctx).author == "evolution" and selfprompt.current(ctx).status == "probation"
+
+    selfprompt.rollback(ctx, "the user was less happy")  # (as probation does when rewards fall)
+    list(session.turn("Thanks."))
+    assert session.backend.chat.lora_path == "" and not session.backend.model.endswith("LoRA")
+    assert session.store.last_answer_meta()["model"] == session.backend.model  # that turn ran without the adapter

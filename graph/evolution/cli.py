@@ -50,7 +50,8 @@ def main(args, ctx: Context, console: Console) -> int:
         return promote(args, ctx, console, store)
     if args.rollback:
         return rollback(args, ctx, console, store)
-    settings = {"generations": args.generations, "population": args.population, "budget_minutes": args.budget_minutes}
+    settings = {"generations": args.generations, "population": args.population, "budget_minutes": args.budget_minutes,
+                "lora": args.lora}
     if args.background:
         pid = start_background(ctx, "cli", settings)
         console.print(f"evolution started in the background (process {pid}); `agent.py status` shows its progress",
@@ -61,7 +62,9 @@ def main(args, ctx: Context, console: Console) -> int:
 
 def run(args, ctx: Context, console: Console, settings: dict) -> int:
     from graph import llm
+    from graph.evolution.adapt import AdaptError
     from graph.evolution.graph import evolve
+    from graph.evolution.lora import LoraUnavailable
 
     if why := archive.busy(store_for(ctx.home)):
         return _fail(why)
@@ -92,7 +95,7 @@ def run(args, ctx: Context, console: Console, settings: dict) -> int:
         except KeyboardInterrupt:
             print("evolution stopped: what was scored is kept (`agent.py evolve --lineage`)", file=sys.stderr)
             return 130
-        except llm.BackendError as exc:
+        except (llm.BackendError, AdaptError, LoraUnavailable) as exc:
             return _fail(f"evolution failed: {exc} (what was scored is kept)")
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
@@ -135,17 +138,27 @@ def auto_start(ctx: Context, store) -> str:
 
 
 def promote(args, ctx: Context, console: Console, store) -> int:
+    try:
+        done = promote_genome_by_hand(ctx, args.promote)
+    except ValueError as exc:
+        return _fail(str(exc))
+    return _out(args, console, {"done": done}, done)
+
+
+def promote_genome_by_hand(ctx: Context, genome_id: int, who: str = "the user") -> str:
+    """Promote an archived genome (the CLI's --promote, the agent's tool); ValueError says why not."""
     from graph.evolution.graph import promote_genome
 
-    genome = archive.get(store, args.promote)
+    genome = archive.get(store_for(ctx.home), genome_id)
     if genome is None or genome.status not in ("scored", "promoted"):
-        return _fail(f"genome #{args.promote} {'is not scored' if genome else 'does not exist'}"
-                     " (`agent.py evolve --lineage` lists them)")
+        raise ValueError(f"genome #{genome_id} {'is not scored' if genome else 'does not exist'}"
+                         " (`agent.py evolve --lineage` lists them)")
+    if genome.lora and not Path(genome.lora).is_file():
+        raise ValueError(f"genome #{genome_id}'s adapter is gone ({genome.lora}): only the last run and the adapter serving are kept")
     try:
-        done = promote_genome(ctx, genome, f"promoted by the user (fitness {genome.fitness:.3f} in run {genome.run})")
+        return promote_genome(ctx, genome, f"promoted by {who} (fitness {genome.fitness:.3f} in run {genome.run})")
     except ValueError as exc:
-        return _fail(f"genome #{genome.id} cannot serve: {exc}")
-    return _out(args, console, {"done": done}, done)
+        raise ValueError(f"genome #{genome.id} cannot serve: {exc}") from None
 
 
 def rollback(args, ctx: Context, console: Console, store) -> int:
@@ -154,7 +167,7 @@ def rollback(args, ctx: Context, console: Console, store) -> int:
         return _fail(f"the prompt in use (version {version.id}) is not from evolution: nothing to roll back"
                      " (`agent.py prompt rollback` undoes any version)")
     undone, back = selfprompt.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")
-    store.set_meta("evolved_sampling", "{}")
+    selfprompt.attach(store, back.id, {})
     text = f"prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again"
     return _out(args, console, {"undone": undone.id, "serving": back.id}, text)
 

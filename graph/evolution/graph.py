@@ -5,8 +5,10 @@ evolve`, cron, the agent's own tool, or in the background every `evolution.every
 turns. One run per data folder at a time (archive.start). Every genome is archived as it is
 made and scored, so a run cut short (budget, Ctrl-C, kill) keeps what it found.
 
-- seed: the genome in use now (the prompt version serving, its sampling) plus variants of it:
-  earlier kept prompt versions, then mutants, up to the population size.
+- seed: the genome in use now (the prompt version serving, its sampling and adapter) plus
+  variants of it: earlier kept prompt versions, then mutants, up to the population size.
+- adapt: LoRA adapters trained on the tuning data and crossed by a CMA-ES-searched TIES merge
+  (adapt.py), each a genome.
 - score: each unscored member answers every case and is judged (fitness.py); the budget
   is checked after every case.
 - select: the Pareto front over cases, then the best means (fitness.select).
@@ -30,6 +32,7 @@ from langgraph.runtime import Runtime
 from graph import selfprompt
 from graph.context import Context
 from graph.evolution import archive, fitness, operators
+from graph.evolution.adapt import adapt, prune
 from graph.evolution.archive import Genome
 from graph.store import store_for
 
@@ -39,6 +42,7 @@ class EvolutionState(TypedDict, total=False):
     population: int
     budget_minutes: float
     trigger: str  # cli, cron, auto, tool, studio
+    lora: str  # auto, on, off (default: evolution.lora)
     seed: int
     run: int
     generation: int
@@ -70,8 +74,11 @@ def seed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
     run = archive.start(store, state.get("trigger", "studio"),
                         {"generations": generations, "population": population, "budget_minutes": minutes})
     now = selfprompt.current(ctx)
-    incumbent = archive.add(store, Genome(now.text, sampling=current_sampling(ctx), operator="incumbent",
-                                          run=run, note=f"prompt version {now.id}"))
+    attached = selfprompt.evolved(store)
+    incumbent = archive.add(store, Genome(now.text, lora=attached.get("lora"), operator="incumbent", run=run,
+                                          sampling={"temperature": attached.get("temperature",
+                                                                                ctx.settings.llm.temperature)},
+                                          note=f"prompt version {now.id}"))
     members, texts = [incumbent.id], {now.text}
     for version in reversed(selfprompt.history(store)):
         if len(members) >= population // 2:
@@ -192,33 +199,22 @@ def promote(state: EvolutionState, runtime: Runtime[Context]) -> dict:
             summary["decision"] = f"kept the prompt in use: genome #{best.id} did not hold up ({numbers})"
         else:
             summary["decision"] = promote_genome(ctx, best, f"evolution run {run}: {numbers}")
+    prune(ctx, run)
     archive.finish(store, run, "done", summary)
     _say(runtime, store, run, stage="done", decision=summary["decision"])
     return {"outcome": summary["decision"]}
 
 
 def promote_genome(ctx: Context, genome: Genome, why: str) -> str:
-    """Make `genome` serve the agent: its prompt as a new version on probation (authored by
-    evolution; rolled back by live rewards like any rewrite) and its sampling while that
-    version serves. Returns what was done."""
+    """Make `genome` serve the agent: a new prompt version authored by evolution, on probation
+    (rolled back by live rewards like any rewrite; the same text when only its sampling or
+    adapter differ), with the genome's sampling and LoRA adapter attached while it serves.
+    Returns what was done."""
     store = store_for(ctx.home)
-    current = selfprompt.current(ctx)
-    changed = genome.prompt.strip() != current.text.strip()
-    version = selfprompt.propose(ctx, genome.prompt, "evolution", why) if changed else current
-    store.set_meta("evolved_sampling", json.dumps({"version": version.id, **genome.sampling}))
+    version = selfprompt.propose(ctx, genome.prompt, "evolution", why, same_text=True)
+    selfprompt.attach(store, version.id, {**genome.sampling, **({"lora": genome.lora} if genome.lora else {})})
     archive.mark(store, genome.id, "promoted", f"prompt version {version.id}: {why}")
-    if changed:
-        return f"promoted genome #{genome.id} as prompt version {version.id} (on probation): {why}"
-    return f"promoted genome #{genome.id}'s sampling {genome.sampling} for prompt version {version.id}: {why}"
-
-
-def current_sampling(ctx: Context) -> dict:
-    """The sampling in use: the configured temperature, or an evolved one while its prompt version serves."""
-    store = store_for(ctx.home)
-    evolved = json.loads(store.get_meta("evolved_sampling") or "{}")
-    if evolved.pop("version", None) == selfprompt.current(ctx).id:
-        return evolved
-    return {"temperature": ctx.settings.llm.temperature}
+    return f"promoted genome #{genome.id} as prompt version {version.id} (on probation): {why}"
 
 
 def _mutant(ctx, store, parent: Genome, rng, wants, run, generation) -> Genome:
@@ -267,12 +263,14 @@ def more(state: EvolutionState, runtime: Runtime[Context]) -> str:
 def build() -> StateGraph:
     g = StateGraph(EvolutionState, context_schema=Context)
     g.add_node("seed", seed)
+    g.add_node("adapt", adapt)
     g.add_node("score", score)
     g.add_node("select", select)
     g.add_node("breed", breed)
     g.add_node("promote", promote)
     g.add_edge(START, "seed")
-    g.add_edge("seed", "score")
+    g.add_edge("seed", "adapt")
+    g.add_edge("adapt", "score")
     g.add_edge("score", "select")
     g.add_conditional_edges("select", more, ["breed", "promote"])
     g.add_edge("breed", "score")

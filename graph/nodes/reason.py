@@ -82,10 +82,8 @@ def strategy(ctx: Context, store, said: str, steps: list, first: bool) -> tuple[
 
 def sampling(ctx: Context) -> float | None:
     """The temperature of the "config" arm: an evolved one while the prompt version it was
-    promoted with serves, else the configured one."""
-    from graph.evolution.graph import current_sampling
-
-    return current_sampling(ctx).get("temperature")
+    promoted with serves, else the configured one (None)."""
+    return selfprompt.evolved(store_for(ctx.home)).get("temperature")
 
 
 def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[SystemMessage]:

@@ -15,7 +15,7 @@ from langgraph.prebuilt import ToolRuntime
 
 from graph import selfprompt
 from graph.context import Context
-from graph.evolution import archive, cli
+from graph.evolution import adapt, archive, cli
 from graph.store import store_for
 from graph.tools.learn import context_of
 
@@ -35,6 +35,19 @@ def start_evolution(runtime: ToolRuntime[Context], generations: int | None = Non
     minutes = budget_minutes or ctx.settings.evolution.budget_minutes
     return (f"Evolution started in the background (process {pid}, at most about {minutes:g} minutes of breeding). "
             "Tell the user they can keep chatting; `agent.py status` shows its progress.")
+
+
+@tool
+def train_lora(runtime: ToolRuntime[Context]) -> str:
+    """Fine-tune yourself: train LoRA adapters on your tuning data in the background, cross them
+    by a CMA-ES-searched merge, promote the best variant on probation. Use it when the user asks
+    you to fine-tune or train on the examples."""
+    ctx = context_of(runtime, "training LoRA adapters")
+    store = store_for(ctx.home)
+    if why := archive.busy(store) or adapt.skip(ctx, store, "on"):
+        raise ToolException(f"no LoRA training now: {why}")
+    pid = cli.start_background(ctx, "tool", {"lora": "on"})
+    return f"LoRA training started in the background (process {pid}); `agent.py status` shows its progress."
 
 
 @tool
@@ -76,16 +89,11 @@ def show_lineage(runtime: ToolRuntime[Context], run: int | None = None) -> str:
 @tool
 def promote_variant(genome: int, runtime: ToolRuntime[Context]) -> str:
     """Promote one evolved variant (a genome id from show_lineage) to serve, on probation."""
-    from graph.evolution.graph import promote_genome
-
     ctx = context_of(runtime, "promoting an evolved variant")
-    found = archive.get(store_for(ctx.home), genome)
-    if found is None or found.status not in ("scored", "promoted"):
-        raise ToolException(f"genome #{genome} {'is not scored' if found else 'does not exist'}; see show_lineage")
     try:
-        return promote_genome(ctx, found, f"promoted by the agent (fitness {found.fitness:.3f} in run {found.run})")
+        return cli.promote_genome_by_hand(ctx, genome, who="the agent")
     except ValueError as exc:
-        raise ToolException(f"genome #{genome} cannot serve: {exc}") from None
+        raise ToolException(str(exc)) from None
 
 
 @tool
@@ -96,10 +104,10 @@ def rollback_variant(runtime: ToolRuntime[Context]) -> str:
     if version.author != "evolution":
         raise ToolException(f"the prompt in use (version {version.id}) is not from evolution")
     undone, back = selfprompt.rollback(ctx, "rolled back by the agent")
-    store_for(ctx.home).set_meta("evolved_sampling", "{}")
+    selfprompt.attach(store_for(ctx.home), back.id, {})
     return f"Prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again."
 
 
-for _t in (start_evolution, promote_variant, rollback_variant):
+for _t in (start_evolution, train_lora, promote_variant, rollback_variant):
     _t.metadata = {"acts": "self"}
-TOOLS = [start_evolution, evolution_status, show_lineage, promote_variant, rollback_variant]
+TOOLS = [start_evolution, train_lora, evolution_status, show_lineage, promote_variant, rollback_variant]

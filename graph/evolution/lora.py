@@ -1,0 +1,356 @@
+"""The LoRA operators of the evolution subgraph: real LoRA adapters for the embedded model, on CPU.
+
+Owns: the base model for training (the embedded GGUF loaded by transformers once, then cached as a
+float16 checkpoint), training a PEFT LoRA adapter on chat examples, scoring a model on held-out
+cases (the LoRA fitness), merging adapters with PEFT's `add_weighted_adapter`, searching merge
+weights with CMA-ES (as LoraHub and Sakana's evolutionary model merge do), and writing an adapter
+as a llama.cpp GGUF LoRA.
+Does not own: the population, archive, lineage and promotion (the rest of graph/evolution), which
+examples to learn from (tuning.py), or running the adapter in the agent (embedded.py).
+
+PEFT wraps the base model in place: one operation at a time per base model. Every function that
+wraps it takes the PEFT layers off again before it returns, except `merge`, whose caller gets the
+wrapped model (`.unload()` gives the plain base back).
+Heavy packages are imported inside the functions: `python agent.py --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import random
+import shutil
+import statistics
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections
+COMBINATIONS = ("linear", "ties", "dare_linear")
+BOUND = 1.5  # merge weights stay in [-BOUND, BOUND] (LoraHub's bounds)
+MIN_DENSITY = 0.1
+MAX_TOKENS = 256  # an example longer than this keeps its last tokens (the answer)
+UNLIKELY_WEIGHT = 0.5  # the unlikelihood term of undesirable answers, against the SFT loss
+
+
+class LoraUnavailable(Exception):
+    """A package is missing or an input cannot be used; the message says which, in one line."""
+
+
+@dataclass
+class Case:
+    """A held-out case: the chat before the answer, the desirable answer, maybe an undesirable one."""
+    prompt: list[dict]
+    good: str
+    bad: str | None = None
+
+
+@dataclass
+class Searched:
+    """The best merge CMA-ES found, and the best mean score after each iteration."""
+    weights: list[float]
+    density: float
+    combination: str
+    score: float
+    history: list[float] = field(default_factory=list)
+
+
+def _require(*packages: str) -> None:
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise LoraUnavailable(f"LoRA needs {', '.join(missing)}: pip install -r requirements.txt")
+
+
+def base_model(cache_dir: Path, gguf: Path | None = None) -> tuple[Any, Any]:
+    """The base model (float32, for training on CPU) and its tokenizer. The first call loads the
+    GGUF through transformers (dequantized, ~20 s) and caches a float16 checkpoint under
+    `cache_dir`; later calls load the cache (~2 s). A cache that fails to load is rebuilt."""
+    _require("torch", "transformers", "gguf")
+    from transformers.utils import logging as hf_logging
+
+    from graph.embedded import default_model_path
+
+    hf_logging.disable_progress_bar()  # the run's own progress is shown; no tqdm bars per load
+    # PEFT 0.21 calls transformers 5's deprecated is_gradient_checkpointing on every wrap: not ours to fix
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+    gguf = Path(gguf or default_model_path())
+    if not gguf.is_file():
+        raise LoraUnavailable(f"{gguf}: no such GGUF model file")
+    cached = Path(cache_dir) / f"{gguf.stem}-{gguf.stat().st_size}"
+    if cached.is_dir():
+        try:
+            return _load_checkpoint(cached)
+        except Exception:  # noqa: BLE001 - truncated, edited or half-deleted: whatever it is, rebuild it
+            shutil.rmtree(cached)
+    _convert(gguf, cached)
+    return _load_checkpoint(cached)
+
+
+def _convert(gguf: Path, cached: Path) -> None:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model.hf_quantizer.remove_quantization_config(model)  # the weights are already dequantized
+    partial = cached.with_name(cached.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    model.to(torch.float16).save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    partial.rename(cached)  # a cache folder is whole or absent
+
+
+def _load_checkpoint(path: Path) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    return model.eval(), AutoTokenizer.from_pretrained(path)
+
+
+def _encode(tokenizer, prompt: list[dict], answer: str) -> tuple[list[int], int]:
+    """Token ids of the chat-formatted conversation, and where the answer starts (the answer
+    includes the end-of-turn token, so a model learns to stop)."""
+    head = tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template([*prompt, {"role": "assistant", "content": answer}], tokenize=False)
+    if not full.startswith(head):
+        raise LoraUnavailable("the chat template does not extend the prompt with the answer")
+    start = len(tokenizer(head, add_special_tokens=False).input_ids)
+    ids = tokenizer(full, add_special_tokens=False).input_ids
+    cut = max(0, len(ids) - MAX_TOKENS)
+    return ids[cut:], max(1, start - cut)
+
+
+def _answer_logprobs(model, tokenizer, batch: list[tuple[list[int], int]]):
+    """Per-token log-probabilities of the answers of a batch and the mask of answer tokens."""
+    import torch
+
+    width = max(len(ids) for ids, _ in batch)
+    ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+    attention = torch.zeros((len(batch), width), dtype=torch.long)
+    answer = torch.zeros((len(batch), width), dtype=torch.bool)
+    for row, (tokens, start) in enumerate(batch):
+        ids[row, :len(tokens)] = torch.tensor(tokens)
+        attention[row, :len(tokens)] = 1
+        answer[row, start:len(tokens)] = True
+    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
+    return logp, answer[:, 1:]
+
+
+def train(base, tokenizer, examples: list[list[dict]], out_dir: Path, steps: int, rank: int = 8,
+          lr: float = 2e-3, undesirable: Sequence[list[dict]] = (), batch: int = 4, seed: int = 0,
+          progress: Callable[[int, float], None] | None = None) -> Path:
+    """Train a LoRA adapter on the attention projections and save it in `out_dir` (PEFT format).
+
+    Loss: cross-entropy on the tokens of the last assistant message of each desirable example
+    (SFT); undesirable examples, when given, add token-level unlikelihood on their answers,
+    -log(1 - p(token)) (Welleck et al. 2019), a simple stand-in for KTO's unpaired preference loss
+    that needs no reference model. Deterministic for a seed (same seed, same LoRA init)."""
+    _require("torch", "peft")
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    if not examples:
+        raise ValueError("no desirable examples to train on")
+    good = [_encode(tokenizer, m[:-1], m[-1]["content"]) for m in examples]
+    bad = [_encode(tokenizer, m[:-1], m[-1]["content"]) for m in undesirable]
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    model = get_peft_model(base, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                                            target_modules=TARGETS, task_type="CAUSAL_LM"))
+    try:
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+        model.train()
+        for step in range(1, steps + 1):
+            logp, mask = _answer_logprobs(model, tokenizer, rng.sample(good, min(batch, len(good))))
+            loss = -logp[mask].mean()
+            if bad:
+                logp, mask = _answer_logprobs(model, tokenizer, rng.sample(bad, min(batch, len(bad))))
+                loss = loss - UNLIKELY_WEIGHT * torch.log1p(-logp[mask].exp().clamp(max=1 - 1e-6)).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            if progress:
+                progress(step, loss.item())
+        model.save_pretrained(out_dir)
+    finally:
+        model.unload().eval()  # the plain base again, for the next caller
+    return Path(out_dir)
+
+
+def score(model, tokenizer, cases: list[Case], batch: int = 8) -> list[float]:
+    """Per case: the mean per-token log-likelihood of the desirable answer, minus that of the
+    undesirable answer when the case has one. Higher is better; the LoRA fitness."""
+    import torch
+
+    pairs = [(i, 1.0, c.prompt, c.good) for i, c in enumerate(cases)]
+    pairs += [(i, -1.0, c.prompt, c.bad) for i, c in enumerate(cases) if c.bad]
+    out = [0.0] * len(cases)
+    model.eval()
+    with torch.inference_mode():
+        for at in range(0, len(pairs), batch):
+            chunk = pairs[at:at + batch]
+            logp, mask = _answer_logprobs(model, tokenizer, [_encode(tokenizer, p, a) for _, _, p, a in chunk])
+            means = (logp * mask).sum(1) / mask.sum(1)
+            for (i, sign, _, _), mean in zip(chunk, means.tolist()):
+                out[i] += sign * mean
+    return out
+
+
+def _with_adapters(base, adapters: list[Path]):
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(base, str(adapters[0]), adapter_name="p0")
+    for i, path in enumerate(adapters[1:], 1):
+        model.load_adapter(str(path), adapter_name=f"p{i}")
+    return model
+
+
+def _combine(model, weights: list[float], density: float, combination: str) -> None:
+    """Replace the merged adapter by a new one and make it active. It is named "default" so that
+    PEFT saves it at the top of a folder (other names go into a subfolder)."""
+    import torch
+
+    if combination not in COMBINATIONS:
+        raise ValueError(f"combination must be one of {', '.join(COMBINATIONS)}, not {combination!r}")
+    if "default" in model.peft_config:
+        model.set_adapter("p0")  # deleting the active adapter warns once per layer
+        model.delete_adapter("default")
+    torch.manual_seed(0)  # dare_linear drops entries at random: the same merge for the same genome
+    model.add_weighted_adapter([f"p{i}" for i in range(len(weights))], list(weights), "default",
+                               combination_type=combination, density=density)
+    model.set_adapter("default")
+
+
+def merge(base, adapters: list[Path], weights: list[float], density: float = 1.0,
+          combination: str = "linear"):
+    """The base wrapped with the adapters and their weighted merge, the merge active (PEFT's
+    `add_weighted_adapter`; `density` is the share of entries ties/dare_linear keep). Save it
+    with `save`; `.unload()` gives the plain base back."""
+    _require("torch", "peft")
+    if len(adapters) != len(weights) or not adapters:
+        raise ValueError("one weight per adapter, at least one adapter")
+    model = _with_adapters(base, adapters)
+    _combine(model, weights, density, combination)
+    return model
+
+
+def save(merged, out_dir: Path) -> Path:
+    """Save the active merge of `merge` as a PEFT adapter folder (for `to_gguf` or a later merge)."""
+    merged.save_pretrained(out_dir, selected_adapters=["default"])
+    return Path(out_dir)
+
+
+def search(base, tokenizer, adapters: list[Path], cases: list[Case], combination: str = "linear",
+           iterations: int = 8, popsize: int = 6, seed: int = 0,
+           progress: Callable[[int, float], None] | None = None) -> Searched:
+    """CMA-ES over the merge weights (and the density, for ties and dare_linear) maximizing the
+    mean score on `cases`. Weights are bounded to [-1.5, 1.5] and start equal: 1 for ties (it
+    averages the entries where the adapters agree, so 1 keeps each at full strength), 1/n for
+    linear and dare_linear (they sum the A and the B matrices)."""
+    _require("torch", "peft", "cma")
+    if not cases:
+        raise ValueError("no held-out cases to score merges on")
+    with warnings.catch_warnings():  # cma warns on import that matplotlib (for its plots) is missing
+        warnings.simplefilter("ignore")
+        import cma
+
+    n, pruned = len(adapters), combination != "linear"
+    start = [1.0 if combination == "ties" else 1 / n] * n + ([0.7] if pruned else [])
+    bounds = [[-BOUND] * n + ([MIN_DENSITY] if pruned else []), [BOUND] * n + ([1.0] if pruned else [])]
+    # cma takes seed 0 to mean "seed from the clock"
+    es = cma.CMAEvolutionStrategy(start, 0.3, {"popsize": popsize, "seed": seed + 1, "bounds": bounds,
+                                               "verbose": -9})
+    best = Searched(start[:n], start[n] if pruned else 1.0, combination, -math.inf)
+    model = _with_adapters(base, adapters)
+    try:
+        for iteration in range(1, iterations + 1):
+            candidates, losses = es.ask(), []
+            for x in candidates:
+                weights, density = [float(w) for w in x[:n]], float(x[n]) if pruned else 1.0
+                _combine(model, weights, density, combination)
+                mean = statistics.fmean(score(model, tokenizer, cases))
+                losses.append(-mean)
+                if mean > best.score:
+                    best.weights, best.density, best.score = weights, density, mean
+            es.tell(candidates, losses)
+            best.history.append(best.score)
+            if progress:
+                progress(iteration, best.score)
+    finally:
+        model.unload().eval()
+    return best
+
+
+def mutate(weights: list[float], density: float, sigma: float, rng: random.Random) -> tuple[list[float], float]:
+    """A neighbour of a merge genome: Gaussian steps, kept inside the search bounds."""
+    return ([_clip(w + rng.gauss(0, sigma), -BOUND, BOUND) for w in weights],
+            _clip(density + rng.gauss(0, sigma), MIN_DENSITY, 1.0))
+
+
+def _clip(value: float, low: float, high: float) -> float:
+    return min(high, max(low, value))
+
+
+def _gguf_field(reader, key: str):
+    if key not in reader.fields:
+        raise LoraUnavailable(f"the base GGUF has no {key}")
+    return reader.fields[key].contents()
+
+
+def to_gguf(adapter_dir: Path, out: Path, base_gguf: Path | None = None) -> Path:
+    """Write a PEFT LoRA adapter as a llama.cpp GGUF LoRA for the base GGUF (by default the
+    embedded model), as llama.cpp's convert_lora_to_gguf.py does: tensors `blk.N.attn_q.weight.lora_a`
+    (rank x in) and `.lora_b` (out x rank), PEFT's orientation; `lora_b` of q and k gets the rows
+    of each head reordered as convert_hf_to_gguf.py reorders llama's q/k weights for its RoPE."""
+    _require("gguf", "numpy", "safetensors")
+    import gguf
+    from safetensors.numpy import load_file
+
+    from graph.embedded import default_model_path
+
+    adapter_dir = Path(adapter_dir)
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text())
+        tensors = load_file(adapter_dir / "adapter_model.safetensors")
+    except (OSError, ValueError) as exc:
+        raise LoraUnavailable(f"{adapter_dir}: not a PEFT adapter folder ({exc})") from None
+    if config.get("use_rslora") or config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise LoraUnavailable(f"{adapter_dir}: rsLoRA and per-module ranks have no llama.cpp GGUF form here")
+    reader = gguf.GGUFReader(base_gguf or default_model_path())
+    arch = _gguf_field(reader, "general.architecture")
+    if arch != "llama":
+        raise LoraUnavailable(f"only llama-architecture base models are supported, not {arch}")
+    heads = {"attn_q": _gguf_field(reader, "llama.attention.head_count"),
+             "attn_k": _gguf_field(reader, "llama.attention.head_count_kv")}
+    names = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, _gguf_field(reader, "llama.block_count"))
+
+    out = Path(out)
+    partial = out.with_name(out.name + ".partial")
+    writer = gguf.GGUFWriter(partial, arch)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
+    for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
+        module = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
+        name = names.get_name(module + ".weight", try_suffixes=(".weight",))
+        if name is None:
+            raise LoraUnavailable(f"{adapter_dir}: no GGUF tensor for {module}")
+        a, b = tensors[key], tensors[key.replace(".lora_A.", ".lora_B.")]
+        kind = name.split(".")[2]
+        if kind in heads:  # convert_hf_to_gguf.py's LlamaModel.permute, on the rows of B
+            n = heads[kind]
+            b = b.reshape(n, 2, b.shape[0] // n // 2, b.shape[1]).swapaxes(1, 2).reshape(b.shape)
+        writer.add_tensor(name + ".lora_a", a.astype("float32"))
+        writer.add_tensor(name + ".lora_b", b.astype("float32"))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    partial.replace(out)
+    return out

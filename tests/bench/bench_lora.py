@@ -1,0 +1,92 @@
+"""What the LoRA operators of the evolution subgraph cost on the embedded model, on CPU.
+
+    python tests/bench/bench_lora.py [--runs 3] [--steps 4]
+
+SmolLM2-135M-Instruct (graph/evolution/lora.py), in a temporary folder deleted at the end:
+base model from the GGUF (first load, converts and writes the float16 cache) and from the cache;
+training seconds per step (batch 4, rank 8, q/k/v/o); one merge + score of 4 held-out cases per
+combination; one CMA-ES iteration (ties, popsize 4); writing the merge as a GGUF LoRA and
+llama.cpp loading the model with it. Medians over --runs where cheap (the GGUF load and the
+CMA-ES iteration run once).
+"""
+
+import argparse
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import timed
+
+from graph.embedded import default_model_path
+from graph.evolution import lora
+
+FACTS = {"Your cat is called Mochi.": ["What is the name of my cat?", "What's my cat called?",
+                                       "Tell me my cat's name.", "What do I call my cat?"],
+         "The wifi password is bluebird.": ["What is the wifi password?", "Tell me the wifi password.",
+                                            "What's the password for the wifi?", "Which password does our wifi use?"]}
+HELD_OUT = [lora.Case([{"role": "user", "content": q}], fact)
+            for fact, q in (("Your cat is called Mochi.", "What name does my cat have?"),
+                            ("Your cat is called Mochi.", "Can you tell me what my cat is named?"),
+                            ("The wifi password is bluebird.", "What's our wifi password again?"),
+                            ("The wifi password is bluebird.", "Can you tell me the password of the wifi?"))]
+
+
+def median_s(fn, runs: int) -> float:
+    return statistics.median(timed(fn, runs)) / 1000
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=4)
+    args = ap.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="bench-lora-"))
+    try:
+        start = time.perf_counter()
+        model, tokenizer = lora.base_model(root / "cache")
+        print(f"base model from the GGUF (first)   {time.perf_counter() - start:7.2f} s")
+        print(f"base model from the cache          {median_s(lambda: lora.base_model(root / 'cache'), args.runs):7.2f} s")
+
+        adapters = []
+        for i, (fact, questions) in enumerate(FACTS.items()):
+            examples = [[{"role": "user", "content": q}, {"role": "assistant", "content": fact}] for q in questions]
+            start = time.perf_counter()
+            adapters.append(lora.train(model, tokenizer, examples, root / f"adapter{i}", args.steps))
+            print(f"train, per step (batch 4)          {(time.perf_counter() - start) / args.steps:7.2f} s")
+
+        print(f"score {len(HELD_OUT)} cases, base model          "
+              f"{median_s(lambda: lora.score(model, tokenizer, HELD_OUT), args.runs):7.2f} s")
+        for combination in lora.COMBINATIONS:
+            def merge_and_score(combination=combination):
+                merged = lora.merge(model, adapters, [1.0, 1.0], 0.7, combination)
+                lora.score(merged, tokenizer, HELD_OUT)
+                merged.unload()
+            print(f"merge ({combination:11}) + score      {median_s(merge_and_score, args.runs):7.2f} s")
+
+        start = time.perf_counter()
+        lora.search(model, tokenizer, adapters, HELD_OUT, "ties", iterations=1, popsize=4)
+        print(f"CMA-ES iteration (ties, popsize 4) {time.perf_counter() - start:7.2f} s")
+
+        merged = lora.merge(model, adapters, [1.0, 1.0], 0.7, "ties")
+        folder = lora.save(merged, root / "merged")
+        merged.unload()
+        print(f"GGUF adapter write                 "
+              f"{median_s(lambda: lora.to_gguf(folder, root / 'merged.gguf'), args.runs):7.2f} s")
+        from llama_cpp import Llama
+
+        def load():
+            Llama(model_path=str(default_model_path()), lora_path=str(root / "merged.gguf"), n_ctx=256,
+                  verbose=False).close()
+        print(f"llama.cpp load with the adapter    {median_s(load, args.runs):7.2f} s")
+    finally:
+        shutil.rmtree(root)
+
+
+if __name__ == "__main__":
+    main()
