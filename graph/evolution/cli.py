@@ -85,8 +85,12 @@ def run(args, ctx: Context, console: Console, settings: dict) -> int:
                 bars.update(overall, completed=event["generation"] + 1,
                             description=f"generations (best {event['best']:.3f})" if event["best"] is not None
                             else "generations")
-            elif stage in ("breeding", "confirming"):
-                bars.update(member, description=f"{stage} …")
+            elif stage == "adapters skipped":
+                bars.console.print(f"LoRA adapters skipped: {event['why']}", highlight=False)
+            elif stage not in ("seeded", "done"):  # breeding, confirming, the LoRA stage's steps
+                done = event.get("step", event.get("iteration", 0))
+                bars.update(member, description=f"{stage} …", completed=done,
+                            total=event.get("steps", event.get("iterations")) or max(done, 1))
 
         try:
             result = evolve(ctx, args.trigger, show, **settings)
