@@ -1,9 +1,9 @@
 """The REPL's slash commands: /help, /status, /history, /search, /think, /why, /tools, /undo,
-/memory, /remember, /forget, /good, /bad, /rate, /reward, /prompt, /learn, /data, /quit.
+/memory, /remember, /forget, /good, /bad, /rate, /reward, /prompt, /learn, /data, /evolve, /quit.
 
 Owns: parsing a slash line and showing each command's result. Does not own: the REPL loop
 and how a turn is shown (repl.py), or the layouts (views.py; learncli.py for the learning
-commands, shared with `agent.py reward|prompt|data|learn`).
+commands, shared with `agent.py reward|prompt|data|learn`; evolution/cli.py for /evolve).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ HELP = """Commands:
   /prompt [history|diff|rollback]  the system prompt in use, its versions, its last change, or undo that change
   /learn [on|off]  self-learning: its state and recent changes, or freeze (off) / resume (on) it
   /data            the latest tuning examples and their counts
+  /evolve [runs|lineage]  start an evolution run in the background (or: the runs so far, the last run's lineage)
   /quit            leave (Ctrl-D also leaves; the session is kept)
 Ctrl-C stops the answer being written and keeps what was said.
 When a tool needs your approval (a command, or an action after reading web pages or files),
@@ -99,6 +100,8 @@ def command(session: Session, line: str, console: Console) -> bool:
             console.print(Text(files.undo(session.ctx, force=arg.strip() == "force")))
         except files.UndoError as exc:
             console.print(Text(f"{exc}", style="yellow"))
+    elif name == "evolve":
+        evolve_command(session, arg.strip(), console)
     elif name == "search":
         if not arg.strip():
             console.print(Text("usage: /search TEXT", style="yellow"))
@@ -144,6 +147,29 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
             console.print(learncli.examples_view(store, tuning.listing(store, limit=10)))
     except learncli.Problem as exc:
         console.print(Text(str(exc), style="yellow"))
+
+
+def evolve_command(session: Session, arg: str, console: Console) -> None:
+    """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
+    from graph import learning
+    from graph.evolution import archive, cli
+
+    store = session.store
+    if arg == "runs":
+        rows = archive.runs(store, 10)
+        console.print(cli.runs_table(rows) if rows else Text("no evolution runs yet", style="dim"))
+    elif arg == "lineage":
+        rows = archive.runs(store, 1)
+        nodes = archive.lineage(store, rows[-1]["id"]) if rows else []
+        console.print(cli.lineage_tree(rows[-1]["id"], nodes) if nodes else Text("no evolution runs yet", style="dim"))
+    elif arg:
+        console.print(Text("usage: /evolve [runs|lineage]", style="yellow"))
+    elif why := archive.busy(store) or (learning.frozen(store) and "learning is frozen (/learn on resumes it)"):
+        console.print(Text(f"no new run: {why}", style="yellow"))
+    else:
+        pid = cli.start_background(session.ctx, "cli", {})
+        console.print(Text(f"evolution started in the background (process {pid}); /status shows its progress,"
+                           " /evolve lineage what it bred"))
 
 
 def memory_command(session: Session, name: str, arg: str, console: Console) -> None:

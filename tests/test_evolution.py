@@ -338,3 +338,29 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
     list(session.turn("Thanks."))
     assert session.backend.chat.lora_path == "" and not session.backend.model.endswith("LoRA")
     assert session.store.last_answer_meta()["model"] == session.backend.model  # that turn ran without the adapter
+
+
+def test_the_evolve_slash_command(tmp_path, make_config, monkeypatch):
+    from rich.console import Console
+
+    from graph import commands, learning
+    from graph.evolution import cli
+    from graph.session import Session
+
+    started = []
+    monkeypatch.setattr(cli, "start_background", lambda ctx, trigger, settings: started.append(trigger) or 99)
+    ctx = make(tmp_path, make_config, SimulatedChat(seed=0))
+    session, console = Session(ctx), Console(record=True, width=200)
+
+    def slash(line: str) -> str:
+        assert commands.command(session, line, console)
+        return console.export_text()
+
+    assert "/evolve [runs|lineage]" in slash("/help")
+    assert "no evolution runs yet" in slash("/evolve runs") and "no evolution runs yet" in slash("/evolve lineage")
+    assert "evolution started in the background (process 99)" in slash("/evolve") and started == ["cli"]
+    evolution.evolve(ctx, "test", generations=1, population=2)
+    assert "evolution runs" in slash("/evolve runs") and "#1 gen 0 incumbent" in slash("/evolve lineage")
+    assert "usage: /evolve [runs|lineage]" in slash("/evolve now")
+    learning.freeze(ctx, True)
+    assert "no new run: learning is frozen" in slash("/evolve") and started == ["cli"]
