@@ -167,6 +167,15 @@ def edit(store: Store, example_id: int, label: str | None = None, answer: str | 
     return get(store, example_id)
 
 
+def drop_auto(store: Store, turn: int) -> list[int]:
+    """Delete the automatic candidates of a turn (its reward was re-rated to neither good nor bad);
+    the user's and the agent's own examples stay. Returns the ids deleted."""
+    with store.write() as db:
+        ids = [r[0] for r in db.execute("SELECT id FROM examples WHERE turn=? AND source='auto'", (turn,))]
+        db.execute("DELETE FROM examples WHERE turn=? AND source='auto'", (turn,))
+    return ids
+
+
 def remove(store: Store, example_id: int) -> Example:
     found = get(store, example_id)
     if found is None:

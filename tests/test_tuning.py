@@ -206,6 +206,17 @@ def test_relabelling_a_turn_replaces_the_other_label(tmp_path, make_config):
     assert [(e.turn, e.label) for e in tuning.listing(s.store)] == [(1, "desirable")]
 
 
+def test_re_rating_a_turn_as_neutral_drops_its_automatic_example(tmp_path, make_config):
+    s = session(tmp_path, make_config, ["Paris.", "You're welcome."])
+    list(s.turn("What is the capital of France?"))
+    list(s.turn("Thanks, perfect!"))
+    tuning.add(s.store, chat("What is the capital of France?", "Lyon."), "undesirable", "user", turn=1)
+    assert sorted((e.source, e.label) for e in tuning.listing(s.store)) == [("auto", "desirable"),
+                                                                            ("user", "undesirable")]
+    rate(s.ctx, "rating", 3, turn=1)  # neither good nor bad: the automatic candidate goes, the user's stays
+    assert [(e.source, e.answer) for e in tuning.listing(s.store)] == [("user", "Lyon.")]
+
+
 def test_a_better_answer_for_a_turn_sits_beside_the_bad_one(store):
     tuning.add(store, chat("What is 2+2?", "5"), "undesirable", "auto", turn=3)
     tuning.add(store, chat("What is 2+2?", "4"), "desirable", "agent", "the right sum", turn=3)

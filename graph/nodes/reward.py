@@ -94,6 +94,9 @@ def settle(ctx: Context, item: reward.Reward) -> list[str]:
             keep_example(ctx, item.turn, label, "auto", why, value=item.reward, check=False)
         except ValueError:
             pass  # the turn has no answer to learn from (stopped before any text)
+    elif not first and (dropped := tuning.drop_auto(store, item.turn)):  # re-rated to neither good nor bad
+        learning.log(store, "example", f"dropped automatic example(s) {', '.join(f'#{i}' for i in dropped)} of turn"
+                     f" {item.turn}: re-rated {item.reward:+.2f}", item.turn)
     return notes
 
 
