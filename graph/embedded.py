@@ -46,6 +46,11 @@ def default_model_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / DEFAULT_GGUF
 
 
+def model_file(model_path: str) -> Path:
+    """The GGUF the embedded backend runs: llm.embedded.model_path, else the default one."""
+    return Path(model_path).expanduser() if model_path else default_model_path()
+
+
 _models: dict[tuple, Any] = {}
 _load_lock = threading.Lock()
 

@@ -23,7 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messag
 
 from graph import vram
 from graph.context import Context, Settings
-from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, default_model_path
+from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
 
 STOP = threading.Event()  # set (by Ctrl-C in the REPL) to stop the answer being generated
 
@@ -105,7 +105,7 @@ def ollama_backend(settings: Settings) -> Backend:
 def embedded_backend(settings: Settings, lora: str = "") -> Backend:
     e = settings.llm.embedded
     try:
-        path = Path(e.model_path).expanduser() if e.model_path else default_model_path()
+        path = model_file(e.model_path)
     except EmbeddedModelMissing as exc:
         raise BackendError(str(exc)) from None
     if not path.is_file():

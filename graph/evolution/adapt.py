@@ -90,12 +90,11 @@ def adapt(state: dict, runtime: Runtime[Context]) -> dict:
 
 def breed(ctx: Context, store, state: dict, say) -> list[int]:
     """Train, cross (CMA-ES over a TIES merge) and archive the adapters; returns their genome ids."""
-    from graph.embedded import default_model_path
+    from graph.embedded import model_file
     from graph.evolution import lora
 
     e, run = ctx.settings.evolution, state["run"]
-    base_gguf = Path(ctx.settings.llm.embedded.model_path).expanduser() if ctx.settings.llm.embedded.model_path \
-        else default_model_path()
+    base_gguf = model_file(ctx.settings.llm.embedded.model_path)
     say(stage="loading the base model for LoRA")
     base, tokenizer = lora.base_model(Path(ctx.home) / "cache" / "lora-base", base_gguf)
     good = [x.messages for x in tuning.listing(store, label="desirable", split="train")]
