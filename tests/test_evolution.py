@@ -364,3 +364,24 @@ def test_the_evolve_slash_command(tmp_path, make_config, monkeypatch):
     assert "usage: /evolve [runs|lineage]" in slash("/evolve now")
     learning.freeze(ctx, True)
     assert "no new run: learning is frozen" in slash("/evolve") and started == ["cli"]
+
+
+def test_a_background_run_gets_the_sessions_data_folder_config_backend_and_settings(tmp_path, make_config, monkeypatch):
+    from graph.evolution import cli
+
+    seen = []
+
+    class Popen:
+        def __init__(self, command, **kwargs):
+            seen.append((command, kwargs))
+            self.pid = 1234
+
+    monkeypatch.setattr(cli.subprocess, "Popen", Popen)
+    ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
+    ctx.backend = "embedded"
+    assert cli.start_background(ctx, "auto", {"generations": 2, "population": None, "lora": "off"}) == 1234
+    [(command, kwargs)] = seen
+    assert command[1:] == [str(ROOT / "agent.py"), "evolve", "--home", ctx.home, "--trigger", "auto", "--config",
+                           str(ctx.config), "--backend", "embedded", "--generations", "2", "--lora", "off"]
+    assert kwargs["stdin"] == subprocess.DEVNULL and kwargs.get("start_new_session") and kwargs["cwd"] == ctx.home
+    assert (tmp_path / "home" / "evolution.log").exists()

@@ -115,6 +115,8 @@ def start_background(ctx: Context, trigger: str, settings: dict | None = None) -
     command = [sys.executable, str(AGENT), "evolve", "--home", str(ctx.home), "--trigger", trigger]
     if ctx.config:
         command += ["--config", str(ctx.config)]
+    if ctx.backend:  # the session's --backend holds for its evolution too
+        command += ["--backend", ctx.backend]
     for flag, value in (settings or {}).items():
         if value:
             command += [f"--{flag.replace('_', '-')}", str(value)]
