@@ -144,7 +144,9 @@ def test_one_run_at_a_time_and_a_dead_runs_row_is_closed(tmp_path, make_config):
     with pytest.raises(archive.Busy, match=f"evolution run {first} is already going"):
         archive.start(store, "test", {})
     with store.write() as db:
-        db.execute("UPDATE evolution_runs SET pid=999999999 WHERE id=?", (first,))  # its process died
+        db.execute("UPDATE evolution_runs SET pid=999999999 WHERE id=?", (first,))  # its process died (kill -9)
+    from graph.evolution import cli
+    assert "interrupted — its process is gone" in cli.summary_line(cli.summary(store))  # what `status` shows
     second = archive.start(store, "test", {})
     assert archive.run(store, first)["status"] == "failed" and archive.run(store, second)["status"] == "running"
 

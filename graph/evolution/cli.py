@@ -233,6 +233,8 @@ def summary(store) -> dict:
     if not rows:
         return {}
     r = rows[-1]
+    if r["status"] == "running" and not archive.busy(store):  # killed: the next run will close it as failed
+        r["status"], r["summary"] = "interrupted", {"error": "its process is gone (killed?); what it scored is kept"}
     return {"run": r["id"], "status": r["status"], "trigger": r["trigger"], "started": r["started"],
             "progress": r["progress"], "decision": r["summary"].get("decision") or r["summary"].get("error", "")}
 
