@@ -216,8 +216,8 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
 
 def structured(ctx: Context, prompt: str, schema: dict, max_tokens: int | None = None) -> dict | None:
     """The active model's answer to `prompt` as a JSON object fitting `schema`: grammar-constrained
-    on the embedded model, Ollama's structured output (`format`) otherwise; within `max_tokens`
-    (default llm.max_tokens; JSON cut short is no answer). None when the model gives nothing
+    on the embedded model, Ollama's structured output (`format`) otherwise; given room for at
+    least `max_tokens` (and never less than llm.max_tokens; JSON cut short is no answer). None when the model gives nothing
     usable or the backend fails: callers treat it as best effort."""
     backend = active(ctx)
     limit = max(max_tokens or 0, ctx.settings.llm.max_tokens)

@@ -43,7 +43,7 @@ class EvolutionState(TypedDict, total=False):
     budget_minutes: float
     trigger: str  # cli, cron, auto, tool, studio
     lora: str  # auto, on, off (default: evolution.lora)
-    seed: int
+    rng_seed: int  # varies the run's random choices (default 0)
     run: int
     generation: int
     members: list[int]
@@ -64,7 +64,7 @@ def _settings(state: EvolutionState, ctx: Context) -> tuple[int, int, float]:
 
 
 def _rng(state: EvolutionState) -> random.Random:
-    return random.Random(f"{state.get('seed', 0)}:{state['run']}:{state.get('generation', 0)}")
+    return random.Random(f"{state.get('rng_seed', 0)}:{state['run']}:{state.get('generation', 0)}")
 
 
 def seed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
