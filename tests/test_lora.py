@@ -2,11 +2,15 @@
 trained on the two halves of the agent's tuning data (one made-up fact each) each learn their
 half; CMA-ES finds a TIES merge that scores above both parents on held-out paraphrases; the merge,
 written as a GGUF LoRA, makes llama.cpp answer both facts where the base model knows neither.
-A corrupt base-model cache is rebuilt. Steps are few: the whole file runs in a few minutes."""
+The same model quantized to 4 bits (QLoRA) learns a fact as well. On a tiny random Qwen2 GGUF
+(Ollama's qwen2 architecture, whose q/k rows llama.cpp does not reorder), a random adapter gives
+llama.cpp the log-likelihoods it gives PEFT. A corrupt base-model cache is rebuilt. Steps are few:
+the whole file runs in a few minutes."""
 
 import statistics
 import time
 
+import numpy as np
 import pytest
 
 from graph import tuning
@@ -43,7 +47,7 @@ def cases(fact: str, unsure: bool = False) -> list[lora.Case]:
 def base(tmp_path_factory):
     cache = tmp_path_factory.mktemp("lora-cache")
     start = time.perf_counter()
-    model, tokenizer = lora.base_model(cache)
+    model, tokenizer = lora.base_model(cache, device="cpu")  # float32, on a GPU machine too
     print(f"\nbase model from the GGUF: {time.perf_counter() - start:.1f} s")
     return model, tokenizer, cache
 
@@ -140,7 +144,10 @@ def test_searched_merge_beats_both_parents_and_runs_in_llama_cpp(base, adapters,
 def test_gguf_adapter_has_llama_cpp_names_and_shapes(adapters, tmp_path):
     import gguf
 
-    written = gguf.GGUFReader(lora.to_gguf(adapters[0], tmp_path / "a.gguf"))
+    path = lora.to_gguf(adapters[0], tmp_path / "a.gguf")
+    embedded = default_model_path()
+    assert lora.adapter_base(path) == lora.weights_id(embedded) == f"{embedded.name}:{embedded.stat().st_size}"
+    written = gguf.GGUFReader(path)
     assert written.fields["general.type"].contents() == "adapter"
     assert written.fields["adapter.type"].contents() == "lora"
     assert written.fields["adapter.lora.alpha"].contents() == 16.0
@@ -150,21 +157,184 @@ def test_gguf_adapter_has_llama_cpp_names_and_shapes(adapters, tmp_path):
     assert shapes["blk.29.attn_k.weight.lora_b"] == (8, 192)  # 3 key/value heads of 64
 
 
+def test_4bit_qlora_on_cpu_learns_and_runs_in_llama_cpp(base, tmp_path):
+    """The 4-bit nf4 base (QLoRA's, as on CUDA) learns the cat's name as the float32 base does,
+    stays as it was, and its adapter works in llama.cpp on the embedded GGUF."""
+    from llama_cpp import Llama
+
+    start = time.perf_counter()
+    model, tokenizer = lora.base_model(base[2], device="cpu", quantize=True)
+    print(f"\n4-bit base from the cache: {time.perf_counter() - start:.1f} s")
+    assert model.is_loaded_in_4bit and model.device.type == "cpu"
+    before = mean_score(model, tokenizer, cases(CAT))
+    start = time.perf_counter()
+    adapter = lora.train(model, tokenizer, [chat(q, CAT) for q in TRAIN[CAT]], tmp_path / "q", STEPS)
+    print(f"4-bit training: {(time.perf_counter() - start) / STEPS:.2f} s/step")
+    tuned = lora.merge(model, [adapter], [1.0])
+    try:
+        after = mean_score(tuned, tokenizer, cases(CAT))
+    finally:
+        tuned.unload()
+    print(f"held-out log-likelihood of the cat's name: 4-bit base {before:.3f}, with the adapter {after:.3f}")
+    assert after > before + 1 and after > -0.5
+    assert mean_score(model, tokenizer, cases(CAT)) == before
+
+    llm = Llama(model_path=str(default_model_path()), n_ctx=256, verbose=False,
+                lora_path=str(lora.to_gguf(adapter, tmp_path / "q.gguf")))
+    try:
+        answer = llm.create_chat_completion([{"role": "user", "content": HELD_OUT[CAT][0]}], temperature=0.0,
+                                            max_tokens=24)["choices"][0]["message"]["content"]
+    finally:
+        llm.close()
+    assert "Mochi" in answer
+
+
+def test_training_device_and_qlora_memory_estimate():
+    import torch
+
+    assert lora.training_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    sizes = [lora.qlora_vram_bytes(n) for n in (135_000_000, 1_500_000_000, 7_600_000_000, 70_000_000_000)]
+    assert sizes == sorted(sizes)
+    assert 8 * lora.GIB < lora.qlora_vram_bytes(7_600_000_000) < 11 * lora.GIB  # Qwen2-7B
+
+
+@pytest.fixture(scope="module")
+def tiny_qwen2(tmp_path_factory):
+    """A random Qwen2 model (2 layers, 4 query heads and 2 key/value heads of 16) as a float32 GGUF
+    that llama.cpp loads, with SmolLM2's tokenizer. Its weights are float16 values, so that the
+    float16 cache of `base_model` holds them exactly."""
+    import gguf
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    config = Qwen2Config(vocab_size=49152, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(config)
+    with torch.no_grad():  # larger than the default init, so that attention is far from uniform
+        for name, weights in model.named_parameters():
+            if "norm" not in name:
+                weights.copy_((torch.randn_like(weights) * 0.2).half().float())
+    path = tmp_path_factory.mktemp("qwen2") / "tiny-qwen2.gguf"
+    writer = gguf.GGUFWriter(path, "qwen2")
+    writer.add_block_count(2)
+    writer.add_context_length(256)
+    writer.add_embedding_length(64)
+    writer.add_feed_forward_length(128)
+    writer.add_head_count(4)
+    writer.add_head_count_kv(2)
+    writer.add_layer_norm_rms_eps(1e-6)
+    writer.add_rope_freq_base(10000.0)
+    for key, field in gguf.GGUFReader(default_model_path()).fields.items():
+        if key.startswith("tokenizer."):
+            writer.add_key_value(key, field.contents(), field.types[0], field.types[-1] if len(field.types) > 1 else None)
+    names = gguf.TensorNameMap(gguf.MODEL_ARCH.QWEN2, 2)
+    for name, tensor in model.state_dict().items():  # no reordering of q/k rows: llama.cpp's Qwen2Model has none
+        writer.add_tensor(names.get_name(name, try_suffixes=(".weight", ".bias")), tensor.numpy())
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_qwen2_adapter_gives_llama_cpp_the_log_likelihoods_of_peft(tiny_qwen2, tmp_path):
+    import torch
+    from llama_cpp import Llama
+    from peft import LoraConfig, get_peft_model
+
+    # transformers' GGUF loader, as for Ollama's qwen2 model
+    model, tokenizer = lora.base_model(tmp_path / "cache", tiny_qwen2, device="cpu")
+    assert type(model).__name__ == "Qwen2ForCausalLM"
+    ids = tokenizer("The cat sat on the mat because it was warm, and then it slept until the evening.").input_ids
+
+    def peft_logprobs(m) -> np.ndarray:
+        with torch.no_grad():
+            logits = m(torch.tensor([ids])).logits[0, :-1]
+        return torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0].numpy()
+
+    def llama_cpp_logprobs(**lora_file) -> np.ndarray:
+        llm = Llama(model_path=str(tiny_qwen2), n_ctx=64, logits_all=True, verbose=False, **lora_file)
+        try:
+            llm.eval(ids)
+            logits = np.array(llm.scores[:len(ids) - 1], dtype=np.float64)
+        finally:
+            llm.close()
+        logits -= logits.max(-1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        return logp[np.arange(len(ids) - 1), ids[1:]]
+
+    base = peft_logprobs(model)
+    assert np.abs(llama_cpp_logprobs() - base).max() < 0.02  # the same model on both sides
+
+    torch.manual_seed(1)
+    wrapped = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=lora.TARGETS, task_type="CAUSAL_LM"))
+    try:
+        with torch.no_grad():
+            for name, weights in wrapped.named_parameters():
+                if "lora_B" in name:
+                    weights.normal_(0, 0.3)
+        tuned = peft_logprobs(wrapped)
+        wrapped.save_pretrained(tmp_path / "adapter")
+    finally:
+        wrapped.unload()
+    adapter = lora.to_gguf(tmp_path / "adapter", tmp_path / "adapter.gguf", tiny_qwen2)
+    in_llama_cpp = llama_cpp_logprobs(lora_path=str(adapter))
+    print(f"\nmean |log p| change by the adapter: {np.abs(tuned - base).mean():.3f}; "
+          f"llama.cpp vs PEFT, most: {np.abs(in_llama_cpp - tuned).max():.4f}")
+    assert np.abs(tuned - base).mean() > 0.5  # reordered q/k rows (llama's) would be off by ~1
+    assert np.abs(in_llama_cpp - tuned).max() < 0.02
+    assert lora.adapter_base(adapter) == lora.weights_id(tiny_qwen2) == f"tiny-qwen2.gguf:{tiny_qwen2.stat().st_size}"
+
+
+def test_adapter_base_of_a_bad_file_is_empty(tmp_path):
+    (tmp_path / "text.gguf").write_text("not a GGUF file")
+    (tmp_path / "empty.gguf").touch()
+    for name in ("missing.gguf", "text.gguf", "empty.gguf"):
+        assert lora.adapter_base(tmp_path / name) == ""
+
+
 def test_corrupt_cache_is_rebuilt(base):
     model, _, cache = base
     (weights,) = cache.glob("*/model.safetensors")
     weights.write_bytes(weights.read_bytes()[:1000])  # a half-written file
-    again, _ = lora.base_model(cache)
+    again, _ = lora.base_model(cache, device="cpu")
     assert weights.stat().st_size > 100_000_000
     name = "model.layers.0.self_attn.q_proj.weight"
     assert again.state_dict()[name].equal(model.state_dict()[name])
 
 
-def test_unusable_inputs_fail_with_one_line(base, tmp_path):
+def test_unusable_inputs_fail_with_one_line(base, tmp_path, monkeypatch):
+    import importlib.util
+
+    import torch
+
     model, tokenizer, _ = base
     with pytest.raises(lora.LoraUnavailable, match="no such GGUF"):
-        lora.base_model(tmp_path, tmp_path / "missing.gguf")
+        lora.base_model(tmp_path, tmp_path / "missing.gguf", device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(lora.LoraUnavailable, match="no CUDA GPU"):
+            lora.base_model(tmp_path, device="cuda")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "bitsandbytes" else find_spec(name))
+    with pytest.raises(lora.LoraUnavailable, match=r"4-bit QLoRA needs bitsandbytes: pip install bitsandbytes=="):
+        lora.base_model(tmp_path, device="cpu", quantize=True)
     with pytest.raises(lora.LoraUnavailable, match="not a PEFT adapter folder"):
         lora.to_gguf(tmp_path, tmp_path / "out.gguf")
     with pytest.raises(ValueError, match="no desirable examples"):
         lora.train(model, tokenizer, [], tmp_path / "x", 1)
+
+
+def test_unknown_architectures_are_refused(adapters, tmp_path):
+    import gguf
+
+    writer = gguf.GGUFWriter(tmp_path / "phi3.gguf", "phi3")  # an architecture not in PERMUTES_QK
+    writer.add_block_count(1)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(lora.LoraUnavailable, match="phi3 base models are not supported"):
+        lora.to_gguf(adapters[0], tmp_path / "out.gguf", tmp_path / "phi3.gguf")
+    assert not (tmp_path / "out.gguf").exists()

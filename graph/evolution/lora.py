@@ -1,10 +1,12 @@
-"""The LoRA operators of the evolution subgraph: real LoRA adapters for the embedded model, on CPU.
+"""The LoRA operators of the evolution subgraph: real LoRA adapters for a GGUF model (the embedded
+one, or the Ollama model's weights), trained on CPU, or as 4-bit QLoRA on a CUDA GPU.
 
-Owns: the base model for training (the embedded GGUF loaded by transformers once, then cached as a
-float16 checkpoint), training a PEFT LoRA adapter on chat examples, scoring a model on held-out
-cases (the LoRA fitness), merging adapters with PEFT's `add_weighted_adapter`, searching merge
-weights with CMA-ES (as LoraHub and Sakana's evolutionary model merge do), and writing an adapter
-as a llama.cpp GGUF LoRA.
+Owns: the base model for training (the GGUF loaded by transformers once, then cached as a float16
+checkpoint; on CUDA quantized to 4-bit nf4 on load), training a PEFT LoRA adapter on chat examples,
+scoring a model on held-out cases (the LoRA fitness), merging adapters with PEFT's
+`add_weighted_adapter`, searching merge weights with CMA-ES (as LoraHub and Sakana's evolutionary
+model merge do), and writing an adapter as a llama.cpp GGUF LoRA for its base GGUF (llama, qwen2 and
+a few more architectures), with the identity of those base weights inside (`adapter_base`).
 Does not own: the population, archive, lineage and promotion (the rest of graph/evolution), which
 examples to learn from (tuning.py), or running the adapter in the agent (embedded.py).
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import math
 import random
 import shutil
@@ -34,6 +37,14 @@ BOUND = 1.5  # merge weights stay in [-BOUND, BOUND] (LoraHub's bounds)
 MIN_DENSITY = 0.1
 MAX_TOKENS = 256  # an example longer than this keeps its last tokens (the answer)
 UNLIKELY_WEIGHT = 0.5  # the unlikelihood term of undesirable answers, against the SFT loss
+BITSANDBYTES = "bitsandbytes==0.50.2"  # as pinned in requirements.txt
+BASE_KEY = "agent.lora.base"  # the adapter GGUF's record of its base weights; llama.cpp ignores unknown keys
+# Whether llama.cpp's convert_hf_to_gguf.py reorders the rows of q and k of an architecture for its RoPE:
+# LlamaModel.permute (SmolLM3Model inherits it); Qwen2Model, Qwen3Model and Gemma3Model keep HF's order.
+PERMUTES_QK = {"llama": True, "smollm3": True, "qwen2": False, "qwen3": False, "gemma3": False}
+GIB = 1 << 30
+# PEFT imports bitsandbytes, which warns on CPUs with AVX512-BF16 that its optional `kernels` is missing
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 class LoraUnavailable(Exception):
@@ -64,18 +75,47 @@ def _require(*packages: str) -> None:
         raise LoraUnavailable(f"LoRA needs {', '.join(missing)}: pip install -r requirements.txt")
 
 
-def base_model(cache_dir: Path, gguf: Path | None = None) -> tuple[Any, Any]:
-    """The base model (float32, for training on CPU) and its tokenizer. The first call loads the
-    GGUF through transformers (dequantized, ~20 s) and caches a float16 checkpoint under
-    `cache_dir`; later calls load the cache (~2 s). A cache that fails to load is rebuilt."""
+def training_device() -> str:
+    """Where `base_model(device="auto")` puts the model: "cuda" when torch sees a CUDA GPU, else "cpu"."""
+    _require("torch")
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def qlora_vram_bytes(parameter_count: int) -> int:
+    """A rough estimate of the GPU memory of 4-bit QLoRA training (`base_model` on CUDA, `train`) at
+    256 tokens x batch 4. Assumed: 85% of the parameters in linear layers, nf4 with double
+    quantization (~0.52 bytes each); 15% in the embeddings and LM head, which bitsandbytes leaves
+    alone and `prepare_model_for_kbit_training` casts to float32 (4 bytes; Qwen2-7B: 14%); 2 GiB for
+    the checkpointed activations, logits, adapter, optimizer and CUDA context. Qwen2-7B: ~9.4 GiB."""
+    return int(parameter_count * (0.85 * 0.52 + 0.15 * 4)) + 2 * GIB
+
+
+def base_model(cache_dir: Path, gguf: Path | None = None, device: str = "auto",
+               quantize: bool | None = None) -> tuple[Any, Any]:
+    """The base model for training and its tokenizer, on `device` ("cuda", "cpu", or "auto":
+    `training_device()`). Quantized (`quantize`, by default on CUDA only), it is 4-bit QLoRA's base:
+    nf4 weights with double quantization, computing in bfloat16 (float16 where the GPU lacks it;
+    float32 on CPU), prepared by PEFT for k-bit training with gradient checkpointing; otherwise
+    float32. The first call loads the GGUF (by default the embedded model) through transformers
+    (dequantized, ~20 s) and caches a float16 checkpoint under `cache_dir`; later calls load the
+    cache (~2 s). A cache whose files fail to load is rebuilt."""
     _require("torch", "transformers", "gguf")
     from transformers.utils import logging as hf_logging
 
     from graph.embedded import default_model_path
 
+    device = training_device() if device == "auto" else device
+    quantize = device == "cuda" if quantize is None else quantize
+    if device == "cuda" and training_device() != "cuda":
+        raise LoraUnavailable("no CUDA GPU: torch.cuda.is_available() is False")
+    if quantize and importlib.util.find_spec("bitsandbytes") is None:
+        raise LoraUnavailable(f"4-bit QLoRA needs bitsandbytes: pip install {BITSANDBYTES}")
     hf_logging.disable_progress_bar()  # the run's own progress is shown; no tqdm bars per load
-    # PEFT 0.21 calls transformers 5's deprecated is_gradient_checkpointing on every wrap: not ours to fix
-    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    # PEFT 0.21 calls transformers 5's deprecated (is_)gradient_checkpointing(_enable): not ours to fix
+    warnings.filterwarnings("ignore", message="`(is_gradient_checkpointing|gradient_checkpointing_enable)` is "
+                            "deprecated", category=FutureWarning)
 
     gguf = Path(gguf or default_model_path())
     if not gguf.is_file():
@@ -83,18 +123,21 @@ def base_model(cache_dir: Path, gguf: Path | None = None) -> tuple[Any, Any]:
     cached = Path(cache_dir) / f"{gguf.stem}-{gguf.stat().st_size}"
     if cached.is_dir():
         try:
-            return _load_checkpoint(cached)
+            return _load_checkpoint(cached, device, quantize)
+        except RuntimeError:
+            raise  # out of GPU memory, or a CUDA error: not the cache's fault
         except Exception:  # noqa: BLE001 - truncated, edited or half-deleted: whatever it is, rebuild it
             shutil.rmtree(cached)
     _convert(gguf, cached)
-    return _load_checkpoint(cached)
+    return _load_checkpoint(cached, device, quantize)
 
 
 def _convert(gguf: Path, cached: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # float16 as it is dequantized: a 7B model then needs ~15 GB of RAM here, not ~30
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float16)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.hf_quantizer.remove_quantization_config(model)  # the weights are already dequantized
     partial = cached.with_name(cached.name + ".partial")
@@ -104,12 +147,28 @@ def _convert(gguf: Path, cached: Path) -> None:
     partial.rename(cached)  # a cache folder is whole or absent
 
 
-def _load_checkpoint(path: Path) -> tuple[Any, Any]:
+def _load_checkpoint(path: Path, device: str, quantize: bool) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-    return model.eval(), AutoTokenizer.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if not quantize:
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device).eval(), tokenizer
+    from peft import prepare_model_for_kbit_training
+    from transformers import BitsAndBytesConfig
+
+    dtype = torch.float32 if device == "cpu" else torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype=dtype, device_map={"": 0 if device == "cuda" else device},
+        quantization_config=BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                               bnb_4bit_use_double_quant=True, bnb_4bit_compute_dtype=dtype))
+    for module in model.modules():
+        # on CPU, bitsandbytes repacks the weights for inference and back for training, rounding
+        # their scales each time: the base would drift a little with every train and score
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={
+        "use_reentrant": False}).eval(), tokenizer  # torch asks for it to be said; False is its advice
 
 
 def _encode(tokenizer, prompt: list[dict], answer: str) -> tuple[list[int], int]:
@@ -126,7 +185,9 @@ def _encode(tokenizer, prompt: list[dict], answer: str) -> tuple[list[int], int]
 
 
 def _answer_logprobs(model, tokenizer, batch: list[tuple[list[int], int]]):
-    """Per-token log-probabilities of the answers of a batch and the mask of answer tokens."""
+    """The log-probabilities of the answer tokens of a batch, row after row, and the row of each.
+    The log-softmax covers the answer tokens alone: over the whole batch it would keep batch x length
+    x vocabulary floats for the backward pass (0.6 GB for Qwen2's 152k tokens at 4 x 256)."""
     import torch
 
     width = max(len(ids) for ids, _ in batch)
@@ -137,9 +198,10 @@ def _answer_logprobs(model, tokenizer, batch: list[tuple[list[int], int]]):
         ids[row, :len(tokens)] = torch.tensor(tokens)
         attention[row, :len(tokens)] = 1
         answer[row, start:len(tokens)] = True
-    logits = model(input_ids=ids, attention_mask=attention).logits[:, :-1].float()
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:, None])[..., 0]
-    return logp, answer[:, 1:]
+    ids, attention, answer = ids.to(model.device), attention.to(model.device), answer[:, 1:].to(model.device)
+    logits = model(input_ids=ids, attention_mask=attention, use_cache=False).logits[:, :-1][answer].float()
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, ids[:, 1:][answer][:, None])[:, 0]
+    return logp, answer.nonzero()[:, 0]
 
 
 def train(base, tokenizer, examples: list[list[dict]], out_dir: Path, steps: int, rank: int = 8,
@@ -167,11 +229,11 @@ def train(base, tokenizer, examples: list[list[dict]], out_dir: Path, steps: int
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
         model.train()
         for step in range(1, steps + 1):
-            logp, mask = _answer_logprobs(model, tokenizer, rng.sample(good, min(batch, len(good))))
-            loss = -logp[mask].mean()
+            logp, _ = _answer_logprobs(model, tokenizer, rng.sample(good, min(batch, len(good))))
+            loss = -logp.mean()
             if bad:
-                logp, mask = _answer_logprobs(model, tokenizer, rng.sample(bad, min(batch, len(bad))))
-                loss = loss - UNLIKELY_WEIGHT * torch.log1p(-logp[mask].exp().clamp(max=1 - 1e-6)).mean()
+                logp, _ = _answer_logprobs(model, tokenizer, rng.sample(bad, min(batch, len(bad))))
+                loss = loss - UNLIKELY_WEIGHT * torch.log1p(-logp.exp().clamp(max=1 - 1e-6)).mean()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -195,8 +257,8 @@ def score(model, tokenizer, cases: list[Case], batch: int = 8) -> list[float]:
     with torch.inference_mode():
         for at in range(0, len(pairs), batch):
             chunk = pairs[at:at + batch]
-            logp, mask = _answer_logprobs(model, tokenizer, [_encode(tokenizer, p, a) for _, _, p, a in chunk])
-            means = (logp * mask).sum(1) / mask.sum(1)
+            logp, rows = _answer_logprobs(model, tokenizer, [_encode(tokenizer, p, a) for _, _, p, a in chunk])
+            means = logp.new_zeros(len(chunk)).index_add_(0, rows, logp) / rows.bincount(minlength=len(chunk))
             for (i, sign, _, _), mean in zip(chunk, means.tolist()):
                 out[i] += sign * mean
     return out
@@ -303,18 +365,39 @@ def _gguf_field(reader, key: str):
     return reader.fields[key].contents()
 
 
+def weights_id(gguf_path: Path) -> str:
+    """An identity of a GGUF's weights: its file name (an Ollama blob is named by its sha256) and size."""
+    path = Path(gguf_path)
+    return f"{path.name}:{path.stat().st_size}"
+
+
+def adapter_base(adapter_gguf: Path) -> str:
+    """The `weights_id` of the base an adapter GGUF was written for; '' when it has none, or is
+    missing, unreadable or no GGUF."""
+    _require("gguf")
+    import gguf
+
+    try:
+        field = gguf.GGUFReader(adapter_gguf).fields.get(BASE_KEY)
+        return str(field.contents()) if field else ""
+    except Exception:  # noqa: BLE001 - a corrupt file can fail anywhere in the reader: it has no base
+        return ""
+
+
 def to_gguf(adapter_dir: Path, out: Path, base_gguf: Path | None = None) -> Path:
     """Write a PEFT LoRA adapter as a llama.cpp GGUF LoRA for the base GGUF (by default the
     embedded model), as llama.cpp's convert_lora_to_gguf.py does: tensors `blk.N.attn_q.weight.lora_a`
-    (rank x in) and `.lora_b` (out x rank), PEFT's orientation; `lora_b` of q and k gets the rows
-    of each head reordered as convert_hf_to_gguf.py reorders llama's q/k weights for its RoPE."""
+    (rank x in) and `.lora_b` (out x rank), PEFT's orientation, named for the base's architecture;
+    where convert_hf_to_gguf.py reorders the q/k rows of each head for llama.cpp's RoPE (llama, not
+    qwen2: PERMUTES_QK), `lora_b` of q and k gets the same reordering. The adapter records the base's
+    `weights_id` (`adapter_base` reads it)."""
     _require("gguf", "numpy", "safetensors")
     import gguf
     from safetensors.numpy import load_file
 
     from graph.embedded import default_model_path
 
-    adapter_dir = Path(adapter_dir)
+    adapter_dir, base_gguf = Path(adapter_dir), Path(base_gguf or default_model_path())
     try:
         config = json.loads((adapter_dir / "adapter_config.json").read_text())
         tensors = load_file(adapter_dir / "adapter_model.safetensors")
@@ -322,13 +405,15 @@ def to_gguf(adapter_dir: Path, out: Path, base_gguf: Path | None = None) -> Path
         raise LoraUnavailable(f"{adapter_dir}: not a PEFT adapter folder ({exc})") from None
     if config.get("use_rslora") or config.get("rank_pattern") or config.get("alpha_pattern"):
         raise LoraUnavailable(f"{adapter_dir}: rsLoRA and per-module ranks have no llama.cpp GGUF form here")
-    reader = gguf.GGUFReader(base_gguf or default_model_path())
+    reader = gguf.GGUFReader(base_gguf)
     arch = _gguf_field(reader, "general.architecture")
-    if arch != "llama":
-        raise LoraUnavailable(f"only llama-architecture base models are supported, not {arch}")
-    heads = {"attn_q": _gguf_field(reader, "llama.attention.head_count"),
-             "attn_k": _gguf_field(reader, "llama.attention.head_count_kv")}
-    names = gguf.TensorNameMap(gguf.MODEL_ARCH.LLAMA, _gguf_field(reader, "llama.block_count"))
+    archs = {name: member for member, name in gguf.MODEL_ARCH_NAMES.items()}
+    if arch not in PERMUTES_QK or arch not in archs:
+        raise LoraUnavailable(f"{arch} base models are not supported: it is not known here whether "
+                              "llama.cpp reorders their q/k weights")
+    heads = ({"attn_q": _gguf_field(reader, f"{arch}.attention.head_count"),
+              "attn_k": _gguf_field(reader, f"{arch}.attention.head_count_kv")} if PERMUTES_QK[arch] else {})
+    names = gguf.TensorNameMap(archs[arch], _gguf_field(reader, f"{arch}.block_count"))
 
     out = Path(out)
     partial = out.with_name(out.name + ".partial")
@@ -336,6 +421,7 @@ def to_gguf(adapter_dir: Path, out: Path, base_gguf: Path | None = None) -> Path
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
+    writer.add_string(BASE_KEY, weights_id(base_gguf))
     for key in sorted(k for k in tensors if k.endswith(".lora_A.weight")):
         module = key.removeprefix("base_model.model.").removesuffix(".lora_A.weight")
         name = names.get_name(module + ".weight", try_suffixes=(".weight",))
