@@ -15,13 +15,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_chunk_to_message
 
-from graph import vram
+from graph import adapters, vram
 from graph.context import Context, Settings
 from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
 
@@ -84,10 +83,20 @@ def probe_ollama(settings: Settings) -> str:
     return ""
 
 
-def ollama_backend(settings: Settings) -> Backend:
+def ollama_backend(settings: Settings, lora: str = "", strict: bool = False) -> Backend:
+    """ChatOllama on llm.ollama.model, or on the Ollama model serving the LoRA adapter `lora` (made
+    when missing; without it, and a notice, when it cannot be; `strict`: AdapterError instead)."""
     from langchain_ollama import ChatOllama
 
     o = settings.llm.ollama
+    served, dropped = o.model, ""
+    if lora:
+        try:
+            served = adapters.ollama_model(settings, lora)
+        except adapters.AdapterError as exc:
+            if strict:
+                raise
+            dropped = f"{exc}; answering without it"
     try:
         shown = httpx.post(f"{o.base_url.rstrip('/')}/api/show", json={"model": o.model}, timeout=o.connect_timeout_s)
         thinks = "thinking" in shown.json().get("capabilities", [])
@@ -95,14 +104,17 @@ def ollama_backend(settings: Settings) -> Backend:
         thinks = False
     plan = vram.ollama_plan(settings)  # auto: the largest num_ctx that fits the free VRAM; a number: checked
     num_ctx = plan.num_ctx if o.num_ctx == "auto" else o.num_ctx
-    chat = ChatOllama(model=o.model, base_url=o.base_url, num_ctx=num_ctx, keep_alive=o.keep_alive,
+    chat = ChatOllama(model=served, base_url=o.base_url, num_ctx=num_ctx, keep_alive=o.keep_alive,
                       temperature=settings.llm.temperature, num_predict=settings.llm.max_tokens,
                       client_kwargs={"timeout": httpx.Timeout(o.read_timeout_s, connect=o.connect_timeout_s)})
-    return Backend("ollama", o.model, chat, num_ctx, "native" if thinks else "prompt", plan=plan,
-                   notice="" if plan.fits else plan.reason)  # warn before the model would spill to the CPU
+    label = o.model + (" + evolved LoRA" if served != o.model else "")
+    notice = "; ".join(filter(None, [dropped, "" if plan.fits else plan.reason]))  # warn before a spill to the CPU
+    return Backend("ollama", label, chat, num_ctx, "native" if thinks else "prompt", plan=plan, notice=notice)
 
 
-def embedded_backend(settings: Settings, lora: str = "") -> Backend:
+def embedded_backend(settings: Settings, lora: str = "", strict: bool = False) -> Backend:
+    """The embedded model, with the LoRA adapter `lora` when it was made for its weights (without
+    it, and a notice, when not; `strict`: AdapterError instead)."""
     e = settings.llm.embedded
     try:
         path = model_file(e.model_path)
@@ -110,25 +122,30 @@ def embedded_backend(settings: Settings, lora: str = "") -> Backend:
         raise BackendError(str(exc)) from None
     if not path.is_file():
         raise BackendError(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
+    why = adapters.problem(lora, path, path.name) if lora else ""
+    if why and strict:
+        raise adapters.AdapterError(why)
+    lora, dropped = ("", f"{why}; answering without it") if why else (lora, "")
     label = (path.name if e.model_path else DEFAULT_LABEL) + (" + evolved LoRA" if lora else "")
     chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads, lora_path=lora,
                         temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
-    return Backend("embedded", label, chat, e.n_ctx, "prefill")
+    return Backend("embedded", label, chat, e.n_ctx, "prefill", notice=dropped)
 
 
 def resolve(settings: Settings, lora: str = "") -> Backend:
     """The backend config.yaml asks for, or the embedded one with a notice when Ollama is unusable.
-    `lora`: the evolved adapter serving now (the embedded model's; Ollama serves its own model)."""
+    `lora`: the evolved adapter serving now (on whichever model it was made for)."""
     choice = settings.llm.backend
     if choice == "embedded":
         return embedded_backend(settings, lora)
     problem = probe_ollama(settings)
     if not problem:
-        return ollama_backend(settings)
+        return ollama_backend(settings, lora)
     if choice == "ollama":
         raise BackendError(problem + " (--backend ollama does not fall back)")
     backend = embedded_backend(settings, lora)
-    backend.notice = f"{problem}. Using the embedded model {backend.model} meanwhile."
+    backend.notice = "; ".join(filter(None, [f"{problem}. Using the embedded model {backend.model} meanwhile",
+                                             backend.notice]))
     return backend
 
 
@@ -160,11 +177,14 @@ def active(ctx: Context) -> Backend:
 
 
 def adapted(ctx: Context, lora: str) -> Backend:
-    """The embedded model with a LoRA adapter (an evolved variant being scored), kept per adapter."""
-    key = (ctx.config, ctx.settings.llm.model_dump_json(), "adapted", lora)
+    """The active backend's model with a LoRA adapter (an evolved variant being scored), kept per
+    adapter. AdapterError when the adapter cannot be served there."""
+    kind = active(ctx).name
+    key = (ctx.config, ctx.settings.llm.model_dump_json(), "adapted", kind, lora)
     with _active_lock:
         if key not in _active:
-            _active[key] = embedded_backend(ctx.settings, lora)
+            build = ollama_backend if kind == "ollama" else embedded_backend
+            _active[key] = build(ctx.settings, lora, strict=True)
         return _active[key]
 
 
@@ -241,6 +261,15 @@ def _refit(messages: list[BaseMessage], backend: Backend, ctx: Context) -> list[
     return window.prompt(messages[0].text, "", messages[1:], [], budget, backend.count_tokens)
 
 
+def tuned(chat: BaseChatModel, temperature: float | None = None, max_tokens: int | None = None) -> BaseChatModel:
+    """`chat` with another temperature and/or answer length limit (whatever the backend calls it)."""
+    fields = type(chat).model_fields
+    update = {"temperature": temperature} if temperature is not None and "temperature" in fields else {}
+    if max_tokens:
+        update.update({name: max_tokens for name in ("max_tokens", "num_predict") if name in fields})
+    return chat.model_copy(update=update) if update else chat
+
+
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None],
             emit: Callable[[str, str], None] | None = None, think: bool = False, forced: bool = False,
             temperature: float | None = None, max_tokens: int | None = None) -> tuple[AIMessage, dict]:
@@ -260,12 +289,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     if backend.notice and not backend.announced:
         notify(backend.notice)
         backend.announced = True
-    chat = backend.chat
-    fields = type(chat).model_fields
-    update = {"temperature": temperature} if temperature is not None and "temperature" in fields else {}
-    if max_tokens:
-        update.update({name: max_tokens for name in ("max_tokens", "num_predict") if name in fields})
-    chat = chat.model_copy(update=update) if update else chat
+    chat = tuned(backend.chat, temperature, max_tokens)
     model = chat.bind_tools(tools) if tools else chat
     trace = thinking.Trace(parse=backend.think_style != "native", budget_tokens=ctx.settings.reasoning.max_tokens)
     start, first, full, interrupted, pieces = time.perf_counter(), None, None, "", 0

@@ -27,6 +27,14 @@ SmolLM2-135M; both can be given to the constructor. `POST /api/generate` only lo
 `keep_alive: 0`) or unloads (`keep_alive: 0`) a model, as Ollama does for an empty prompt;
 `.generates` records those bodies. A chat loads its model too.
 
+Adapters (`ollama create` FROM + ADAPTER): `POST /api/blobs/sha256:<hex>` stores a blob (its
+digest checked), `POST /api/create` with `from` and `adapters` makes a new model whose chats run
+the embedded model with that GGUF LoRA (`EmbeddedChat(lora_path=...)`), `DELETE /api/delete`
+removes a made model. `/api/show` gives each model's Modelfile: `FROM <weights>` (the SmolLM2
+GGUF that really answers; for a `qwen2*` name a blob path that does not exist here, as the
+real 4.4 GB file would be elsewhere) and `ADAPTER <blob>` for a made model. `.created`
+records the create bodies, `.adapters` maps a made model to its adapter file.
+
 What it is not: Ollama. No pulling, no text from `/api/generate`, no embeddings, no images,
 no thinking levels ("low"/"high" are just true); `format`, `keep_alive` (but for the
 unload) and most `options` are ignored (only `temperature` and `num_predict` reach the
@@ -39,12 +47,15 @@ model); token counts are streamed pieces.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
+import tempfile
 import threading
 import time
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, ToolMessage
 
@@ -52,6 +63,7 @@ from graph.embedded import EmbeddedChat, default_model_path
 from graph.thinking import ThinkParser
 
 VERSION = "0.12.6"
+ABSENT_QWEN2_BLOB = "/usr/share/ollama/.ollama/models/blobs/sha256-" + "43f7a214" * 8  # not on this machine
 THINKING_FAMILIES = ("qwen3", "deepseek-r1")  # names taken for thinking models by default
 QWEN2_7B = {"general.architecture": "qwen2", "general.parameter_count": 7_615_616_512, "qwen2.block_count": 28,
             "qwen2.context_length": 32768, "qwen2.embedding_length": 3584, "qwen2.feed_forward_length": 18944,
@@ -145,9 +157,51 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": "404 page not found"})
 
+    def do_DELETE(self):
+        body, owner = self._body(), self.server.owner
+        name = body.get("model") or ""
+        if self.path != "/api/delete":
+            return self._json(404, {"error": "404 page not found"})
+        if name not in owner.adapters:  # only made models can be deleted here
+            return self._json(404, {"error": f"model '{name}' not found"})
+        owner.models.remove(name)
+        del owner.adapters[name]
+        self._json(200, {})
+
+    def _blob(self) -> None:
+        digest = self.path.removeprefix("/api/blobs/")
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if digest != "sha256:" + hashlib.sha256(data).hexdigest():
+            return self._json(400, {"error": "digest mismatch"})
+        path = Path(self.server.owner.blobs) / digest.replace(":", "-")
+        path.write_bytes(data)
+        self._json(201, {})
+
+    def _create(self, body: dict) -> None:
+        owner = self.server.owner
+        owner.created.append(body)
+        name, base = body.get("model") or "", body.get("from") or ""
+        if not self._known(base):
+            return self._json(404, {"error": f"model '{base}' not found"})
+        base = base if base in owner.models else f"{base}:latest"
+        blobs = [Path(owner.blobs) / d.replace(":", "-") for d in (body.get("adapters") or {}).values()]
+        if len(blobs) != 1 or not blobs[0].is_file():
+            return self._json(400, {"error": "one uploaded adapter blob expected"})
+        name = name if ":" in name else f"{name}:latest"
+        if name not in owner.models:
+            owner.models.append(name)
+        for table in (owner.model_info, owner.sizes, owner.weights):
+            table[name] = table[base]
+        owner.adapters[name] = str(blobs[0])
+        self._json(200, {"status": "success"})
+
     def do_POST(self):
+        if self.path.startswith("/api/blobs/"):
+            return self._blob()
         body = self._body()
         name = body.get("model") or body.get("name") or ""
+        if self.path == "/api/create":
+            return self._create(body)
         if self.path not in ("/api/show", "/api/chat", "/api/generate"):
             return self._json(404, {"error": "404 page not found"})
         if not self._known(name):
@@ -157,7 +211,9 @@ class _Handler(BaseHTTPRequestHandler):
         thinks = self._known(name, owner.thinking_models)
         if self.path == "/api/show":
             info = owner.model_info[key]
-            return self._json(200, {"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+            adapter = f"ADAPTER {owner.adapters[key]}\n" if key in owner.adapters else ""
+            modelfile = f'# Modelfile generated by "ollama show"\nFROM {owner.weights[key]}\n{adapter}'
+            return self._json(200, {"modelfile": modelfile, "parameters": "", "template": "{{ .Prompt }}",
                                     "details": {"format": "gguf", "family": info["general.architecture"]},
                                     "model_info": info,
                                     "capabilities": ["completion", "tools"] + (["thinking"] if thinks else [])})
@@ -183,8 +239,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _chat(self, name: str, body: dict, whole: dict) -> None:
         """Answer `body`, streamed or not; `whole` collects the answer as it goes."""
         owner, options, think = self.server.owner, body.get("options") or {}, bool(body.get("think"))
+        adapter = owner.adapters.get(name if name in owner.models else f"{name}:latest", "")
         model = EmbeddedChat(model_path=str(default_model_path()), temperature=options.get("temperature", 0.3),
-                             max_tokens=options.get("num_predict") or 128)
+                             max_tokens=options.get("num_predict") or 128, lora_path=adapter)
         if body.get("tools"):
             model = model.bind_tools(body["tools"])
         start, count = time.perf_counter(), 0
@@ -254,6 +311,11 @@ class OllamaServer:
         qwen2 = {m: m.startswith("qwen2") for m in self.models}
         self.model_info = {m: dict(QWEN2_7B if qwen2[m] else SMOLLM2_135M) for m in self.models} | (model_info or {})
         self.sizes = {m: 4_400_000_000 if qwen2[m] else 98_000_000 for m in self.models} | (sizes or {})
+        self.weights = {m: ABSENT_QWEN2_BLOB if qwen2[m] else str(default_model_path()) for m in self.models}
+        self.adapters: dict[str, str] = {}  # a model made by /api/create -> its adapter blob
+        self.created: list[dict] = []  # the /api/create request bodies
+        self._blobs = tempfile.TemporaryDirectory(prefix="fake-ollama-blobs-")
+        self.blobs = self._blobs.name
         self.loaded: dict[str, int] = dict(loaded or {})  # name -> size_vram, as /api/ps lists them
         self.generates: list[dict] = []  # the /api/generate (load/unload) request bodies
         self.thinking_models = [m for m in self.models if m.startswith(THINKING_FAMILIES)] \
@@ -274,6 +336,7 @@ class OllamaServer:
     def stop(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+        self._blobs.cleanup()
 
     def __enter__(self) -> "OllamaServer":
         return self.start()

@@ -1,16 +1,22 @@
 """`adapt`: the LoRA stage of an evolution run (the model-merge part, as in Sakana's
 evolutionary model merge and LoraHub).
 
-Two LoRA adapters of the embedded model are trained on the two halves of the desirable
-training examples (undesirable ones pushed down), then crossed: CMA-ES searches the weights
-and density of a TIES merge of the two that maximizes the likelihood of the held-out
-examples; a mutant merge perturbs the weights and density found. Each adapter (the two
-parents, their merge and the mutant), written as a GGUF LoRA for llama.cpp, becomes a genome with the incumbent's prompt and sampling, scored like every other
-genome (its answers come from the embedded model with the adapter) and promotable like them.
-Skipped, with the reason in the run's progress, when `evolution.lora` is off, when the model
-serving is not the embedded one (the adapters are for it), when there are too few examples,
-or (in `auto`) when the LoRA packages are missing; `lora: on` makes those an error.
-Does not own: training, merging and the GGUF format (lora.py); scoring (fitness.py).
+Two LoRA adapters of the model serving (the embedded GGUF, or the GGUF blob behind the Ollama
+model) are trained on the two halves of the desirable training examples (undesirable ones
+pushed down), then crossed: CMA-ES searches the weights and density of a TIES merge of the two
+that maximizes the likelihood of the held-out examples; a mutant merge perturbs the weights and
+density found. Each adapter (the two parents, their merge and the mutant), written as a GGUF
+LoRA, becomes a genome with the incumbent's prompt and sampling, scored like every other genome
+(its answers come from the model with the adapter: llama.cpp's `lora_path`, or an Ollama model
+made FROM the model + ADAPTER, adapters.py) and promotable like them.
+Training runs on the CPU, or as 4-bit QLoRA on a CUDA GPU after Ollama has unloaded the chat
+model (vram.gpu_job); a model too large for the CPU (over CPU_MAX_PARAMETERS) or for the GPU's
+memory is not trained.
+Skipped, with the reason in the run's progress, when `evolution.lora` is off, when the model's
+weights cannot be read or trained here, when there are too few examples, or (in `auto`) when
+the LoRA packages are missing; `lora: on` makes those an error.
+Does not own: training, merging and the GGUF format (lora.py); serving adapters (adapters.py);
+scoring (fitness.py).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from pathlib import Path
 
 from langgraph.runtime import Runtime
 
-from graph import llm, tuning
+from graph import adapters, llm, tuning, vram
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.archive import Genome
@@ -30,6 +36,7 @@ from graph.store import store_for
 MIN_HELD_OUT = 2
 POPSIZE = 4
 MUTATION_SIGMA = 0.3  # the mutant merge: weights and density moved this much from the CMA-ES best
+CPU_MAX_PARAMETERS = 1_000_000_000  # ~1 s/step at 135M (bench_lora.py): a 1B model takes ~10 min per run on CPU
 
 
 class AdaptError(Exception):
@@ -45,14 +52,35 @@ def skip(ctx: Context, store, mode: str) -> str:
     e = ctx.settings.evolution
     if mode == "off":
         return "evolution.lora is off"
-    backend = llm.active(ctx)
-    if backend.name != "embedded":
-        return f"the adapters are for the embedded model, and {backend.name} ({backend.model}) serves"
+    problem = trainable(ctx)
+    if problem:
+        return problem
     good = len(tuning.listing(store, label="desirable", split="train"))
     if good < e.lora_min_examples:
         return f"{good} desirable training examples; {e.lora_min_examples} needed (evolution.lora_min_examples)"
     if len(held_out(store)) < MIN_HELD_OUT:
         return f"fewer than {MIN_HELD_OUT} held-out desirable examples to judge the merge on"
+    return ""
+
+
+def trainable(ctx: Context) -> str:
+    """Why no adapter can be trained for the model serving here ('' when one can)."""
+    from graph.evolution import lora
+
+    backend = llm.active(ctx)
+    try:
+        count = adapters.parameters(adapters.weights(ctx.settings, backend.name))
+    except adapters.AdapterError as exc:
+        return str(exc)
+    size = f"{backend.model} ({count / 1e9:.2f}B parameters)"
+    if lora.training_device() == "cpu":
+        if count > CPU_MAX_PARAMETERS:
+            return (f"training a LoRA for {size} on the CPU would take hours; it needs a CUDA GPU (4-bit QLoRA) "
+                    f"or a model of at most {CPU_MAX_PARAMETERS / 1e9:.0f}B parameters")
+        return ""
+    need, gpu = lora.qlora_vram_bytes(count), vram.gpu_memory()
+    if gpu and need > gpu[1]:
+        return f"4-bit QLoRA for {size} needs about {vram.gib(need)} of GPU memory; the GPU has {vram.gib(gpu[1])}"
     return ""
 
 
@@ -80,7 +108,7 @@ def adapt(state: dict, runtime: Runtime[Context]) -> dict:
     if not why:
         try:
             return {"members": [*state["members"], *breed(ctx, store, state, say)]}
-        except LoraUnavailable as exc:  # a missing package, an unusable base model
+        except (LoraUnavailable, adapters.AdapterError) as exc:  # a missing package, unusable weights
             why = str(exc)
     if mode == "on":
         raise AdaptError(f"no LoRA adapters: {why}")
@@ -90,12 +118,21 @@ def adapt(state: dict, runtime: Runtime[Context]) -> dict:
 
 def breed(ctx: Context, store, state: dict, say) -> list[int]:
     """Train, cross (CMA-ES over a TIES merge) and archive the adapters; returns their genome ids."""
-    from graph.embedded import model_file
+    from graph.evolution import lora
+
+    backend = llm.active(ctx)
+    if lora.training_device() == "cuda" and backend.name == "ollama":
+        with vram.gpu_job(ctx.settings, lambda text: say(stage="freeing the GPU", why=text)):
+            return _breed(ctx, store, state, say, backend)
+    return _breed(ctx, store, state, say, backend)
+
+
+def _breed(ctx: Context, store, state: dict, say, backend: llm.Backend) -> list[int]:
     from graph.evolution import lora
 
     e, run = ctx.settings.evolution, state["run"]
-    base_gguf = model_file(ctx.settings.llm.embedded.model_path)
-    say(stage="loading the base model for LoRA")
+    base_gguf = adapters.weights(ctx.settings, backend.name)
+    say(stage=f"loading {backend.model} for LoRA ({lora.training_device()})")
     base, tokenizer = lora.base_model(Path(ctx.home) / "cache" / "lora-base", base_gguf)
     good = [x.messages for x in tuning.listing(store, label="desirable", split="train")]
     bad = [x.messages for x in tuning.listing(store, label="undesirable", split="train")]
@@ -148,7 +185,8 @@ def prune(ctx: Context, run: int) -> None:
 
     serving = selfprompt.evolved(store_for(ctx.home)).get("lora", "")
     root = Path(ctx.home) / "adapters"
-    for old in root.iterdir() if root.is_dir() else []:
-        for sub in old.iterdir() if old != folder(ctx, run) and old.is_dir() else []:
-            if not (serving and Path(serving).is_relative_to(sub)):
-                shutil.rmtree(sub, ignore_errors=True)
+    doomed = [sub for old in (root.iterdir() if root.is_dir() else []) if old != folder(ctx, run) and old.is_dir()
+              for sub in old.iterdir() if not (serving and Path(serving).is_relative_to(sub))]
+    adapters.forget(ctx.settings, [f for sub in doomed for f in sub.glob("*.gguf")])  # their Ollama models
+    for sub in doomed:
+        shutil.rmtree(sub, ignore_errors=True)

@@ -72,15 +72,14 @@ def preferences(ctx: Context) -> str:
 
 
 def answer(ctx: Context, genome: Genome, case: Case) -> str:
-    """The genome's answer to one case: its prompt, sampling and LoRA adapter (the embedded
-    model with that adapter), no tools, no thinking."""
+    """The genome's answer to one case: its prompt, sampling and LoRA adapter (the model serving,
+    with that adapter), no tools, no thinking."""
     system = prompts.SYSTEM.format(system_prompt=genome.prompt, today=date.today().isoformat())
     asked = [SystemMessage(system), HumanMessage(case.question)]
     limit, temperature = ctx.settings.evolution.answer_tokens, genome.sampling.get("temperature")
     if genome.lora:
-        chat = llm.adapted(ctx, genome.lora).chat
-        update = {"max_tokens": limit, **({"temperature": temperature} if temperature is not None else {})}
-        return chat.model_copy(update=update).invoke(asked).text.strip()
+        chat = llm.tuned(llm.adapted(ctx, genome.lora).chat, temperature, limit)
+        return chat.invoke(asked).text.strip()
     reply, _ = llm.respond(ctx, asked, [], notify=lambda text: None, temperature=temperature, max_tokens=limit)
     return reply.text.strip()
 

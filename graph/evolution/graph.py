@@ -29,7 +29,7 @@ from typing import TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graph import selfprompt
+from graph import adapters, selfprompt
 from graph.context import Context
 from graph.evolution import archive, fitness, operators
 from graph.evolution.adapt import adapt, prune
@@ -122,6 +122,9 @@ def score(state: EvolutionState, runtime: Runtime[Context]) -> dict:
             judged = fitness.evaluate(ctx, genome, chosen, wants, each)
         except OutOfTime:  # a genome scored on some cases only stays unscored (`new`)
             return {"outcome": "budget"}
+        except adapters.AdapterError as exc:  # its adapter cannot be served (Ollama refused to create it)
+            archive.mark(store, genome.id, "invalid", str(exc))
+            continue
         worst = sorted(judged.items(), key=lambda kv: kv[1].score)[:3]
         feedback = [{"question": next(c.question for c in chosen if c.id == cid)[:300], "answer": j.answer[:300],
                      "score": round(j.score * 10), "why": j.why} for cid, j in worst if j.score < 1]

@@ -1,0 +1,132 @@
+"""Evolved LoRA adapters on the Ollama model (graph/adapters.py, and the LoRA stage when Ollama
+serves): the adapters are trained on the weights behind the Ollama model (its Modelfile's FROM),
+each becomes an Ollama model made with FROM + ADAPTER (`/api/create`, the real ollama client over
+real HTTP to tests/ollama_server.py, which answers with llama.cpp and the uploaded adapter); a
+promoted one answers the next turn; an adapter is never served on weights it was not made for;
+and a model that cannot be trained here says why."""
+
+from pathlib import Path
+
+import gguf
+import pytest
+
+from graph import adapters, llm, selfprompt, tuning
+from graph.context import Context, load_settings
+from graph.evolution import adapt, archive, lora
+from graph.store import store_for
+from ollama_server import ABSENT_QWEN2_BLOB, OllamaServer
+
+SMALL = "smollm2:135m"  # served with the SmolLM2 weights that really answer
+QWEN2 = "qwen2:7b-instruct"  # its weights are not on this machine
+
+
+@pytest.fixture(scope="module")
+def server():
+    with OllamaServer(models=[SMALL, QWEN2]) as server:
+        yield server
+
+
+def context(tmp_path, make_config, server, model, **evolution):
+    config = make_config({"llm": {"backend": "ollama", "max_tokens": 32, "temperature": 0,
+                                  "ollama": {"base_url": server.url, "model": model, "num_ctx": 2048}},
+                          "reasoning": {"mode": "off"}, "memory": {"enabled": False},
+                          "agent": {"max_tool_rounds": 0}, "evolution": evolution})
+    return Context(home=str(tmp_path / "home"), config=str(config), cwd=str(tmp_path))
+
+
+def test_ollama_adapters_are_made_with_from_and_adapter_and_a_promoted_one_answers_the_next_turn(
+        tmp_path, make_config, server):
+    from test_lora import CAT, HELD_OUT, TRAIN, WIFI, chat
+
+    from graph.evolution import graph as evolution
+    from graph.evolution.cli import promote_genome_by_hand
+    from graph.session import Session
+
+    ctx = context(tmp_path, make_config, server, SMALL, eval_cases=2, lora="on", lora_steps=8, lora_iterations=2,
+                  answer_tokens=24)
+    store = store_for(ctx.home)
+    for fact, questions in TRAIN.items():
+        for q in questions:
+            tuning.add(store, chat(q, fact), "desirable", "user", eval_share=0)
+    for fact in (CAT, WIFI):
+        tuning.add(store, chat(HELD_OUT[fact][0], fact), "desirable", "user", eval_share=1.0)
+    assert adapt.trainable(ctx) == ""
+
+    result = evolution.evolve(ctx, "test", generations=1, population=2)
+    assert result["status"] == "done"
+    genomes = [g for g in archive.of_run(store, result["id"]) if g.lora]
+    assert sorted(g.operator for g in genomes) == ["lora:merge:ties", "lora:mutate", "lora:train", "lora:train"]
+    assert all(g.status in ("scored", "promoted") and len(g.scores) == 2 for g in genomes)
+    # each adapter was recorded as made for the weights behind the Ollama model, and made into an Ollama model
+    weights = Path(server.weights[SMALL])
+    assert all(lora.adapter_base(g.lora) == lora.weights_id(weights) for g in genomes)
+    names = {adapters.ollama_name(ctx.settings, g.lora): g for g in genomes}
+    assert {b["model"] for b in server.created} == set(names) and all(b["from"] == SMALL for b in server.created)
+    assert all(len(b["adapters"]) == 1 for b in server.created)
+    scored_on = {r["model"] for r in server.requests}
+    assert set(names) <= scored_on  # every adapter answered its cases through its own Ollama model
+
+    [merge] = [g for g in genomes if g.operator == "lora:merge:ties"]
+    if archive.get(store, merge.id).status != "promoted":  # the small judge may have preferred another one
+        promote_genome_by_hand(ctx, merge.id)
+    session = Session(ctx)
+    assert session.backend.model == f"{SMALL} + evolved LoRA"
+    list(session.turn(HELD_OUT[CAT][1]))
+    assert server.requests[-1]["model"] == adapters.ollama_name(ctx.settings, merge.lora)
+    assert "Mochi" in session.store.history()[-1]["content"]
+
+    selfprompt.rollback(ctx, "the user was less happy")
+    list(session.turn("Thanks."))
+    assert server.requests[-1]["model"] == SMALL and session.backend.model == SMALL
+
+    # the next run's pruning deletes this run's adapters and their Ollama models, except the one serving
+    promote_genome_by_hand(ctx, merge.id)
+    adapt.prune(ctx, result["id"] + 1)
+    kept = adapters.ollama_name(ctx.settings, merge.lora)
+    assert kept in server.models and Path(merge.lora).is_file()
+    assert not set(names) - {kept} & set(server.models)
+    assert all(not Path(g.lora).exists() for g in genomes if g is not merge)
+
+
+def _adapter(path: Path, base: str) -> str:
+    """An (empty) GGUF LoRA recorded as made for the weights `base`."""
+    writer = gguf.GGUFWriter(path, "llama")
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string("agent.lora.base", base)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return str(path)
+
+
+def test_an_adapter_is_never_served_on_weights_it_was_not_made_for(tmp_path, make_config, server):
+    other = _adapter(tmp_path / "other.gguf", "some-other-model.gguf:12345")
+    embedded = load_settings(make_config({"llm": {"backend": "embedded"}}, "embedded.yaml"))
+    backend = llm.resolve(embedded, other)
+    assert backend.chat.lora_path == "" and not backend.model.endswith("LoRA")
+    assert "was not made for" in backend.notice and "answering without it" in backend.notice
+    with pytest.raises(adapters.AdapterError, match="was not made for"):
+        llm.embedded_backend(embedded, other, strict=True)  # an evolved variant is never scored without its adapter
+
+    ctx = context(tmp_path, make_config, server, QWEN2)
+    backend = llm.resolve(ctx.settings, other)
+    assert backend.chat.model == QWEN2 and "not a file readable here" in backend.notice
+    small = context(tmp_path, make_config, server, SMALL).settings
+    assert "is gone; answering without it" in llm.resolve(small, str(tmp_path / "deleted.gguf")).notice
+
+
+def test_a_model_that_cannot_be_trained_here_says_why(tmp_path, make_config, server, monkeypatch):
+    assert adapt.trainable(context(tmp_path, make_config, server, SMALL)) == ""
+    why = adapt.trainable(context(tmp_path, make_config, server, QWEN2))
+    assert ABSENT_QWEN2_BLOB in why and "not a file readable here" in why
+
+    ctx = context(tmp_path, make_config, server, SMALL)
+    monkeypatch.setattr(adapt, "CPU_MAX_PARAMETERS", 100_000_000)
+    assert "on the CPU would take hours; it needs a CUDA GPU (4-bit QLoRA)" in adapt.trainable(ctx)
+    monkeypatch.setattr(lora, "training_device", lambda: "cuda")
+    monkeypatch.setattr(adapt.vram, "gpu_memory", lambda: (2 * 2**30, 6 * 2**30))
+    assert adapt.trainable(ctx) == ""  # 135M parameters fit a 6 GB card
+    monkeypatch.setattr(lora, "qlora_vram_bytes", lambda count: 7 * 2**30)
+    assert adapt.trainable(ctx) == "4-bit QLoRA for smollm2:135m (0.13B parameters) needs about 7.00 GiB of GPU " \
+                                   "memory; the GPU has 6.00 GiB"
