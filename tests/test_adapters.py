@@ -130,3 +130,39 @@ def test_a_model_that_cannot_be_trained_here_says_why(tmp_path, make_config, ser
     monkeypatch.setattr(lora, "qlora_vram_bytes", lambda count: 7 * 2**30)
     assert adapt.trainable(ctx) == "4-bit QLoRA for smollm2:135m (0.13B parameters) needs about 7.00 GiB of GPU " \
                                    "memory; the GPU has 6.00 GiB"
+
+
+def test_on_a_gpu_ollama_unloads_the_chat_model_for_training_and_running_out_of_memory_skips_the_adapters(
+        tmp_path, make_config, server, monkeypatch):
+    """With CUDA, training goes between unloading Ollama's chat model and loading it back (even when
+    it fails); a GPU too small after all makes the stage skipped with the reason (`lora: auto`), and
+    the prompt variants evolve on."""
+    import types
+
+    import torch
+
+    ctx = context(tmp_path, make_config, server, SMALL, lora_min_examples=2)
+    store = store_for(ctx.home)
+    for i in range(2):
+        tuning.add(store, [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": f"A{i}."}],
+                   "desirable", "user", eval_share=0)
+        tuning.add(store, [{"role": "user", "content": f"R{i}?"}, {"role": "assistant", "content": f"B{i}."}],
+                   "desirable", "user", eval_share=1.0)
+    monkeypatch.setattr(lora, "training_device", lambda: "cuda")
+    monkeypatch.setattr(adapt.vram, "gpu_memory", lambda: None)
+    unloaded = []
+
+    def out_of_memory(*args):
+        unloaded.append([(g["model"], g["keep_alive"]) for g in server.generates])
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.16 GiB")
+
+    monkeypatch.setattr(adapt, "_breed", out_of_memory)
+    server.generates.clear()
+    run = archive.start(store, "test", {})
+    seen = []
+    runtime = types.SimpleNamespace(context=ctx, stream_writer=seen.append)
+    assert adapt.adapt({"run": run, "members": [1]}, runtime) == {}
+    assert unloaded == [[(SMALL, 0)]]  # the chat model was out of the GPU while training
+    assert [(g["model"], g["keep_alive"]) for g in server.generates] == [(SMALL, 0), (SMALL, "5m")]  # and back
+    assert seen[-1]["evolution"]["stage"] == "adapters skipped"
+    assert seen[-1]["evolution"]["why"] == f"out of GPU memory training adapters for {SMALL}"

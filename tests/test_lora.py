@@ -195,7 +195,30 @@ def test_training_device_and_qlora_memory_estimate():
     assert lora.training_device() == ("cuda" if torch.cuda.is_available() else "cpu")
     sizes = [lora.qlora_vram_bytes(n) for n in (135_000_000, 1_500_000_000, 7_600_000_000, 70_000_000_000)]
     assert sizes == sorted(sizes)
-    assert 8 * lora.GIB < lora.qlora_vram_bytes(7_600_000_000) < 11 * lora.GIB  # Qwen2-7B
+    assert 5 * lora.GIB < lora.qlora_vram_bytes(7_600_000_000) < 6 * lora.GIB  # Qwen2-7B, on a 6 GB card
+
+
+def test_the_4bit_base_of_an_untied_model_quantizes_its_lm_head_and_casts_nothing_up(tiny_qwen2, tmp_path):
+    """QLoRA's memory: the LM head of a model that does not share it with the embeddings (Qwen2-7B:
+    1 GB at 16 bits) is 4-bit too, nothing is cast to float32 beyond the compute dtype, nothing of
+    the base trains, and the adapter still learns on it."""
+    import bitsandbytes as bnb
+
+    model, tokenizer = lora.base_model(tmp_path / "cache", tiny_qwen2, device="cpu", quantize=True)
+    assert isinstance(model.lm_head, bnb.nn.Linear4bit) and isinstance(model.model.layers[0].self_attn.q_proj,
+                                                                        bnb.nn.Linear4bit)
+    assert not any(p.requires_grad for p in model.parameters())
+    assert model.model.embed_tokens.weight.dtype == model.model.norm.weight.dtype == model.dtype
+    made_up = [chat("What is the secret word?", "The secret word is bluebird.")]
+    held = [lora.Case(made_up[0][:1], made_up[0][1]["content"])]
+    before = lora.score(model, tokenizer, held)[0]
+    adapter = lora.train(model, tokenizer, made_up, tmp_path / "a", steps=6, lr=1e-2)
+    tuned = lora.merge(model, [adapter], [1.0])
+    try:
+        after = lora.score(tuned, tokenizer, held)[0]
+    finally:
+        tuned.unload()
+    assert after > before + 1, (before, after)
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,7 @@ scoring (fitness.py).
 
 from __future__ import annotations
 
+import gc
 import random
 import shutil
 from pathlib import Path
@@ -121,10 +122,18 @@ def breed(ctx: Context, store, state: dict, say) -> list[int]:
     from graph.evolution import lora
 
     backend = llm.active(ctx)
-    if lora.training_device() == "cuda" and backend.name == "ollama":
-        with vram.gpu_job(ctx.settings, lambda text: say(stage="freeing the GPU", why=text)):
+    if lora.training_device() == "cpu":
+        return _breed(ctx, store, state, say, backend)
+    import torch
+
+    with vram.gpu_job(ctx.settings, lambda text: say(stage="freeing the GPU", why=text)):  # Ollama's model out
+        try:
             return _breed(ctx, store, state, say, backend)
-    return _breed(ctx, store, state, say, backend)
+        except torch.OutOfMemoryError:
+            raise lora.LoraUnavailable(f"out of GPU memory training adapters for {backend.model}") from None
+        finally:  # the base model's memory back to the GPU before Ollama loads the chat model again
+            gc.collect()
+            torch.cuda.empty_cache()
 
 
 def _breed(ctx: Context, store, state: dict, say, backend: llm.Backend) -> list[int]:
