@@ -71,10 +71,11 @@ def trainable(ctx: Context) -> str:
     backend = llm.active(ctx)
     try:
         count = adapters.parameters(adapters.weights(ctx.settings, backend.name))
-    except adapters.AdapterError as exc:
+        device = lora.training_device()
+    except (adapters.AdapterError, lora.LoraUnavailable) as exc:  # unreadable weights, no torch
         return str(exc)
     size = f"{backend.model} ({count / 1e9:.2f}B parameters)"
-    if lora.training_device() == "cpu":
+    if device == "cpu":
         if count > CPU_MAX_PARAMETERS:
             return (f"training a LoRA for {size} on the CPU would take hours; it needs a CUDA GPU (4-bit QLoRA) "
                     f"or a model of at most {CPU_MAX_PARAMETERS / 1e9:.0f}B parameters")
