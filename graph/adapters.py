@@ -68,6 +68,8 @@ def weights(settings: Settings, backend: str) -> Path:
 
     if backend == "ollama":
         return ollama_weights(settings)
+    if backend != "embedded":
+        raise AdapterError(f"adapters are made for the embedded model or Ollama's, and {backend} serves")
     try:
         return model_file(settings.llm.embedded.model_path)
     except EmbeddedModelMissing as exc:
