@@ -137,7 +137,9 @@ def _convert(gguf: Path, cached: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    # float16 as it is dequantized: a 7B model then needs ~15 GB of RAM here, not ~30
+    # float16 as it is dequantized: a 7B model then needs ~15 GB of RAM here, not ~30 (transformers
+    # 5.24 warns that packed GGUF weights compute fastest in float32: these are not packed, and not run)
+    logging.getLogger("transformers.quantizers.quantizer_gguf").setLevel(logging.ERROR)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float16)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model.hf_quantizer.remove_quantization_config(model)  # the weights are already dequantized
