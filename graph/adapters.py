@@ -26,6 +26,7 @@ import httpx
 from graph.context import Settings
 
 SUFFIX = "-evolved"  # Ollama models serving adapters are named <model>-evolved:<digest>
+REFUSED = "refused to make a model with an adapter"  # (reported of Ollama 0.34.1 and later: no more ADAPTER)
 
 
 class AdapterError(Exception):
@@ -131,10 +132,25 @@ def ollama_model(settings: Settings, adapter: str) -> str:
             if exc.status_code != 404:
                 raise
         digest = client.create_blob(adapter)
-        client.create(model=name, from_=o.model, adapters={Path(adapter).name: digest}, stream=False)
     except (httpx.HTTPError, ConnectionError, ResponseError) as exc:
+        raise _failed(exc, settings, f"to take the adapter {adapter}") from None
+    try:
+        client.create(model=name, from_=o.model, adapters={Path(adapter).name: digest}, stream=False)
+    except ResponseError as exc:  # Ollama answered: no
+        raise AdapterError(f"Ollama {ollama_version(settings)} {REFUSED} (FROM {o.model} + ADAPTER): "
+                           f"{exc.error or exc.status_code}") from None
+    except (httpx.HTTPError, ConnectionError) as exc:
         raise _failed(exc, settings, f"to create {name} (FROM {o.model} + ADAPTER {adapter})") from None
     return name
+
+
+def ollama_version(settings: Settings) -> str:
+    """The version Ollama reports ('?' when it does not answer)."""
+    o = settings.llm.ollama
+    try:
+        return str(httpx.get(f"{o.base_url.rstrip('/')}/api/version", timeout=o.connect_timeout_s).json()["version"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return "?"
 
 
 def forget(settings: Settings, removed: list[Path]) -> list[str]:

@@ -30,7 +30,7 @@ SmolLM2-135M; both can be given to the constructor. `POST /api/generate` only lo
 Adapters (`ollama create` FROM + ADAPTER): `POST /api/blobs/sha256:<hex>` stores a blob (its
 digest checked), `POST /api/create` with `from` and `adapters` makes a new model whose chats run
 the embedded model with that GGUF LoRA (`EmbeddedChat(lora_path=...)`), `DELETE /api/delete`
-removes a made model. `/api/show` gives each model's Modelfile: `FROM <weights>` (the SmolLM2
+removes a made model; `refuse_adapters = "<error>"` makes `/api/create` refuse adapters (HTTP 400). `/api/show` gives each model's Modelfile: `FROM <weights>` (the SmolLM2
 GGUF that really answers; for a `qwen2*` name a blob path that does not exist here, as the
 real 4.4 GB file would be elsewhere) and `ADAPTER <blob>` for a made model. `.created`
 records the create bodies, `.adapters` maps a made model to its adapter file.
@@ -184,6 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._known(base):
             return self._json(404, {"error": f"model '{base}' not found"})
         base = base if base in owner.models else f"{base}:latest"
+        if owner.refuse_adapters and body.get("adapters"):
+            return self._json(400, {"error": owner.refuse_adapters})
         blobs = [Path(owner.blobs) / d.replace(":", "-") for d in (body.get("adapters") or {}).values()]
         if len(blobs) != 1 or not blobs[0].is_file():
             return self._json(400, {"error": "one uploaded adapter blob expected"})
@@ -314,6 +316,7 @@ class OllamaServer:
         self.weights = {m: ABSENT_QWEN2_BLOB if qwen2[m] else str(default_model_path()) for m in self.models}
         self.adapters: dict[str, str] = {}  # a model made by /api/create -> its adapter blob
         self.created: list[dict] = []  # the /api/create request bodies
+        self.refuse_adapters = ""  # an error for /api/create to answer adapters with (HTTP 400), as newer Ollamas do
         self._blobs = tempfile.TemporaryDirectory(prefix="fake-ollama-blobs-")
         self.blobs = self._blobs.name
         self.loaded: dict[str, int] = dict(loaded or {})  # name -> size_vram, as /api/ps lists them

@@ -166,3 +166,31 @@ def test_on_a_gpu_ollama_unloads_the_chat_model_for_training_and_running_out_of_
     assert [(g["model"], g["keep_alive"]) for g in server.generates] == [(SMALL, 0), (SMALL, "5m")]  # and back
     assert seen[-1]["evolution"]["stage"] == "adapters skipped"
     assert seen[-1]["evolution"]["why"] == f"out of GPU memory training adapters for {SMALL}"
+
+
+def test_when_ollama_refuses_adapter_models_the_next_runs_train_none_until_ollama_changes(
+        tmp_path, make_config, server):
+    """Ollama 0.34.1 and later are reported to refuse ADAPTER: the refusal (with Ollama's words and
+    version) marks the genome invalid, and later runs skip the adapters with it instead of training
+    adapters that cannot be served, until another Ollama version serves."""
+    from graph.evolution.archive import Genome
+
+    ctx = context(tmp_path, make_config, server, SMALL)
+    store = store_for(ctx.home)
+    adapter = _adapter(tmp_path / "adapter.gguf", lora.weights_id(Path(server.weights[SMALL])))
+    server.refuse_adapters = "adapters are not supported"
+    try:
+        with pytest.raises(adapters.AdapterError) as refusal:
+            llm.adapted(ctx, adapter)
+    finally:
+        server.refuse_adapters = ""
+    assert str(refusal.value) == (f"Ollama 0.12.6 {adapters.REFUSED} (FROM {SMALL} + ADAPTER): "
+                                  "adapters are not supported")
+    assert adapt.refused(ctx, store) == ""
+    genome = archive.add(store, Genome("prompt", adapter, {}, [], "lora:train", 0, 1))
+    archive.mark(store, genome.id, "invalid", str(refusal.value))
+    assert adapt.skip(ctx, store, "auto") == f"{refusal.value} (run 1; another Ollama version, or evolution.lora: off)"
+
+    later = archive.add(store, Genome("prompt", adapter, {}, [], "lora:train", 0, 2))  # a newer run's adapter
+    archive.scored(store, later, {"probe:0": 0.5}, [])
+    assert adapt.refused(ctx, store) == ""

@@ -53,7 +53,7 @@ def skip(ctx: Context, store, mode: str) -> str:
     e = ctx.settings.evolution
     if mode == "off":
         return "evolution.lora is off"
-    problem = trainable(ctx)
+    problem = trainable(ctx) or refused(ctx, store)
     if problem:
         return problem
     good = len(tuning.listing(store, label="desirable", split="train"))
@@ -84,6 +84,17 @@ def trainable(ctx: Context) -> str:
     if gpu and need > gpu[1]:
         return f"4-bit QLoRA for {size} needs about {vram.gib(need)} of GPU memory; the GPU has {vram.gib(gpu[1])}"
     return ""
+
+
+def refused(ctx: Context, store) -> str:
+    """Ollama's refusal of the last adapters, when the same Ollama version serves: no training for
+    models it will not make ('' otherwise)."""
+    last = archive.last_adapter(store)
+    if not (last and last.status == "invalid" and adapters.REFUSED in last.note and llm.active(ctx).name == "ollama"):
+        return ""
+    if f"Ollama {adapters.ollama_version(ctx.settings)} " not in last.note:
+        return ""  # another Ollama now: try again
+    return f"{last.note} (run {last.run}; another Ollama version, or evolution.lora: off)"
 
 
 def held_out(store) -> list:

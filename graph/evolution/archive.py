@@ -89,6 +89,12 @@ def of_run(store: Store, run: int) -> list[Genome]:
     return [_genome(r) for r in store.read(f"SELECT {COLUMNS} FROM genomes WHERE run=? ORDER BY id", (run,))]
 
 
+def last_adapter(store: Store) -> Genome | None:
+    """The LoRA genome archived last."""
+    rows = store.read(f"SELECT {COLUMNS} FROM genomes WHERE lora IS NOT NULL AND lora != '' ORDER BY id DESC LIMIT 1")
+    return _genome(rows[0]) if rows else None
+
+
 def promoted(store: Store) -> Genome | None:
     """The genome promoted last (it may have been rolled back since: see selfprompt)."""
     rows = store.read(f"SELECT {COLUMNS} FROM genomes WHERE status='promoted' ORDER BY id DESC LIMIT 1")
