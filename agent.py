@@ -95,7 +95,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     u = sub.add_parser("undo", parents=[common], help="restore the file the agent edited last (its previous version)")
     u.add_argument("--force", action="store_true", help="restore even if the file was changed since the edit")
     ev = sub.add_parser("evolve", parents=[common, js],
-                        help="evolve prompt and sampling variants (crossover, mutation, selection); lineage, promote",
+                        help="evolve prompt, sampling and LoRA adapter variants (crossover, mutation, selection); lineage, promote",
                         description="With no option: one evolution run (progress, then a table per generation). "
                                     "Safe from cron while the REPL is open: one run at a time per data folder.")
     ev.add_argument("--generations", type=count, metavar="N", help="breeding rounds (default: evolution.generations)")
