@@ -36,7 +36,7 @@ def context(tmp_path, make_config, server, model, **evolution):
 
 def test_ollama_adapters_are_made_with_from_and_adapter_and_a_promoted_one_answers_the_next_turn(
         tmp_path, make_config, server):
-    from test_lora import CAT, HELD_OUT, TRAIN, WIFI, chat
+    from test_lora import CAT, HELD_OUT, teach
 
     from graph.evolution import graph as evolution
     from graph.evolution.cli import promote_genome_by_hand
@@ -45,11 +45,7 @@ def test_ollama_adapters_are_made_with_from_and_adapter_and_a_promoted_one_answe
     ctx = context(tmp_path, make_config, server, SMALL, eval_cases=2, lora="on", lora_steps=8, lora_iterations=2,
                   answer_tokens=24)
     store = store_for(ctx.home)
-    for fact, questions in TRAIN.items():
-        for q in questions:
-            tuning.add(store, chat(q, fact), "desirable", "user", eval_share=0)
-    for fact in (CAT, WIFI):
-        tuning.add(store, chat(HELD_OUT[fact][0], fact), "desirable", "user", eval_share=1.0)
+    teach(store, held_out=True)
     assert adapt.trainable(ctx) == ""
 
     result = evolution.evolve(ctx, "test", generations=1, population=2)

@@ -300,9 +300,8 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
     the adapter; promoted, the
     merge answers the user's next turn in the running session (hot swap), and a rollback takes
     it away again."""
-    from test_lora import CAT, HELD_OUT, TRAIN, WIFI, chat
+    from test_lora import CAT, HELD_OUT, teach
 
-    from graph import tuning
     from graph.evolution.cli import promote_genome_by_hand
     from graph.session import Session
 
@@ -313,11 +312,7 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
                                         "answer_tokens": 24}})
     ctx = Context(home=str(tmp_path / "home"), config=str(config), cwd=str(tmp_path))
     store = store_for(ctx.home)
-    for fact, questions in TRAIN.items():
-        for q in questions:
-            tuning.add(store, chat(q, fact), "desirable", "user", eval_share=0)
-    for fact in (CAT, WIFI):
-        tuning.add(store, chat(HELD_OUT[fact][0], fact), "desirable", "user", eval_share=1.0)
+    teach(store, held_out=True)
 
     result = evolution.evolve(ctx, "test", generations=1, population=2)
     genomes = archive.of_run(store, result["id"])

@@ -37,6 +37,16 @@ def chat(question: str, answer: str) -> list[dict]:
     return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
 
 
+def teach(store, held_out: bool = False) -> None:
+    """The two facts as the user's desirable tuning examples (the training split); `held_out`: and
+    the first held-out question of each in the evaluation split."""
+    for fact, questions in TRAIN.items():
+        for q in questions:
+            tuning.add(store, chat(q, fact), "desirable", "user", eval_share=0)
+    for fact in (CAT, WIFI) if held_out else ():
+        tuning.add(store, chat(HELD_OUT[fact][0], fact), "desirable", "user", eval_share=1.0)
+
+
 def cases(fact: str, unsure: bool = False) -> list[lora.Case]:
     """Held-out cases of a fact; `unsure`: with "I don't know" as the undesirable answer."""
     return [lora.Case([{"role": "user", "content": q}], fact, UNSURE[fact] if unsure else None)
@@ -58,9 +68,7 @@ def adapters(base, tmp_path_factory):
     examples come from the agent's tuning store, as the evolution subgraph will read them."""
     model, tokenizer, _ = base
     store = store_for(tmp_path_factory.mktemp("home"))
-    for fact, questions in TRAIN.items():
-        for q in questions:
-            tuning.add(store, chat(q, fact), "desirable", "user", eval_share=0)
+    teach(store)
     for q in TRAIN[CAT][:3]:
         tuning.add(store, chat(q, UNSURE[CAT]), "undesirable", "user", eval_share=0)
 
