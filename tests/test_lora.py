@@ -17,6 +17,7 @@ from graph import tuning
 from graph.embedded import default_model_path
 from graph.evolution import lora
 from graph.store import store_for
+from graph.vram import GiB
 
 CAT = "Your cat is called Mochi."
 WIFI = "The wifi password is bluebird."
@@ -203,7 +204,7 @@ def test_training_device_and_qlora_memory_estimate():
     assert lora.training_device() == ("cuda" if torch.cuda.is_available() else "cpu")
     sizes = [lora.qlora_vram_bytes(n) for n in (135_000_000, 1_500_000_000, 7_600_000_000, 70_000_000_000)]
     assert sizes == sorted(sizes)
-    assert 5 * lora.GIB < lora.qlora_vram_bytes(7_600_000_000) < 6 * lora.GIB  # Qwen2-7B, on a 6 GB card
+    assert 5 * GiB < lora.qlora_vram_bytes(7_600_000_000) < 6 * GiB  # Qwen2-7B, on a 6 GB card
 
 
 def test_the_4bit_base_of_an_untied_model_quantizes_its_lm_head_and_casts_nothing_up(tiny_qwen2, tmp_path):

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from graph.vram import GiB
+
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections
 COMBINATIONS = ("linear", "ties", "dare_linear")
 BOUND = 1.5  # merge weights stay in [-BOUND, BOUND] (LoraHub's bounds)
@@ -42,7 +44,6 @@ BASE_KEY = "agent.lora.base"  # the adapter GGUF's record of its base weights; l
 # Whether llama.cpp's convert_hf_to_gguf.py reorders the rows of q and k of an architecture for its RoPE:
 # LlamaModel.permute (SmolLM3Model inherits it); Qwen2Model, Qwen3Model and Gemma3Model keep HF's order.
 PERMUTES_QK = {"llama": True, "smollm3": True, "qwen2": False, "qwen3": False, "gemma3": False}
-GIB = 1 << 30
 # PEFT imports bitsandbytes, which warns on CPUs with AVX512-BF16 that its optional `kernels` is missing
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
@@ -90,15 +91,15 @@ def qlora_vram_bytes(parameter_count: int) -> int:
     input embeddings, kept in 16 bits (Qwen2-7B: 7.2%, Llama-3-8B: 6.5%); 1.5 GiB for the
     checkpointed activations, the logits (Qwen2's 152k vocabulary: ~0.3 GB at 16 bits), the
     adapter and its optimizer, and the CUDA context. Qwen2-7B: ~5.9 GiB."""
-    return int(parameter_count * (0.93 * 0.52 + 0.07 * 2)) + 3 * GIB // 2
+    return int(parameter_count * (0.93 * 0.52 + 0.07 * 2)) + 3 * GiB // 2
 
 
 def base_model(cache_dir: Path, gguf: Path | None = None, device: str = "auto",
                quantize: bool | None = None) -> tuple[Any, Any]:
     """The base model for training and its tokenizer, on `device` ("cuda", "cpu", or "auto":
     `training_device()`). Quantized (`quantize`, by default on CUDA only), it is 4-bit QLoRA's base:
-    nf4 weights with double quantization, computing in bfloat16 (float16 where the GPU lacks it;
-    float32 on CPU), prepared by PEFT for k-bit training with gradient checkpointing; otherwise
+    nf4 weights (an untied LM head too) with double quantization, computing in bfloat16 (float16
+    where the GPU lacks it; float32 on CPU), frozen, with activation checkpointing; otherwise
     float32. The first call loads the GGUF (by default the embedded model) through transformers
     (dequantized, ~20 s) and caches a float16 checkpoint under `cache_dir`; later calls load the
     cache (~2 s). A cache whose files fail to load is rebuilt."""
