@@ -2,12 +2,13 @@
 
 Owns: the `memories` rows of agent.db (the source of truth: every memory ever made, with
 its history of merges, replacements and forgetting), de-duplication and supersession on
-add, scored search with decay, consolidation, forgetting and pinning, and searching the
-transcript turns that left the conversation window; one `Memories` per data folder and
-embedding model.
+add, scored search with decay, consolidation, forgetting and pinning, and indexing and
+searching the transcript turns that left the conversation window; one `Memories` per data
+folder and embedding model.
 Does not own: embeddings and the Chroma index, or keeping it in step with SQLite and other
-processes (vectors.py); deciding what to remember (the reflect node), placing memories in
-the prompt (retrieval), the memory tools and CLI, or the schema (store.py, migration 0005).
+processes (vectors.py); when folded turns are indexed (backlog.py); deciding what to remember
+(the reflect node), placing memories in the prompt (retrieval), the memory tools and CLI, or
+the schema (store.py, migrations 0005 and 0008).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from graph import vectors
+from graph.backlog import Backlog
 from graph.context import Context, MemorySettings
 from graph.store import store_for
 
@@ -64,6 +66,7 @@ class Memories:
         self.cfg, self.model = settings, model
         self.store = store_for(home)
         self.index = vectors.Index(Path(home), model, self.store)
+        self.backlog = Backlog(self)  # turns waiting to be indexed, and the thread that indexes them
 
     def _rows(self, where: str, args=()) -> list[Memory]:
         with self.store._lock:
@@ -243,18 +246,21 @@ class Memories:
         return {"merged": merged, "summaries": summaries, "dropped": len(faded)}
 
     # --- transcript turns ----------------------------------------------------------------
-    def index_turn(self, turn: int, text: str | None = None) -> None:
-        """Make a past turn searchable. `text` None (best): its user and assistant messages from
-        the transcript, the same text a re-embedding reads back."""
-        text = self.index.turn_texts(turn, turn).get(turn, "") if text is None else text.strip()
-        if not text:
-            return
-        vec = vectors.vector(self.model, text)
+    def index_turns(self, turns: list[int], texts: dict[int, str] | None = None) -> None:
+        """Make past turns searchable (embedded in one call) and take them off the backlog. `texts`
+        None (best): their user and assistant messages from the transcript, the same text a
+        re-embedding reads back."""
+        if texts is None:
+            texts = self.index.turn_texts(min(turns), max(turns))
+        texts = {t: texts[t].strip() for t in turns if texts.get(t, "").strip()}
+        vecs = vectors.embedder(self.model)(list(texts.values())) if texts else []
         with self.index.writing():
-            last = max(turn, int(self.store.get_meta("turns_indexed") or 0))
+            last = max([int(self.store.get_meta("turns_indexed") or 0), *texts])
             with self.store.write() as db:
-                self.index.turns.upsert(ids=[f"turn-{turn}"], embeddings=[vec], metadatas=[{"turn": turn}],
-                                        documents=[text])
+                if texts:
+                    self.index.turns.upsert(ids=[f"turn-{t}" for t in texts], embeddings=vecs,
+                                            metadatas=[{"turn": t} for t in texts], documents=list(texts.values()))
+                db.executemany("DELETE FROM turn_backlog WHERE turn=?", [(t,) for t in turns])
                 vectors.set_meta(db, "turns_indexed", last)
 
     def search_turns(self, query: str, k: int = 3, min_similarity: float | None = None) -> list[dict]:

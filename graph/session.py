@@ -4,7 +4,8 @@ across processes, recovery from a crash, and a turn as a stream of events.
 Owns: opening the data folder's checkpointer (`SqliteSaver`, fixed thread id), compiling
 the graph, the per-turn lock (several terminals share one session and take turns),
 recovering after a crash or kill (an unanswered turn is marked interrupted, a half-done
-step is closed, a pending compaction is finished), pruning old checkpoints, asking the
+step is closed, a pending compaction is finished, folded turns not indexed yet are handed
+to the memory's backlog), pruning old checkpoints, asking the
 front end (`approve`) when a tool call waits for the user's approval, and running
 one turn as events the front ends render: ("notice", text), ("status", text),
 ("thought", text), ("token", text), ("tool_call", call), ("tool_result", message),
@@ -73,6 +74,10 @@ class Session:
             if turn["msg_id"] != current and not _alive(turn["pid"], turn["started"]):
                 self.store.close_turn(turn["turn"], CRASHED)
                 notices.append(f"turn #{turn['turn']} was interrupted: {CRASHED}. Your message is kept in the history.")
+        if self.ctx.settings.memory.enabled and self.store.read("SELECT EXISTS(SELECT 1 FROM turn_backlog)")[0][0]:
+            from graph.memory import memories_for  # folded turns not indexed yet (an exit or a kill mid-way)
+
+            memories_for(self.ctx).backlog.wake()
         state = self.graph.get_state(self.config)
         if state.next and state.next[0] in AFTER_ANSWER:  # the answer is in; only the upkeep after it was cut short
             try:

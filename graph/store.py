@@ -205,6 +205,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX genomes_run ON genomes(run, generation)
         """,
     ),
+    (
+        "0008_turn_backlog",
+        """
+        CREATE TABLE turn_backlog (
+            turn INTEGER PRIMARY KEY,
+            queued REAL NOT NULL
+        )
+        """,
+    ),
 ]
 
 ROLES = {"human": "user", "ai": "assistant", "tool": "tool", "system": "system"}

@@ -13,6 +13,7 @@ Does not own: the memories rows and what they mean (memory.py), or the schema (s
 
 from __future__ import annotations
 
+import os
 import secrets
 import threading
 from contextlib import contextmanager
@@ -48,6 +49,10 @@ def embedder(model: str):
         if model not in _embedders:
             if Path(model).is_absolute() and not Path(model).exists():
                 raise MemoryUnavailable(f"memory.embedding_model: there is no folder {model}; {FIX_MODEL}")
+            # torch's OpenMP threads otherwise spin while they wait, and a turn's query and the
+            # backlog's batch (backlog.py), or another program, share the cores: passive waiting
+            # keeps an embedding from costing several times its CPU time then (read at torch's import)
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
             from chromadb.utils import embedding_functions
             from transformers.utils import logging as hf_logging
             bars = hf_logging.is_progress_bar_enabled()

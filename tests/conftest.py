@@ -22,7 +22,7 @@ def _isolated(tmp_path, monkeypatch, request):
 
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
-        monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None: dict(bandit.DEFAULT))
+        monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, costly=(): dict(bandit.DEFAULT))
     llm._active.clear()
     llm.STOP.clear()
     yield
@@ -42,6 +42,9 @@ def _release_files() -> None:
 
     from graph import store
 
+    if "graph.memory" in sys.modules:
+        for each in sys.modules["graph.memory"]._memories.values():
+            each.backlog.stop()  # its thread would go on writing to the files closed below
     for each in store._stores.values():
         each.conn.close()
     store._stores.clear()

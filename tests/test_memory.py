@@ -201,8 +201,8 @@ def test_past_turns_are_searchable(mem, ctx):
     store.append(AIMessage("Feed the starter, mix, fold, proof overnight, bake at 250C.", id="a1"))
     store.append(HumanMessage("What's a good name for a goldfish?", id="u2"))
     store.append(AIMessage("Bubbles or Finn.", id="a2"))
-    mem.index_turn(1)  # read from the transcript
-    mem.index_turn(2, "User: goldfish names\nAssistant: Bubbles or Finn")
+    mem.index_turns([1])  # read from the transcript
+    mem.index_turns([2], {2: "User: goldfish names\nAssistant: Bubbles or Finn"})
     hits = mem.search_turns("baking bread at home")
     assert hits[0]["turn"] == 1 and hits[0]["text"].startswith("User: How do I bake sourdough") and "250C" in hits[0]["text"]
     assert 0 < hits[0]["similarity"] <= 1
@@ -218,7 +218,7 @@ def test_changing_the_model_reembeds_everything(mem, ctx, tmp_path):
     store = store_for(ctx().home)
     store.append(HumanMessage("Plan a trip to Hokkaido in winter", id="u1"))
     store.append(AIMessage("Sapporo snow festival, then Otaru.", id="a1"))
-    mem.index_turn(1)
+    mem.index_turns([1])
     other = tmp_path / "other-model"
     other.symlink_to(vectors.resolve_model(""))  # another path string: another model to vectors.py
     moved = memories_for(ctx(embedding_model=str(other)))
@@ -236,7 +236,7 @@ def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
     store = store_for(ctx().home)
     store.append(HumanMessage("Where can I print my boarding pass?", id="u1"))
     store.append(AIMessage("The printer is on the third floor.", id="a1"))
-    mem.index_turn(1)  # from the transcript: what a rebuild reads back
+    mem.index_turns([1])  # from the transcript: what a rebuild reads back
     shutil.rmtree(Path(ctx().home) / "memory")
     memory._memories.clear()  # as a new process would
     again = memories_for(ctx())
@@ -246,7 +246,7 @@ def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
 
 def test_a_query_is_embedded_once_for_memories_and_turns(mem, monkeypatch):
     mem.add("The user's cat is called Mochi", "fact")
-    mem.index_turn(1, "User: my cat Mochi likes tuna\nAssistant: Noted.")
+    mem.index_turns([1], {1: "User: my cat Mochi likes tuna\nAssistant: Noted."})
     calls = []
     ef = vectors.embedder(mem.model)
     real = type(ef).__call__

@@ -96,6 +96,7 @@ def test_memory_from_turn_1_is_recalled_at_turn_200(tmp_path, make_config):
     shown = memory_lines(answered[-1])
     assert "my cat is called Mochi" in shown
     assert session.store.turns() == 200
+    memories_for(session.ctx).backlog.drain()  # folded turns are indexed in the background: finish now
     old_turns = memories_for(session.ctx).search_turns("cat called Mochi", k=1)
     assert old_turns and old_turns[0]["turn"] == 1  # the transcript turn itself is searchable too
 

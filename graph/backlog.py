@@ -1,0 +1,116 @@
+"""The turns waiting to be indexed in long-term memory, indexed off the turn's path.
+
+Owns: the `turn_backlog` table of agent.db (turns that left the conversation window and are
+not searchable yet; durable, so a kill loses none and the next start indexes them), the
+background thread of each `Memories` that indexes them in batches (one embedding call per
+batch) once the conversation pauses, or at once when many wait, and the claim that keeps two
+processes from indexing the same turn: DATA/backlog.lock, held while a batch is embedded and
+written (the system releases it when its process dies).
+Does not own: embedding and writing the index (memory.py's `index_turns`, vectors.py), or which
+turns leave the window (nodes/compact.py).
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+
+BATCH = 32  # turns embedded in one call
+QUIET = 1.0  # seconds without newly queued turns before indexing starts...
+MOST = BATCH  # ...unless this many are waiting
+
+
+class Backlog:
+    """The waiting turns of one data folder and the thread that indexes them. Thread-safe."""
+
+    def __init__(self, memories):
+        from filelock import FileLock
+
+        self.memories, self.store = memories, memories.store
+        self._claim = FileLock(str(memories.index.home / "backlog.lock"))
+        self._wake = threading.Condition()
+        self._waiting = False  # turns may be waiting
+        self._last = 0.0  # time.monotonic() when turns were last queued
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.problem: str | None = None  # why the last batch could not be indexed (memory unavailable)
+        atexit.register(self.stop)
+
+    def add(self, turns: list[int]) -> None:
+        """Queue these turns for indexing (written to agent.db at once); the thread indexes them later."""
+        now = time.time()
+        with self.store.write() as db:
+            db.executemany("INSERT OR IGNORE INTO turn_backlog VALUES (?, ?)", [(t, now) for t in turns])
+        self.wake(pause=True)
+
+    def wake(self, pause: bool = False) -> None:
+        """Have the thread index what is waiting: after a pause in the conversation (`pause`), or now."""
+        with self._wake:
+            self._waiting, self._last = True, time.monotonic() if pause else 0.0
+            if self._thread is None or not self._thread.is_alive():
+                self._stopping = False
+                self._thread = threading.Thread(target=self._run, daemon=True, name="memory-backlog")
+                self._thread.start()
+            self._wake.notify()
+
+    def pending(self) -> int:
+        """Turns waiting to be indexed (by any process)."""
+        return self.store.read("SELECT COUNT(*) FROM turn_backlog")[0][0]
+
+    def drain(self) -> int:
+        """Index every waiting turn now, in this thread (waiting for another process's batch if
+        need be); returns how many this call indexed. Raises MemoryUnavailable."""
+        done = 0
+        while n := self._batch(block=True):
+            done += n
+        return done
+
+    def stop(self) -> None:
+        """End the thread once the batch it is indexing is written; the rest stays queued for the next start."""
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    def _batch(self, block: bool) -> int:
+        """Index the oldest waiting turns under the claim; 0 when none wait or (not `block`) another
+        process holds the claim."""
+        from filelock import Timeout
+
+        try:
+            self._claim.acquire(timeout=-1 if block else 0)
+        except Timeout:
+            return 0
+        try:
+            turns = [t for (t,) in self.store.read("SELECT turn FROM turn_backlog ORDER BY turn LIMIT ?", (BATCH,))]
+            if turns:
+                self.memories.index_turns(turns)
+            return len(turns)
+        finally:
+            self._claim.release()
+
+    def _ready(self) -> bool:
+        return self._waiting and (time.monotonic() - self._last >= QUIET or self.pending() >= MOST)
+
+    def _run(self) -> None:
+        from graph.vectors import MemoryUnavailable
+
+        while True:
+            with self._wake:
+                while not self._stopping and not self._ready():
+                    self._wake.wait(max(0.01, QUIET - (time.monotonic() - self._last)) if self._waiting else None)
+                if self._stopping:
+                    return
+            try:
+                indexed = self._batch(block=False)
+                self.problem = None
+            except MemoryUnavailable as exc:  # said on the next turn that folds (compact.py); retried then
+                self.problem, indexed = str(exc), 0
+                with self._wake:
+                    self._waiting = False
+                continue
+            if not indexed:  # none left, or another process is indexing: look again after a pause
+                with self._wake:
+                    self._waiting, self._last = self.pending() > 0, time.monotonic()
