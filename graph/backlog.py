@@ -45,10 +45,14 @@ class Backlog:
         self.wake(pause=True)
 
     def wake(self, pause: bool = False) -> None:
-        """Have the thread index what is waiting: after a pause in the conversation (`pause`), or now."""
+        """Have the thread index what is waiting: after a pause in the conversation (`pause`: turns
+        were just queued), or, when the thread starts (what a previous process left), now."""
         with self._wake:
-            self._waiting, self._last = True, time.monotonic() if pause else 0.0
-            if self._thread is None or not self._thread.is_alive():
+            started = self._thread is not None and self._thread.is_alive()
+            self._waiting = True
+            if pause or not started:
+                self._last = time.monotonic() if pause else 0.0
+            if not started:
                 self._stopping = False
                 self._thread = threading.Thread(target=self._run, daemon=True, name="memory-backlog")
                 self._thread.start()
