@@ -10,6 +10,7 @@ import sys
 
 import pytest
 from langchain_core.messages import HumanMessage, ToolMessage
+from pydantic import Field
 
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
@@ -18,6 +19,7 @@ from graph.context import Context
 from graph.memory import memories_for
 from graph.nodes import reason, reflect
 from graph.session import Session
+from graph.tools import recall as recall_tools
 from tooling import call
 
 AGENT = str(ROOT / "agent.py")
@@ -185,3 +187,35 @@ def test_reflect_cues_in_english_and_japanese():
     assert reflect.REMEMBER.search("Could you remember this?") and reflect.REMEMBER.search("これを覚えてね")
     assert reflect.PERSONAL.search("I'm a teacher") and reflect.PERSONAL.search("私は教師です")
     assert reflect.DECIDED.search("今後はPythonで書く") and not reflect.PERSONAL.search("What is 2+2?")
+
+
+@pytest.mark.parametrize("text, wanted", [
+    ("Please remember that my sister is Aiko.", True), ("What do you know about me?", True),
+    ("これを覚えておいて", True), ("前に話したことを思い出して", True), ("Forget my address.", True),
+    ("Too long, shorter please. What is photosynthesis?", False), ("Why is the sky blue?", False),
+    ("長すぎます。光合成とは何ですか？", False)])
+def test_memory_tools_are_wanted_only_for_memory(text, wanted):
+    assert recall_tools.wanted(text) is wanted
+
+
+class ToolsSeen(ScriptedChat):
+    """ScriptedChat that records the tools offered in every call."""
+
+    offered: list = Field(default_factory=list)
+
+    def _stream(self, messages, stop=None, run_manager=None, *, tools=None, **kwargs):
+        self.offered.append(set(tools or []))
+        yield from super()._stream(messages, stop, run_manager, tools=tools, **kwargs)
+
+
+def test_memory_tools_are_not_offered_on_a_plain_question(tmp_path, make_config):
+    """"Too long" shares a word with "long-term memory": the embedded model called `remember` after
+    it on most turns (issue 21). Relevant memories are recalled into the prompt anyway."""
+    ctx = Context(home=str(tmp_path / "home"), config=str(make_config({})), cwd=str(tmp_path))
+    model = ToolsSeen(replies=[])
+    install(ctx, model)
+    session = Session(ctx)
+    list(session.turn("Too long, shorter please. What is photosynthesis?"))
+    assert model.offered[-1] and not {"remember", "recall", "forget"} & model.offered[-1]
+    list(session.turn("Please remember that my sister is called Aiko."))
+    assert {"remember", "recall"} <= model.offered[-1]

@@ -17,6 +17,7 @@ from graph import tools as registry
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
+from graph.tools import recall as memory_tools
 
 
 def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
@@ -31,11 +32,12 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
         store.append(message, turn_of=ctx.parent_turn if message.type == "human" else turn_of)
     rounds = sum(1 for m in messages[last_human + 1:] if m.type == "ai")
     notify = lambda text: runtime.stream_writer({"notice": text})  # noqa: E731
+    said = messages[last_human].text if last_human >= 0 else ""
     tools = registry.available(ctx, notify) if rounds < (ctx.max_rounds or ctx.settings.agent.max_tool_rounds) else []
+    tools = [t for t in tools if t not in memory_tools.TOOLS or memory_tools.wanted(said)]
     backend = llm.active(ctx)
     version = selfprompt.current(ctx)
     system = prompts.SYSTEM.format(system_prompt=version.text, today=date.today().isoformat())
-    said = messages[last_human].text if last_human >= 0 else ""
     where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0)
     mode = ctx.settings.reasoning.mode
     if mode == "auto" and arms["think"] != "auto":  # the learned policy decides only what the user left to auto

@@ -1,5 +1,10 @@
 """The agent's own long-term memory as tools: `remember`, `recall`, `forget`.
 
+They are offered only when the message is about memory (`wanted`: remember, recall, forget,
+"what do you know about me", 「覚えて」「忘れて」「前に話した」): relevant memories are already
+recalled into every answer and the reflect node keeps new ones, so on a plain question these
+tools add nothing, and the small embedded model picked `remember` after any message with
+"long" in it ("too long" shares a word with "long-term memory").
 Writing or deleting a memory is self-modification (metadata acts="self"): while web or MCP
 content is in the window it needs the user's yes (policy.py), so a page cannot plant or
 erase memories. Expected failures (unknown id, memory unavailable) are ToolExceptions.
@@ -8,12 +13,23 @@ Does not own: storing and ranking memories (memory.py).
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
 from graph.context import Context
+
+WANTED = re.compile(r"\b(remember|recall|forget|forgot|memor(y|ies|ize|ise)|keep in mind|note that|"
+                    r"what do you know about|do you know (my|what i)|(last|previous) (time|session|conversation)|"
+                    r"earlier|before|we (talked|discussed|spoke)|i (told|said to) you|you said)\b|"
+                    r"覚え|記憶|忘れ|思い出|メモ|前に|以前|この前|先日|話した", re.IGNORECASE)
+
+
+def wanted(message: str) -> bool:
+    """Whether the message is about remembering, recalling or forgetting (see the docstring)."""
+    return bool(WANTED.search(message))
 
 
 def _memories(runtime: ToolRuntime[Context]):
