@@ -26,10 +26,17 @@ DEFAULT = {factor: arms[0] for factor, arms in FACTORS.items()}
 # Beta prior of an arm: the configured behaviour starts a little ahead (as if it had earned one
 # good answer), so a new user sees mostly the defaults while the other arms are explored.
 PRIOR = {True: (2.0, 1.0), False: (1.0, 1.0)}
+# Arms a small model cannot carry out well (the embedded 135M model thinks in loops and pads a
+# "detailed" answer with "Step 1: ..."): with that model they are sampled as if they had failed
+# DOUBT more times than they have, so they are tried rarely and a bad reward or two drops them.
+COSTLY = frozenset({("think", "on"), ("style", "detailed")})
+DOUBT = 3.0
 
 
 def prior(factor: str, arm: str) -> tuple[float, float, int]:
     return (*PRIOR[DEFAULT.get(factor) == arm], 0)
+
+
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
 
@@ -45,13 +52,18 @@ def posteriors(store: Store, where: str | None = None) -> dict[tuple[str, str, s
     return {(b, f, a): (al, be, n) for b, f, a, al, be, n in store.read(sql, (where,) if where else ())}
 
 
-def choose(store: Store, where: str, rng: random.Random | None = None) -> dict[str, str]:
-    """One arm per factor: the one whose sample from its Beta(alpha, beta) posterior is highest."""
+def choose(store: Store, where: str, rng: random.Random | None = None, costly: frozenset = frozenset()
+           ) -> dict[str, str]:
+    """One arm per factor: the one whose sample from its Beta(alpha, beta) posterior is highest
+    (`costly` (factor, arm) pairs are sampled with DOUBT extra failures)."""
     rng = rng or random
     known = posteriors(store, where)
     chosen = {}
     for factor, arms in FACTORS.items():
-        draws = {arm: rng.betavariate(*known.get((where, factor, arm), prior(factor, arm))[:2]) for arm in arms}
+        draws = {}
+        for arm in arms:
+            alpha, beta, _ = known.get((where, factor, arm), prior(factor, arm))
+            draws[arm] = rng.betavariate(alpha, beta + DOUBT * ((factor, arm) in costly))
         chosen[factor] = max(draws, key=draws.get)
     return chosen
 

@@ -141,7 +141,7 @@ def test_the_learned_style_reaches_the_model(tmp_path, make_config):
 def test_tool_rounds_keep_the_turns_strategy(tmp_path, make_config, monkeypatch):
     picks = iter([{"style": "detailed", "think": "off", "temperature": "low"},
                   {"style": "concise", "think": "on", "temperature": "high"}])
-    monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None: next(picks))
+    monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, costly=(): next(picks))
     s, model = session(tmp_path, make_config, [{"tool": "current_time", "args": {}}, "It is noon."])
     list(s.turn("What time is it?"))
     assert [style_lines(c) for c in model.calls] == [[prompts.STYLES["detailed"]]] * 2  # chosen once per turn
@@ -167,3 +167,11 @@ def test_policy_off_uses_the_defaults_and_learns_nothing(tmp_path, make_config):
     list(s.turn("Thanks, perfect!"))
     assert style_lines(model.calls[0]) == [] and bandit.posteriors(s.store) == {}
     assert reward.get(s.store, 1).arms == bandit.DEFAULT and reward.get(s.store, 1).reward > 0
+
+
+@pytest.mark.policy
+def test_a_small_model_explores_costly_arms_rarely(tmp_path):
+    store = store_for(str(tmp_path))
+    picks = {costly: sum(bandit.choose(store, "en-simple", random.Random(i), costly)["think"] == "on"
+                         for i in range(400)) for costly in (frozenset(), bandit.COSTLY)}
+    assert picks[bandit.COSTLY] * 3 < picks[frozenset()]

@@ -38,7 +38,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     backend = llm.active(ctx)
     version = selfprompt.current(ctx)
     system = prompts.SYSTEM.format(system_prompt=version.text, today=date.today().isoformat())
-    where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0)
+    where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
     mode = ctx.settings.reasoning.mode
     if mode == "auto" and arms["think"] != "auto":  # the learned policy decides only what the user left to auto
         mode = arms["think"]
@@ -67,9 +67,11 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     return {"messages": [answer]}
 
 
-def strategy(ctx: Context, store, said: str, steps: list, first: bool) -> tuple[str, dict[str, str]]:
+def strategy(ctx: Context, store, said: str, steps: list, first: bool, small: bool = False
+             ) -> tuple[str, dict[str, str]]:
     """(context bucket, arms) for this answer: chosen by the learned policy at the turn's first
-    step and kept for its tool rounds; the defaults for sub-agents or with learning.policy off."""
+    step and kept for its tool rounds; the defaults for sub-agents or with learning.policy off.
+    `small`: the embedded model, which explores the arms it cannot carry out well rarely."""
     if not first:
         for m in reversed(steps):
             if m.type == "ai" and m.response_metadata.get("strategy"):
@@ -79,7 +81,7 @@ def strategy(ctx: Context, store, said: str, steps: list, first: bool) -> tuple[
         return where, dict(bandit.DEFAULT)
     if learning.frozen(store):  # frozen: what was learned so far, without exploring further
         return where, bandit.best(store, where)
-    return where, bandit.choose(store, where)
+    return where, bandit.choose(store, where, costly=bandit.COSTLY if small else frozenset())
 
 
 def sampling(ctx: Context) -> float | None:
