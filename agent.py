@@ -173,7 +173,8 @@ def learning_commands(sub, common, js) -> dict:
     de.add_argument("--out", metavar="FILE", help="write to FILE (default: stdout)")
     lrn = sub.add_parser("learn", parents=[common, js], help="self-learning on or frozen, and the learning log",
                          description="With no argument: whether self-learning is on, and what it changed lately.")
-    lrn.add_argument("switch", nargs="?", choices=["on", "off"], help="on: learn again; off: freeze all self-learning")
+    lrn.add_argument("switch", nargs="?", choices=["on", "off", "undo"],
+                     help="on: learn again; off: freeze all self-learning; undo: end the newest standing preference")
     lrn.add_argument("--last", type=count, default=10, metavar="N", help="learning-log entries to show (default 10)")
 
     def one_prompt(args) -> None:

@@ -31,7 +31,8 @@ HELP = """Commands:
   /rate N          rate the last answer from 1 (bad) to 5 (good)
   /reward [N]      the last N rewards (default 5) and the reward curve (`agent.py reward --turn N` explains one)
   /prompt [history|diff|rollback]  the system prompt in use, its versions, its last change, or undo that change
-  /learn [on|off]  self-learning: its state and recent changes, or freeze (off) / resume (on) it
+  /learn [on|off]  self-learning: its state, standing preferences and recent changes, or freeze (off) / resume (on) it
+  /learn undo      end the newest standing preference (made from feedback such as "too long")
   /data            the latest tuning examples and their counts
   /evolve [runs|lineage]  start an evolution run in the background (or: the runs so far, the last run's lineage)
   /quit            leave (Ctrl-D also leaves; the session is kept)
@@ -113,17 +114,18 @@ def command(session: Session, line: str, console: Console) -> bool:
 
 
 LEARNING = {"good": "/good", "bad": "/bad", "rate": "/rate N (1 to 5)", "reward": "/reward [N]",
-            "prompt": "/prompt [history|diff|rollback]", "learn": "/learn [on|off]", "data": "/data"}
+            "prompt": "/prompt [history|diff|rollback]", "learn": "/learn [on|off] or /learn undo", "data": "/data"}
 
 
 def learning_command(session: Session, name: str, arg: str, console: Console) -> None:
-    """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off], /data."""
+    """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off|undo], /data."""
     from graph import learncli, selfprompt, tuning
 
     ctx, store = session.ctx, session.store
     fine = {"good": not arg, "bad": not arg, "rate": arg in ("1", "2", "3", "4", "5"),
             "reward": not arg or (arg.isascii() and arg.isdigit() and 1 <= int(arg) <= 1000),
-            "prompt": arg in ("", "history", "diff", "rollback"), "learn": arg in ("", "on", "off"), "data": not arg}
+            "prompt": arg in ("", "history", "diff", "rollback"), "learn": arg in ("", "on", "off", "undo"),
+            "data": not arg}
     if not fine[name]:
         console.print(Text(f"usage: {LEARNING[name]}", style="yellow"))
         return
@@ -142,7 +144,8 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
             console.print(learncli.history_table(store, selfprompt.history(store), serving) if arg == "history"
                           else learncli.version_view(store, learncli.version_of(ctx, serving), serving))
         elif name == "learn":
-            console.print(Text(learncli.switch(ctx, arg == "off")) if arg else learncli.learn_view(ctx, store, 5))
+            console.print(Text(learncli.undo_preference(ctx)) if arg == "undo" else
+                          Text(learncli.switch(ctx, arg == "off")) if arg else learncli.learn_view(ctx, store, 5))
         else:
             console.print(learncli.examples_view(store, tuning.listing(store, limit=10)))
     except learncli.Problem as exc:

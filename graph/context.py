@@ -213,6 +213,7 @@ class MemorySettings(_Strict):
 class LearningSettings(_Strict):
     enabled: bool = True
     policy: bool = True
+    feedback: bool = True
     silence_minutes: float = Field(30.0, ge=0, le=100000)
     rewrite_every: int = Field(20, ge=0, le=100000)
     reward_window: int = Field(10, ge=2, le=1000)

@@ -24,7 +24,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from graph import bandit, learning, reward, selfprompt, tuning
+from graph import bandit, feedback, learning, reward, selfprompt, tuning
 from graph.context import Context
 from graph.store import Store, store_for
 from graph.views import printable
@@ -72,7 +72,26 @@ def summary(ctx: Context, store: Store) -> dict:
     mean = reward.mean(values)
     return {"state": state(ctx, store), "prompt_version": monitor.prompt_version(store),
             "reward_avg": None if mean is None else round(mean, 3), "rewards": len(values),
-            "examples": sum(tuning.counts(store).values())}
+            "examples": sum(tuning.counts(store).values()), "preferences": preferences(store),
+            "extra_calls": extra_calls(ctx, store)}
+
+
+def preferences(store: Store) -> list[dict]:
+    """The standing preferences from the user's feedback, oldest first."""
+    return [{"key": key, "says": feedback.PREFERENCES[key].says, "turn": p["turn"], "how": p["how"], "rule": p["rule"]}
+            for key, p in feedback.standing(store).items() if key in feedback.PREFERENCES]
+
+
+def extra_calls(ctx: Context, store: Store, last: int = 100) -> dict:
+    """The learning loop's own model calls (prompt rewrites) over the last `last` answered turns,
+    and their bound: one per `learning.rewrite_every` turns at most, none while a version is on
+    probation or learning is frozen."""
+    rows = store.read("SELECT MIN(turn), COUNT(*) FROM (SELECT turn FROM rewards ORDER BY turn DESC LIMIT ?)", (last,))
+    first, turns = rows[0] if rows else (None, 0)
+    calls = store.read("SELECT COUNT(*) FROM learning_log WHERE kind='rewrite' AND turn >= ?", (first or 0,))[0][0]
+    every = ctx.settings.learning.rewrite_every
+    return {"calls": calls, "turns": turns, "per_turn": round(calls / turns, 3) if turns else 0.0,
+            "bound": round(1 / every, 3) if every else 0.0}
 
 
 def summary_line(info: dict) -> str:
@@ -82,6 +101,10 @@ def summary_line(info: dict) -> str:
              "no settled rewards yet" if info["reward_avg"] is None else
              f"mean reward {info['reward_avg']:+.2f} over the last {info['rewards']} rated turns",
              f"{info['examples']} tuning examples"]
+    calls = info.get("extra_calls")
+    if calls and calls["turns"]:
+        parts.append(f"{calls['calls']} extra model calls for learning in the last {calls['turns']} turns"
+                     f" ({calls['per_turn']:.2f}/turn, at most {calls['bound']:.2f})")
     return " · ".join(parts)
 
 
@@ -399,8 +422,27 @@ def switch(ctx: Context, off: bool) -> str:
     return line
 
 
+def undo_preference(ctx: Context) -> str:
+    """End the newest standing preference (`learn undo`, /learn undo)."""
+    try:
+        return feedback.undo(ctx)
+    except ValueError as exc:
+        raise Problem(str(exc)) from None
+
+
+def preferences_text(items: list[dict]) -> Text:
+    if not items:
+        return Text("standing preferences: none (repeated feedback such as 'too long' or 「表にして」 makes one)",
+                    style="dim")
+    text = Text.assemble(("standing preferences", "bold"), " (undo the newest: /learn undo or `agent.py learn undo`):")
+    for p in items:
+        text.append(f"\n  {p['says']} since turn {p['turn']} ({p['how']})" + (f"; rule: {p['rule']}" if p["rule"] else ""))
+    return text
+
+
 def learn_view(ctx: Context, store: Store, last: int = 10) -> Group:
-    parts = [Text.assemble(("learning: ", "bold"), summary_line(summary(ctx, store)))]
+    info = summary(ctx, store)
+    parts = [Text.assemble(("learning: ", "bold"), summary_line(info)), preferences_text(info["preferences"])]
     entries = learning.entries(store, last)
     if entries:
         table = Table("when", "what", "detail", box=None, pad_edge=False, title=f"learning log (last {len(entries)})",
@@ -531,7 +573,10 @@ def export(store: Store, fmt: str, split: str | None, path: str | None) -> None:
 
 
 def learn_command(args, ctx: Context, out: Out, store: Store) -> None:
-    if args.switch:
+    if args.switch == "undo":
+        line = undo_preference(ctx)
+        out({**summary(ctx, store), "undone": line}, Text(line))
+    elif args.switch:
         line = switch(ctx, args.switch == "off")
         out(summary(ctx, store), line)
     else:

@@ -3,7 +3,8 @@ no football, thanks when pleased) talks to it for 100 turns through the real gra
 reward, bandit and self_rewrite code; only the chat model is fake (tests/simulated_user.py:
 an instruction-following stand-in and a noisy prompt optimizer). The learning agent's reward
 rises above the same agent's with learning frozen, its probation keeps some rewrites and
-rolls others back, and its policy learns the concise style. The bench
+rolls others back, and its policy learns the concise style; with feedback acting directly
+(graph/feedback.py) the reward is high within a few turns. The bench
 (tests/bench/bench_learning.py) prints the curves, and runs the real embedded model too."""
 
 import pytest
@@ -17,7 +18,7 @@ from simulated_user import (
     simulate,
 )
 
-from graph import bandit, reward, selfprompt
+from graph import bandit, feedback, reward, selfprompt
 from graph.store import store_for
 
 SEEDS, TURNS = (0, 1, 2), 100
@@ -33,10 +34,12 @@ def run(tmp_path, make_config, name: str, seed: int = 0, frozen: bool = False, *
 @pytest.mark.policy
 def test_reward_rises_above_the_frozen_agent_and_probation_keeps_and_rolls_back(tmp_path, make_config):
     """Three seeded conversations (different questions, reactions, guesses and policy samples),
-    each with learning on and with learning frozen from the first turn (/learn off)."""
+    each with learning on and with learning frozen from the first turn (/learn off). The direct
+    route from feedback to behaviour is off (learning.feedback), so the reward must rise through
+    the policy and the prompt rewrites; test_feedback_acts_within_a_few_turns has it on."""
     gains, concise, complete = [], 0, 0
     for seed in SEEDS:
-        learned, model, session = run(tmp_path, make_config, f"learning-{seed}", seed)
+        learned, model, session = run(tmp_path, make_config, f"learning-{seed}", seed, feedback=False)
         frozen, frozen_model, frozen_session = run(tmp_path, make_config, f"frozen-{seed}", seed, frozen=True)
         curves = (seed, learned.curve(), frozen.curve())
 
@@ -83,14 +86,34 @@ def test_reward_rises_above_the_frozen_agent_and_probation_keeps_and_rolls_back(
 
 @pytest.mark.policy
 def test_the_policy_alone_learns_the_concise_style(tmp_path, make_config):
-    """With prompt rewrites off (rewrite_every 0, no reward-drop trigger), the strategy policy
-    alone raises the reward above the frozen agent's, by learning the concise style."""
+    """With prompt rewrites off (rewrite_every 0, no reward-drop trigger) and no direct route from
+    feedback (learning.feedback), the strategy policy alone raises the reward above the frozen
+    agent's, by learning the concise style."""
     frozen, _, _ = run(tmp_path, make_config, "frozen", frozen=True)
-    learned, model, session = run(tmp_path, make_config, "policy", rewrite_every=0, reward_drop=2)
+    learned, model, session = run(tmp_path, make_config, "policy", rewrite_every=0, reward_drop=2, feedback=False)
     store = store_for(session.ctx.home)
     assert not model.rewrites and len(selfprompt.history(store)) == 1
     assert bandit.best(store, "en-simple")["style"] == "concise"
     assert learned.mean(last=50) > frozen.mean(last=50) + 0.2, (learned.curve(), frozen.curve())
+
+
+@pytest.mark.policy
+def test_feedback_acts_within_a_few_turns(tmp_path, make_config):
+    """With the direct route on (the default), "Too long." makes the next answers short at once
+    (a standing preference, a fixed style and length budget): the first 20 turns already earn more
+    than the rewrite-and-policy route earns there, and more than the frozen agent."""
+    for seed in SEEDS:
+        direct, model, session = run(tmp_path, make_config, f"direct-{seed}", seed)
+        slow, _, _ = run(tmp_path, make_config, f"slow-{seed}", seed, feedback=False)
+        frozen, _, _ = run(tmp_path, make_config, f"frozen-{seed}", seed, frozen=True)
+        curves = (seed, direct.curve(), slow.curve(), frozen.curve())
+        assert direct.mean(first=20) > slow.mean(first=20) + 0.2, curves
+        assert direct.mean(first=20) > frozen.mean(first=20) + 0.4, curves
+        assert direct.mean() > slow.mean(), curves
+        assert "short" in feedback.standing(store_for(session.ctx.home))
+        assert any(s.startswith("noted: shorter answers from now on") for s in direct.statuses)
+        later = model.seen[20:]
+        assert sum(s["brief"] for s in later) == len(later)  # every answer after it is told to be brief
 
 
 @pytest.mark.policy

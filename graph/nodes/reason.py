@@ -12,7 +12,7 @@ from datetime import date
 from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
-from graph import bandit, learning, llm, prompts, selfprompt, thinking, window
+from graph import bandit, feedback, learning, llm, prompts, selfprompt, thinking, window
 from graph import tools as registry
 from graph.context import Context
 from graph.state import AgentState
@@ -39,12 +39,16 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     version = selfprompt.current(ctx)
     system = prompts.SYSTEM.format(system_prompt=version.text, today=date.today().isoformat())
     where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
+    shaped = feedback.Applied() if ctx.parent_turn or not ctx.settings.learning.feedback else \
+        feedback.applied(store, said, learning_on(ctx, store))
+    arms = {**arms, **shaped.arms}  # what the user's feedback asks for wins over the policy's sample
     mode = ctx.settings.reasoning.mode
     if mode == "auto" and arms["think"] != "auto":  # the learned policy decides only what the user left to auto
         mode = arms["think"]
     think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(said))
     extra = recalled(ctx, said, backend.count_tokens, notify, touch=rounds == 0)
     extra += [SystemMessage(prompts.STYLES[arms["style"]])] if arms["style"] in prompts.STYLES else []
+    extra += [SystemMessage(text) for text in shaped.instructions]
     extra += [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
     reserve += backend.tools_tokens(tools)  # tool definitions travel with every request
@@ -52,7 +56,8 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
-                               temperature=bandit.TEMPERATURES.get(arms["temperature"], sampling(ctx)))
+                               temperature=bandit.TEMPERATURES.get(arms["temperature"], sampling(ctx)),
+                               max_tokens=shaped.max_tokens)
     learned = {"strategy": arms, "bucket": where, "prompt_version": version.id}
     meta.update(learned)
     answer.response_metadata.update(learned)
@@ -82,6 +87,10 @@ def strategy(ctx: Context, store, said: str, steps: list, first: bool, small: bo
     if learning.frozen(store):  # frozen: what was learned so far, without exploring further
         return where, bandit.best(store, where)
     return where, bandit.choose(store, where, costly=bandit.COSTLY if small else frozenset())
+
+
+def learning_on(ctx: Context, store) -> bool:
+    return ctx.settings.learning.enabled and not learning.frozen(store)
 
 
 def sampling(ctx: Context) -> float | None:

@@ -7,7 +7,9 @@ the strategy policy (bandit.py) and makes a clearly good or bad answer a tuning-
 candidate (tuning.py), unless learning is frozen or outside content was in that turn. This
 turn's row is opened with the strategy and prompt version that answered; explicit feedback
 (`rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
-words can also mark the last answer as a good or bad example, or freeze learning.
+words can also mark the last answer as a good or bad example, or freeze learning; feedback
+with a clear meaning ("too long", 「表にして」) gives the policy evidence for the arms that
+address it and counts toward a standing preference (feedback.py), announced in one line.
 A call the user declined or the policy refused is not a failed tool.
 Does not own: the scoring itself (reward.py) or the prompt rewrite (nodes/rewrite.py).
 """
@@ -18,7 +20,7 @@ import time
 
 from langgraph.runtime import Runtime
 
-from graph import bandit, learning, policy, reward, selfprompt, tuning
+from graph import bandit, feedback, learning, policy, reward, selfprompt, tuning
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
@@ -53,6 +55,10 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
             before.components["good" if wants["example"] == "desirable" else "bad"] = \
                 reward.EXPLICIT["good" if wants["example"] == "desirable" else "bad"]
         notes += settle(ctx, before)
+        if learns(ctx, store) and ctx.settings.learning.policy and ctx.settings.learning.feedback and before.bucket:
+            feedback.evidence(store, before.bucket, feedback.heard(said))
+    if learns(ctx, store) and ctx.settings.learning.feedback:
+        notes += feedback.note(ctx, said, turn, lasting="rule" in wants)
     if "example" in wants and before is not None:
         notes.append(keep_example(ctx, before.turn, wants["example"], "user", f"the user said: {said[:120]}"))
     steps = messages[last_human + 1:]
@@ -66,6 +72,10 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
     for note in notes:
         runtime.stream_writer({"status": note})
     return {}
+
+
+def learns(ctx: Context, store) -> bool:
+    return ctx.settings.learning.enabled and not learning.frozen(store)
 
 
 def previous(store, turn: int) -> reward.Reward | None:

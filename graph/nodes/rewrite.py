@@ -120,6 +120,7 @@ def propose(ctx: Context, why: str, turn: int | None, say) -> None:
     shown = base + ("\n\nLearned rules:\n" + "\n".join(f"{i}. {r}" for i, r in enumerate(rules, 1)) if rules else "")
     failed = selfprompt.failed_rules(store, within=COOLDOWN * ctx.settings.learning.probation_turns)
     tried = prompts.REWRITE_FAILED.format(rules="\n".join(f"- {r}" for r in failed)) if failed else ""
+    learning.log(store, "rewrite", f"asked the model to rewrite version {version.id}: {why}", turn)  # counted by `learn`
     try:
         reply = llm.structured(ctx, prompts.REWRITE.format(prompt=shown, turns=turns, failed=tried), SCHEMA,
                                max_tokens=REPLY_TOKENS)

@@ -1,0 +1,230 @@
+"""Explicit feedback that acts at once: a fixed table of preferences the user's words name
+("too long", 「短く」, "use bullet points", 「表にして」, "answer in English", 「関係ない話はしないで」),
+each mapped to bounded changes that do not depend on the model writing text.
+
+Owns: the table (`PREFERENCES`: the cues in English and Japanese, and what each changes: the
+policy's arms, an answer length budget in tokens, one fixed instruction sent with the answer,
+the rule it adds to the prompt once it stands), reading a message for them (`asked`: anywhere in
+it, for this answer; `heard`: as feedback on the last answer, not inside a new request), counting
+repetitions until a preference stands (`STANDING_AFTER`, or at once with "from now on"), the
+standing preferences (meta key `preferences`), the policy evidence feedback gives (`evidence`),
+what applies to one answer (`applied`), and undo.
+A preference that stands ends its rivals (short and long; bullets, plain and table; one
+language); a rival named once shapes only the answer to that message.
+Does not own: the reward (reward.py), the policy's updates (bandit.py), prompt versions and
+probation (selfprompt.py), or when any of this runs (nodes/reward.py, nodes/reason.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+
+from graph import bandit, learning, reward, selfprompt
+from graph.context import Context
+from graph.store import Store, store_for
+
+# How many times the user must say it before a preference stands ("from now on": at once).
+# Measured with tests/bench/bench_feedback.py's simulated users (scripted model, 30 turns, seeds
+# 0-4, share of satisfied answers): after 1: short .96, bullets .89, plain .97, english .97, mixed
+# (wants detail on a few questions) .76; after 2: .91 .83 .93 .93 .75; after 3: .90 .83 .90 .90 .69.
+# Waiting costs every user a turn per repetition and spares even the mixed user nothing; a wrong
+# one is shown in the turn and undone with /learn undo.
+STANDING_AFTER = 1
+
+
+@dataclass(frozen=True)
+class Preference:
+    says: str  # for the notice: "shorter answers"
+    cue: re.Pattern
+    instruction: str  # sent after the conversation with each answer it applies to ("": its style arm says it)
+    rule: str  # added to the prompt, on probation, once it stands
+    group: str  # preferences of one group exclude each other
+    arms: dict = field(default_factory=dict)  # the policy's arms that carry it out
+    against: dict = field(default_factory=dict)  # the arms that work against it
+    max_tokens: int | None = None  # the answer's length budget
+
+
+def _cue(pattern: str) -> re.Pattern:
+    return re.compile(pattern, re.IGNORECASE)
+
+
+PREFERENCES: dict[str, Preference] = {
+    "short": Preference(
+        "shorter answers",
+        _cue(r"\b(too (long|verbose|wordy|much)|shorter|briefer|(more |be )?(brief|concise)(ly)?|keep it short|"
+             r"short answers?|get to the point|tl;?dr)\b|長すぎ|長いです|ちょっと長い|短く|簡潔|手短"),
+        "",
+        "Keep answers short: one to three sentences.", "length",
+        {"style": "concise", "think": "off"}, {"style": "detailed", "think": "on"}, 80),
+    "long": Preference(
+        "more detailed answers",
+        _cue(r"\b(too short|more details?|in (more )?detail|more thorough(ly)?|elaborate|explain more)\b|"
+             r"詳しく|短すぎ|もっと説明"),
+        "",
+        "Give detailed answers with the reasoning and an example.", "length",
+        {"style": "detailed"}, {"style": "concise"}),
+    "bullets": Preference(
+        "bullet points",
+        _cue(r"\b(bullet(ed)?( points?| list)?|as a list|in a list|list form)\b|箇条書き"),
+        "Format the answer as a short bulleted list: one point per line, each line starting with '- '.",
+        "Format answers as bulleted lists.", "format"),
+    "plain": Preference(
+        "plain text without markdown",
+        _cue(r"\b(no markdown|without markdown|plain text|no (bullets|lists|formatting|headings))\b|"
+             r"マークダウン(は|を)?(使わ|なし|やめ)|普通の文章で"),
+        "Write plain sentences only: no markdown, no lists, no headings, no tables, no bold.",
+        "Write plain text without markdown.", "format"),
+    "table": Preference(
+        "tables",
+        _cue(r"\b((as|in|use|make it) an? table|tabular)\b|表にして|表で|表形式"),
+        "Format the answer as a markdown table with a header row.",
+        "Format answers as tables.", "format"),
+    "english": Preference(
+        "answers in English",
+        _cue(r"\b(answer|reply|respond|write|speak|say it)( \w+)? in english\b|\bin english,? please\b|英語で"),
+        "Answer in English only.", "Answer in English.", "language"),
+    "japanese": Preference(
+        "answers in Japanese",
+        _cue(r"\b(answer|reply|respond|write|speak|say it)( \w+)? in japanese\b|\bin japanese,? please\b|日本語で"),
+        "Answer in Japanese only.", "Answer in Japanese.", "language"),
+    "on_topic": Preference(
+        "answers that stay on the question",
+        _cue(r"\b(stay on (the )?topic|off[- ]topic|stick to the (question|point|topic)|only (answer|what i asked)|"
+             r"irrelevant)\b|関係(ない|のない)話|余計な(話|こと)|脱線|話をそらさ"),
+        "Answer only what was asked: no side topics, no examples from unrelated subjects.",
+        "Answer only what was asked, without side topics.", "topic"),
+}
+
+
+def asked(text: str) -> list[str]:
+    """Every preference the message names, anywhere (it shapes the answer to this message)."""
+    return _resolve([key for key, pref in PREFERENCES.items() if pref.cue.search(text)])
+
+
+def heard(text: str) -> list[str]:
+    """The preferences the message states as feedback, read sentence by sentence until a new
+    request starts ("Too long. What is DNS?" says short; "Explain TCP in detail" asks anew);
+    a question is not a statement ("Can you make it shorter?" shapes its own answer only)."""
+    found = []
+    for sentence in re.split(r"(?<=[.!?。！？\n])", text):
+        if reward.asks_anew(sentence):
+            break
+        if not sentence.rstrip().endswith(("?", "？")):  # "Can you be more concise?" asks; it shapes that answer only
+            found += [key for key, pref in PREFERENCES.items() if pref.cue.search(sentence)]
+    return _resolve(found)
+
+
+def _resolve(keys: list[str]) -> list[str]:
+    """One preference per group: the last named wins."""
+    chosen: dict[str, str] = {}
+    for key in keys:
+        chosen[PREFERENCES[key].group] = key
+    return list(dict.fromkeys(k for k in keys if chosen[PREFERENCES[k].group] == k))
+
+
+def _state(store: Store) -> dict:
+    return json.loads(store.get_meta("preferences") or '{"counts": {}, "standing": {}}')
+
+
+def _save(store: Store, state: dict) -> None:
+    store.set_meta("preferences", json.dumps(state))
+
+
+def standing(store: Store) -> dict[str, dict]:
+    """{key: {"turn", "since", "how", "rule"}}: the preferences in force, oldest first."""
+    return _state(store)["standing"]
+
+
+def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
+    """Count the preferences the message states as feedback; one said `STANDING_AFTER` times
+    (or with "from now on": `lasting`) stands from now on, with its rule on probation (not when
+    `lasting`: the user's own words become the rule, nodes/rewrite.py). Returns notices."""
+    store = store_for(ctx.home)
+    state, notices = _state(store), []
+    for key in heard(text):
+        pref = PREFERENCES[key]
+        rivals = [k for k, p in PREFERENCES.items() if p.group == pref.group and k != key]
+        for rival in rivals:
+            state["counts"].pop(rival, None)
+        count = state["counts"][key] = state["counts"].get(key, 0) + 1
+        if key in state["standing"] or not (lasting or count >= STANDING_AFTER):
+            continue
+        for rival in rivals:
+            if state["standing"].pop(rival, None):
+                learning.log(store, "preference", f"{PREFERENCES[rival].says}: replaced by {pref.says}", turn)
+        how = "said to last" if lasting else f"asked {count} times"
+        state["standing"][key] = {"turn": turn, "since": time.time(), "how": how,
+                                  "rule": None if lasting else _add_rule(ctx, pref, how, turn)}
+        learning.log(store, "preference", f"{pref.says} from now on ({how})", turn)
+        notices.append(f"noted: {pref.says} from now on (undo: /learn undo)")
+    _save(store, state)
+    return notices
+
+
+def _add_rule(ctx: Context, pref: Preference, how: str, turn: int) -> str | None:
+    try:
+        version = selfprompt.propose(ctx, selfprompt.with_rule(selfprompt.current(ctx).text, pref.rule), "agent",
+                                     f"the user {how}: {pref.says}")
+    except ValueError as exc:
+        learning.log(store_for(ctx.home), "rejected", f"rule for {pref.says}: {exc}", turn)
+        return None
+    learning.log(store_for(ctx.home), "prompt", f"version {version.id} on probation: {pref.rule}", turn)
+    return pref.rule
+
+
+def evidence(store: Store, where: str, keys: list[str]) -> None:
+    """Feedback says why an answer was bad: the arms that address the reason get a success, the
+    arms that work against it a failure (counted as plays), instead of waiting for exploration."""
+    for key in keys:
+        pref = PREFERENCES[key]
+        if pref.arms:
+            bandit.update(store, where, pref.arms, 1.0)
+        if pref.against:
+            bandit.update(store, where, pref.against, -1.0)
+
+
+@dataclass
+class Applied:
+    keys: list[str] = field(default_factory=list)
+    arms: dict[str, str] = field(default_factory=dict)  # override the policy's choice
+    max_tokens: int | None = None
+    instructions: list[str] = field(default_factory=list)
+
+
+def applied(store: Store, text: str, learning_on: bool) -> Applied:
+    """What shapes the answer to `text`: the standing preferences, and (while learning is on)
+    the ones the message names; the message wins over a standing rival."""
+    now = asked(text) if learning_on else []
+    groups = {PREFERENCES[k].group for k in now}
+    keys = [k for k in standing(store) if PREFERENCES.get(k) and PREFERENCES[k].group not in groups] + now
+    out = Applied(keys)
+    for key in keys:
+        pref = PREFERENCES[key]
+        out.arms.update(pref.arms)
+        out.instructions += [pref.instruction] if pref.instruction else []
+        out.max_tokens = min(filter(None, (out.max_tokens, pref.max_tokens)), default=None)
+    return out
+
+
+def undo(ctx: Context, key: str | None = None) -> str:
+    """End a standing preference (the newest by default) and take its rule out of the prompt."""
+    store = store_for(ctx.home)
+    state = _state(store)
+    if not state["standing"]:
+        raise ValueError("no standing preference to undo (they come from repeated feedback, e.g. 'too long')")
+    key = key or max(state["standing"], key=lambda k: state["standing"][k]["since"])
+    if key not in state["standing"]:
+        raise ValueError(f"no standing preference {key!r} (standing: {', '.join(state['standing'])})")
+    gone = state["standing"].pop(key)
+    state["counts"].pop(key, None)
+    _save(store, state)
+    serving = selfprompt.current(ctx)
+    base, rules = selfprompt.split(serving.text)
+    if gone.get("rule") in rules:
+        selfprompt.propose(ctx, selfprompt.compose(base, [r for r in rules if r != gone["rule"]]), "user",
+                           f"undo: {PREFERENCES[key].says}", probation=False)
+    learning.log(store, "preference", f"{PREFERENCES[key].says}: undone by the user")
+    return f"undone: {PREFERENCES[key].says} (no longer applied)"

@@ -1,0 +1,156 @@
+"""Explicit feedback acts at once (graph/feedback.py), through the real graph and session with a
+scripted model: English and Japanese cues map to the fixed preferences; the answer to a message
+that names one is shaped by it (style, length budget, format instruction); said twice it stands
+(one notice line, a rule on probation, listed by `learn`, undone by `learn undo`); "from now on"
+makes it stand at once; a frozen agent counts nothing; the policy gets evidence for the arms the
+feedback points at."""
+
+import json
+
+import pytest
+from fakes import ScriptedChat, install
+from pydantic import Field
+
+from graph import bandit, feedback, learncli, learning, prompts, selfprompt
+from graph.context import Context
+from graph.session import Session
+
+
+class BudgetChat(ScriptedChat):
+    """ScriptedChat that records the length budget and tools of every call."""
+
+    max_tokens: int | None = None
+    seen: list = Field(default_factory=list)
+
+    def _stream(self, messages, stop=None, run_manager=None, *, tools=None, **kwargs):
+        self.seen.append({"max_tokens": self.max_tokens, "tools": list(tools or [])})
+        yield from super()._stream(messages, stop, run_manager, tools=tools, **kwargs)
+
+
+def make(tmp_path, make_config, **settings):
+    settings.setdefault("memory", {"enabled": False})
+    ctx = Context(home=str(tmp_path / "home"), config=str(make_config(settings)), cwd=str(tmp_path))
+    model = BudgetChat(replies=[], calls=[])
+    install(ctx, model)
+    return Session(ctx), model
+
+
+def say(session, *texts) -> list:
+    events = []
+    for text in texts:
+        events += list(session.turn(text))
+    return events
+
+
+def sent(model, call: int = -1) -> list[str]:
+    """The system messages after the user's message in one answering call."""
+    messages = [c for c in model.calls if c[0].type == "system"][call]
+    last_human = max(i for i, m in enumerate(messages) if m.type == "human")
+    return [m.text for m in messages[last_human + 1:] if m.type == "system"]
+
+
+@pytest.mark.parametrize("text, keys", [
+    ("Too long, shorter please. What is DNS?", ["short"]), ("長すぎます。次の質問です：光合成とは何ですか？", ["short"]),
+    ("もっと短くして", ["short"]), ("Can you make it shorter?", []), ("More detail, please.", ["long"]),
+    ("もっと詳しく", ["long"]), ("Use bullet points, please.", ["bullets"]), ("箇条書きでお願い", ["bullets"]),
+    ("No markdown please, just plain sentences.", ["plain"]), ("表にして", ["table"]),
+    ("Answer in English, please.", ["english"]), ("英語で答えてください。", ["english"]),
+    ("日本語で答えて", ["japanese"]), ("関係ない話はしないで", ["on_topic"]), ("Please stay on topic.", ["on_topic"]),
+    ("Too long. Use bullet points.", ["short", "bullets"]), ("Shorter. No, more detail.", ["long"]),
+    ("Thanks! What is DNS?", []), ("一番長い川はどこ？", []), ("I use vim every day.", [])])
+def test_cues_map_to_preferences(text, keys):
+    assert feedback.heard(text) == keys
+
+
+def test_a_new_request_shapes_its_answer_but_is_not_feedback():
+    assert feedback.asked("Explain in detail how TCP works") == ["long"]
+    assert feedback.heard("Explain in detail how TCP works") == []
+    assert feedback.asked("Can you make it shorter?") == ["short"] and feedback.heard("Can you make it shorter?") == []
+
+
+def test_a_complaint_shapes_the_next_answer_at_once(tmp_path, make_config, monkeypatch):
+    monkeypatch.setattr(feedback, "STANDING_AFTER", 2)
+    session, model = make(tmp_path, make_config)
+    say(session, "What is DNS?", "Too long, shorter please. What is an API?")
+    assert prompts.STYLES["concise"] in sent(model)
+    assert model.seen[0]["max_tokens"] is None and model.seen[-1]["max_tokens"] == feedback.PREFERENCES["short"].max_tokens
+    say(session, "Use bullet points, please. What is a CPU?")
+    assert feedback.PREFERENCES["bullets"].instruction in sent(model)
+    assert not feedback.standing(session.store)  # said once of two: this answer only
+
+
+def test_said_twice_it_stands_is_shown_listed_and_undone(tmp_path, make_config, monkeypatch):
+    monkeypatch.setattr(feedback, "STANDING_AFTER", 2)
+    session, model = make(tmp_path, make_config)
+    events = say(session, "What is DNS?", "Too long, shorter please. What is an API?", "Thanks! What is a CPU?")
+    assert not [v for k, v in events if k == "status" and v.startswith("noted")]
+    events = say(session, "Too long. What is a glacier?")
+    notices = [v for k, v in events if k == "status" and v.startswith("noted")]
+    assert notices == ["noted: shorter answers from now on (undo: /learn undo)"]
+    say(session, "Thanks! What is an atom?")  # no complaint in this message: the standing preference applies
+    assert prompts.STYLES["concise"] in sent(model) and model.seen[-1]["max_tokens"]
+    version = selfprompt.current(session.ctx)
+    assert version.status == "probation" and feedback.PREFERENCES["short"].rule in selfprompt.split(version.text)[1]
+    listed = learncli.summary(session.ctx, session.store)["preferences"]
+    assert [p["key"] for p in listed] == ["short"] and listed[0]["how"] == "asked 2 times"
+    assert "shorter answers" in learncli.undo_preference(session.ctx)
+    assert not feedback.standing(session.store)
+    assert feedback.PREFERENCES["short"].rule not in selfprompt.split(selfprompt.current(session.ctx).text)[1]
+    say(session, "Thanks! What is a volcano?")
+    assert prompts.STYLES["concise"] not in sent(model) and model.seen[-1]["max_tokens"] is None
+    with pytest.raises(learncli.Problem, match="no standing preference"):
+        learncli.undo_preference(session.ctx)
+
+
+def test_from_now_on_stands_at_once(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    events = say(session, "What is DNS?", "From now on, use bullet points.")
+    assert "noted: bullet points from now on (undo: /learn undo)" in [v for k, v in events if k == "status"]
+    assert feedback.standing(session.store)["bullets"]["rule"] is None  # the user's own words are the rule
+    say(session, "What is a CPU?")
+    assert feedback.PREFERENCES["bullets"].instruction in sent(model)
+
+
+def test_a_rival_said_twice_ends_a_standing_preference(tmp_path, make_config, monkeypatch):
+    monkeypatch.setattr(feedback, "STANDING_AFTER", 2)
+    session, model = make(tmp_path, make_config)
+    say(session, "What is DNS?", "Too long. What is an API?", "Too long. What is a CPU?")
+    assert list(feedback.standing(session.store)) == ["short"]
+    say(session, "もっと詳しく。火山とは何ですか？")  # once: this answer only
+    assert list(feedback.standing(session.store)) == ["short"]
+    assert prompts.STYLES["detailed"] in sent(model)
+    say(session, "More detail, please. What is an atom?")
+    assert list(feedback.standing(session.store)) == ["long"]
+
+
+def test_frozen_learning_counts_nothing_and_shapes_nothing_new(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    learning.freeze(session.ctx, True)
+    say(session, "What is DNS?", "Too long. What is an API?", "Too long. What is a CPU?")
+    assert not feedback.standing(session.store)
+    assert prompts.STYLES["concise"] not in sent(model) and model.seen[-1]["max_tokens"] is None
+
+
+def test_feedback_gives_evidence_to_the_arms_that_address_it(tmp_path, make_config):
+    session, _ = make(tmp_path, make_config, learning={"policy": True})
+    say(session, "What is DNS?", "Too long, shorter please. What is an API?")
+    plays = {(r["factor"], r["arm"]): r for r in bandit.table(session.store)}
+    assert plays[("style", "concise")]["mean"] > 0 > plays[("style", "detailed")]["mean"]
+    assert plays[("think", "off")]["mean"] > 0 > plays[("think", "on")]["mean"]
+
+
+def test_by_default_one_complaint_stands(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    events = say(session, "What is DNS?", "Too long. What is an API?")
+    assert "noted: shorter answers from now on (undo: /learn undo)" in [v for k, v in events if k == "status"]
+    say(session, "Thanks! What is a CPU?")
+    assert prompts.STYLES["concise"] in sent(model)
+
+
+def test_learn_lists_preferences_and_extra_calls(tmp_path, make_config):
+    session, _ = make(tmp_path, make_config)
+    say(session, "What is DNS?", "Too long. What is an API?", "Too long. What is a CPU?")
+    info = learncli.summary(session.ctx, session.store)
+    assert info["extra_calls"]["turns"] == 3 and info["extra_calls"]["calls"] == 0
+    assert "shorter answers since turn" in str(learncli.preferences_text(info["preferences"]))
+    json.dumps(info)  # `learn --json` prints it
