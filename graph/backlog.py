@@ -18,7 +18,7 @@ import time
 
 BATCH = 32  # turns embedded in one call
 QUIET = 1.0  # seconds without newly queued turns before indexing starts...
-MOST = BATCH  # ...unless this many are waiting
+MOST = 8  # ...unless this many are waiting (then they are indexed while turns go on)
 
 
 class Backlog:
