@@ -1,0 +1,216 @@
+"""Does repeated feedback change the answers within a few turns? Simulated users, each with one
+hidden preference and its own rule, talk to the agent with learning on and with learning frozen.
+
+    python tests/bench/bench_feedback.py [--turns 30] [--seed 0] [--model scripted|embedded|both]
+                                         [--users short,bullets,plain,english] [--standing-after 2]
+
+Users (every one asks the questions of tests/simulated_user.py and starts its next message
+with its reaction, the way a person would):
+  short    wants answers of at most 50 words; else "Too long, shorter please." / 「長すぎます。短くして。」
+  bullets  wants a bulleted list (two or more lines starting with "- ", "* " or "1."); else
+           "Use bullet points, please."
+  plain    wants plain sentences (no markdown: no headings, lists, tables or bold); else
+           "No markdown please, just plain sentences."
+  mixed    wants at most 50 words, except on four questions (picked by the seed) where it wants
+           more than 50; else "Too long, shorter please." or "Too short, more detail please." (the
+           cost of making a preference stand after too few repetitions)
+  english  asks in Japanese, wants the answer in English (under 10% Japanese characters); else
+           「英語で答えてください。」
+A satisfied user says "Thanks!" (「ありがとう！」). Satisfaction is the user's own rule, judged here,
+not the agent's reward.
+
+Models: `scripted` is an instruction-following stand-in (tests/simulated_user.py's SimulatedChat
+answering at length by default, with a bold heading, following the style, format and language
+instructions it is sent); `embedded` is the real SmolLM2-135M through llama.cpp (slow: a few
+seconds per turn). Each (user, model) runs `--turns` judged answers twice in fresh data folders:
+learning (everything on) and frozen (/learn off before the first message). Printed per run:
+satisfaction per 10 turns, mean answer length (characters) per 10 turns, seconds per turn, the
+standing preferences and the policy's style and think plays. `--standing-after` sets how many
+repetitions make a standing preference (feedback.STANDING_AFTER), to measure it. The last line
+of stdout is one JSON object with the numbers.
+"""
+
+import argparse
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from itertools import pairwise
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import yaml
+from simulated_user import (
+    EN,
+    JA,
+    JAPANESE,
+    SimulatedChat,
+    new_session,
+    settings,
+    simulate,
+)
+
+from graph import bandit, feedback, llm
+from graph import store as stores
+
+MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*•] |\d+[.)] |\|)|\*\*", re.MULTILINE)
+BULLET = re.compile(r"^\s*([-*•] |\d+[.)] )", re.MULTILINE)
+
+
+def words(text: str) -> int:
+    return len(re.findall(r"[A-Za-z0-9']+", text)) + round(0.4 * len(JAPANESE.findall(text)))
+
+
+class User:
+    """Asks questions; judges each answer by its own rule; reacts (see the module docstring)."""
+
+    def __init__(self, kind: str, seed: int):
+        import random
+
+        self.kind, self.rng = kind, random.Random(seed)
+        self.pool = list(JA) if kind == "english" else list(EN)
+        self.question, self.log = "", []
+        self.deep = set(self.rng.sample(self.pool, 4)) if kind == "mixed" else set()
+
+    def ok(self, answer: str) -> bool:
+        if self.kind in ("short", "mixed"):
+            return (words(answer) > 50) == (self.question in self.deep)
+        if self.kind == "bullets":
+            return len(BULLET.findall(answer)) >= 2
+        if self.kind == "plain":
+            return not MARKDOWN.search(answer)
+        return len(JAPANESE.findall(answer)) < 0.1 * max(1, len(answer.strip()))
+
+    def complaint(self) -> str:
+        ja = bool(JAPANESE.search(self.question))
+        if self.question in self.deep:
+            return "Too short, more detail please."
+        return {"short": "長すぎます。短くして。" if ja else "Too long, shorter please.", "mixed": "Too long, shorter please.",
+                "bullets": "Use bullet points, please.", "plain": "No markdown please, just plain sentences.",
+                "english": "英語で答えてください。"}[self.kind]
+
+    def first(self) -> str:
+        self.question = self.rng.choice(self.pool)
+        return self.question[:1].upper() + self.question[1:]
+
+    def react(self, answer: str) -> str:
+        good = self.ok(answer)
+        self.log.append(good)
+        reaction = ("ありがとう！" if JAPANESE.search(self.question) else "Thanks!") if good else self.complaint()
+        self.question = self.rng.choice([q for q in self.pool if q != self.question])
+        return f"{reaction} {self.question[:1].upper() + self.question[1:]}"
+
+
+EN_OF = {"光合成": "photosynthesis", "素数": "prime number", "インフレ": "inflation", "俳句": "haiku", "火山": "volcano"}
+ENGLISH = re.compile(r"\banswer in english\b", re.IGNORECASE)
+AS_BULLETS = re.compile(r"bulleted list", re.IGNORECASE)
+AS_PLAIN = re.compile(r"plain sentences only", re.IGNORECASE)
+
+
+class FormatChat(SimulatedChat):
+    """SimulatedChat with a format: a bold heading by default, a bulleted list or plain sentences
+    when told, and English for a Japanese question when told."""
+
+    def answer(self, messages) -> str:
+        thought, _, text = super().answer(messages).rpartition("</think>")
+        told = "\n".join(m.text for m in messages if m.type == "system")
+        said = next((m.text for m in reversed(messages) if m.type == "human"), "")
+        if ENGLISH.search(told) and JAPANESE.search(text):
+            topic = next((en for ja, en in EN_OF.items() if ja in said), "that")
+            key = next((q for q in EN if topic in q), None)
+            text = EN[key][1] if key else f"Here is the answer about {topic}."
+        sentences = [s for s in re.split(r"(?<=[.。])\s*", text) if s]
+        if AS_BULLETS.search(told):
+            text = "\n".join(f"- {s}" for s in sentences)
+        elif not AS_PLAIN.search(told):
+            text = f"**Answer**\n{text}"
+        return f"{thought}</think>{text}" if thought else text
+
+
+def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: int, seed: int) -> dict:
+    name = f"{user_kind}-{model_kind}-{'frozen' if frozen else 'learning'}"
+    folder = root / name
+    folder.mkdir(parents=True)
+    config = settings()
+    if model_kind == "embedded":
+        config["llm"] = {"backend": "embedded"}
+    path = folder / "config.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    model = FormatChat(seed=seed) if model_kind == "scripted" else None
+    session = new_session(folder / "home", path, model)
+    user = User(user_kind, seed)
+    stamps = [time.perf_counter()]
+
+    def progress(i, answer):
+        stamps.append(time.perf_counter())
+        if model_kind == "embedded":
+            print(f"  [{name} {i}/{turns + 1} {stamps[-1] - stamps[-2]:.1f}s] {' '.join(answer.split())[:70]!r}",
+                  file=sys.stderr, flush=True)
+
+    run = simulate(session, user, turns, frozen=frozen, seed=seed, progress=progress)
+    store = stores.store_for(session.ctx.home)
+    plays = {f"{r['factor']}:{r['arm']}": r["n"] for r in bandit.table(store) if r["factor"] in ("style", "think")}
+    kept = list(feedback.standing(store))
+    llm._active.clear()
+    for each in stores._stores.values():
+        each.conn.close()
+    stores._stores.clear()
+    answers = run.answers[:turns]
+    seconds = [b - a for a, b in pairwise(stamps)][:turns]
+    ok = user.log  # judged when the user reacted (the rule may depend on the question)
+    tens = range(0, turns, 10)
+    return {"name": name, "satisfied": [sum(ok[i:i + 10]) / len(ok[i:i + 10]) for i in tens],
+            "chars": [round(sum(map(len, answers[i:i + 10])) / len(answers[i:i + 10])) for i in tens],
+            "s_per_turn": [round(sum(seconds[i:i + 10]) / len(seconds[i:i + 10]), 2) for i in tens],
+            "standing": kept, "plays": plays}
+
+
+def show(rows: list[dict]) -> None:
+    print(f"  {'run':<30} {'satisfied per 10 turns':<24} {'mean chars per 10':<22} {'s/turn per 10':<20} standing")
+    for r in rows:
+        sat = " ".join(f"{v:.1f}" for v in r["satisfied"])
+        chars = " ".join(f"{v:>5}" for v in r["chars"])
+        secs = " ".join(f"{v:5.2f}" for v in r["s_per_turn"])
+        print(f"  {r['name']:<30} {sat:<24} {chars:<22} {secs:<20} {','.join(r['standing']) or '-'}")
+        print(f"  {'':<30} plays: {r['plays']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--turns", type=int, default=30)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--model", choices=["scripted", "embedded", "both"], default="scripted")
+    ap.add_argument("--users", default="short,bullets,plain,english,mixed")
+    ap.add_argument("--standing-after", type=int, default=feedback.STANDING_AFTER)
+    args = ap.parse_args()
+    feedback.STANDING_AFTER = args.standing_after
+    models = ["scripted", "embedded"] if args.model == "both" else [args.model]
+    root = Path(tempfile.mkdtemp(prefix="bench-feedback-"))
+    out = {}
+    try:
+        for model in models:
+            print(f"== {model} model, {args.turns} judged answers per run, seed {args.seed},"
+                  f" standing after {args.standing_after} ==")
+            rows = []
+            for kind in args.users.split(","):
+                for frozen in (False, True):
+                    rows.append(run_one(root, kind, model, frozen, args.turns, args.seed))
+            show(rows)
+            for kind in args.users.split(","):
+                a, b = (next(r for r in rows if r["name"] == f"{kind}-{model}-{m}") for m in ("learning", "frozen"))
+                ratio = a["satisfied"][-1] / b["satisfied"][-1] if b["satisfied"][-1] else float("inf")
+                slower = sum(a["s_per_turn"]) / max(1e-9, sum(b["s_per_turn"]))
+                print(f"  {kind:<8} last 10: learning {a['satisfied'][-1]:.1f} vs frozen {b['satisfied'][-1]:.1f}"
+                      f" (x{ratio:.1f}); time learning/frozen {slower:.2f}")
+            out[model] = rows
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
