@@ -196,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     console, errors = Console(), Console(stderr=True)
     from graph.context import ConfigError, Context
     from graph.embedded import EmbeddedModelMissing
+    from graph.llama_process import ModelCrashed
     from graph.llm import BackendError
     from graph.store import StoreError
 
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         for line in str(exc).splitlines():
             errors.print(f"[red]error:[/] {line}", highlight=False, soft_wrap=True)
         return 2
-    except (BackendError, EmbeddedModelMissing, StoreError) as exc:
+    except (BackendError, EmbeddedModelMissing, ModelCrashed, StoreError) as exc:
         errors.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
         return 1
 

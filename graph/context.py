@@ -52,6 +52,7 @@ class EmbeddedSettings(_Strict):
     model_path: str = ""
     n_ctx: int = Field(4096, ge=512, le=32768)
     n_threads: int = Field(0, ge=0, le=256)
+    extra_buffers: Literal["auto", "on", "off"] = "auto"
 
 
 class LLMSettings(_Strict):

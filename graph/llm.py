@@ -23,6 +23,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, messag
 from graph import adapters, vram
 from graph.context import Context, Settings
 from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
+from graph.llama_process import ModelCrashed
 
 STOP = threading.Event()  # set (by Ctrl-C in the REPL) to stop the answer being generated
 
@@ -52,6 +53,14 @@ class Backend:
             return self.chat.count_tokens(text)
         return -(-len(text.encode("utf-8")) // 3)
 
+    def warm(self) -> None:
+        """Start loading the model in the background: the embedded model's process (the REPL
+        calls this while the user types); Ollama loads its model by itself."""
+        if isinstance(self.chat, EmbeddedChat):
+            try:
+                self.chat.process.start_soon()
+            except EmbeddedModelMissing:
+                pass  # the first answer says so
 
     def tools_tokens(self, tools: list) -> int:
         """Prompt tokens the tool definitions take: their JSON schemas for a model with native
@@ -128,7 +137,7 @@ def embedded_backend(settings: Settings, lora: str = "", strict: bool = False) -
     lora, dropped = ("", f"{why}; answering without it") if why else (lora, "")
     label = (path.name if e.model_path else DEFAULT_LABEL) + (" + evolved LoRA" if lora else "")
     chat = EmbeddedChat(model_path=str(path), n_ctx=e.n_ctx, n_threads=e.n_threads, lora_path=lora,
-                        temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
+                        extra_buffers=e.extra_buffers, temperature=settings.llm.temperature, max_tokens=settings.llm.max_tokens)
     return Backend("embedded", label, chat, e.n_ctx, "prefill", notice=dropped)
 
 
@@ -199,8 +208,8 @@ def fall_back(ctx: Context, why: str) -> Backend:
 def backend_errors() -> tuple[type[BaseException], ...]:
     from ollama import ResponseError
 
-    # JSON: not an Ollama answer; BackendError: no usable model at all
-    return (httpx.HTTPError, ConnectionError, ResponseError, json.JSONDecodeError, BackendError)
+    # JSON: not an Ollama answer; BackendError: no usable model at all; ModelCrashed: the embedded model's process died
+    return (httpx.HTTPError, ConnectionError, ResponseError, json.JSONDecodeError, BackendError, ModelCrashed)
 
 
 def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple[str, int]:
@@ -242,7 +251,10 @@ def structured(ctx: Context, prompt: str, schema: dict, max_tokens: int | None =
     backend = active(ctx)
     limit = max(max_tokens or 0, ctx.settings.llm.max_tokens)
     if isinstance(backend.chat, EmbeddedChat):
-        return backend.chat.structured(prompt, schema, limit)
+        try:
+            return backend.chat.structured(prompt, schema, limit)
+        except ModelCrashed:  # best effort; the next request starts the model again
+            return None
     no_thinking = {"reasoning": False} if backend.think_style == "native" else {}
     try:
         chat = backend.chat.model_copy(update={"num_predict": limit})

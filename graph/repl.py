@@ -22,6 +22,7 @@ from rich.text import Text
 
 from graph import commands, llm, views
 from graph.embedded import EmbeddedModelMissing
+from graph.llama_process import ModelCrashed
 from graph.nodes.act import unwrapped
 from graph.session import Session
 
@@ -78,7 +79,7 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
                 meta = data
     except KeyboardInterrupt:
         meta = {"interrupted": "stopped by the user"}
-    except (llm.BackendError, EmbeddedModelMissing) as exc:  # the message is saved; the REPL goes on
+    except (llm.BackendError, EmbeddedModelMissing, ModelCrashed) as exc:  # the message is saved; the REPL goes on
         _newline(console, wrote)
         wrote = False
         Console(stderr=True).print(Text(f"error: {exc}", style="red"), soft_wrap=True)
@@ -228,6 +229,7 @@ def run(session: Session, console: Console) -> None:
     from graph.nodes import reflect
 
     banner(session, console)
+    session.backend.warm()  # the model loads while the user types
     if session.ctx.settings.memory.enabled and session.store.has_memories():  # load the embedder before it is needed
         from graph.memory import memories_for
 

@@ -15,7 +15,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from graph import llm
+from graph import cpu, llm
 from graph.context import THREAD_ID, Context
 from graph.store import Store
 
@@ -41,6 +41,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "db_bytes": store.size_bytes(),
         "context_window": backend.context_window if backend else None,
         "vram": backend.plan.as_dict() if backend is not None and backend.plan else None,
+        "embedded": cpu.report(ctx.settings.llm.embedded.extra_buffers),
         "last_answer": {k: last.get(k) for k in ("backend", "model", "ttft_s", "tok_s", "tokens", "seconds",
                                                   "context_tokens")},
         "gpu": snap["gpu"],
@@ -48,6 +49,15 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "system": {"cpu_percent": snap["system"]["cpu_percent"], "ram_used_gb": round(snap["system"]["ram_used"] / 2**30, 2),
                    "ram_total_gb": round(snap["system"]["ram_total"] / 2**30, 2)},
     }
+
+
+def _embedded_line(info: dict) -> str:
+    """llama.cpp's build, the CPU's features and the extra-buffer setting: what a bug report needs."""
+    build = info["llama_cpp"]
+    made = (f"llama-cpp-python {build['version']} built with {' '.join(build['features']) or 'no CPU extensions'}"
+            if build["version"] else f"llama.cpp unusable: {build['error']}")
+    flags = ", ".join(info["flags"]) or "no flags known"
+    return f"{made}; CPU {info['cpu']} ({flags}); extra buffer types {info['extra_buffers_why']}"
 
 
 def status_table(info: dict) -> Table:
@@ -71,6 +81,7 @@ def status_table(info: dict) -> Table:
          f"{last['ttft_s']} s to first token, {last['tok_s'] or '—'} tok/s, {last['tokens']} tokens ({last['backend']})"),
         ("GPU", "none" if not info["gpu"] else "; ".join(
             f"{g['name']}: {g['vram_used'] / 2**30:.1f} / {g['vram_total'] / 2**30:.1f} GB VRAM" for g in info["gpu"])),
+        ("embedded model", _embedded_line(info["embedded"])),
         ("process", f"{info['process']['rss_mb']} MB RSS"),
         ("system", f"CPU {info['system']['cpu_percent']}%, RAM {info['system']['ram_used_gb']}"
                    f" / {info['system']['ram_total_gb']} GB"),

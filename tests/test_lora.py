@@ -15,6 +15,7 @@ import pytest
 
 from graph import tuning
 from graph.embedded import default_model_path
+from graph.llama_process import open_llama
 from graph.evolution import lora
 from graph.store import store_for
 from graph.vram import GiB
@@ -114,7 +115,6 @@ def test_each_adapter_learns_its_own_half(base, adapters):
 
 
 def test_searched_merge_beats_both_parents_and_runs_in_llama_cpp(base, adapters, tmp_path):
-    from llama_cpp import Llama
 
     model, tokenizer, _ = base
     held_out = cases(CAT) + cases(WIFI)
@@ -136,7 +136,7 @@ def test_searched_merge_beats_both_parents_and_runs_in_llama_cpp(base, adapters,
     adapter = lora.to_gguf(folder, tmp_path / "merged.gguf")
 
     def answers(**lora_file) -> list[str]:
-        llm = Llama(model_path=str(default_model_path()), n_ctx=256, verbose=False, **lora_file)
+        llm = open_llama(str(default_model_path()), n_ctx=256, verbose=False, **lora_file)
         try:
             return [llm.create_chat_completion([{"role": "user", "content": q}], temperature=0.0,
                                                max_tokens=24)["choices"][0]["message"]["content"]
@@ -169,7 +169,6 @@ def test_gguf_adapter_has_llama_cpp_names_and_shapes(adapters, tmp_path):
 def test_4bit_qlora_on_cpu_learns_and_runs_in_llama_cpp(base, tmp_path):
     """The 4-bit nf4 base (QLoRA's, as on CUDA) learns the cat's name as the float32 base does,
     stays as it was, and its adapter works in llama.cpp on the embedded GGUF."""
-    from llama_cpp import Llama
 
     start = time.perf_counter()
     model, tokenizer = lora.base_model(base[2], device="cpu", quantize=True)
@@ -188,7 +187,7 @@ def test_4bit_qlora_on_cpu_learns_and_runs_in_llama_cpp(base, tmp_path):
     assert after > before + 1 and after > -0.5
     assert mean_score(model, tokenizer, cases(CAT)) == before
 
-    llm = Llama(model_path=str(default_model_path()), n_ctx=256, verbose=False,
+    llm = open_llama(str(default_model_path()), n_ctx=256, verbose=False,
                 lora_path=str(lora.to_gguf(adapter, tmp_path / "q.gguf")))
     try:
         answer = llm.create_chat_completion([{"role": "user", "content": HELD_OUT[CAT][0]}], temperature=0.0,
@@ -273,7 +272,6 @@ def tiny_qwen2(tmp_path_factory):
 
 def test_qwen2_adapter_gives_llama_cpp_the_log_likelihoods_of_peft(tiny_qwen2, tmp_path):
     import torch
-    from llama_cpp import Llama
     from peft import LoraConfig, get_peft_model
 
     # transformers' GGUF loader, as for Ollama's qwen2 model
@@ -287,7 +285,7 @@ def test_qwen2_adapter_gives_llama_cpp_the_log_likelihoods_of_peft(tiny_qwen2, t
         return torch.log_softmax(logits, -1).gather(-1, torch.tensor(ids[1:])[:, None])[:, 0].numpy()
 
     def llama_cpp_logprobs(**lora_file) -> np.ndarray:
-        llm = Llama(model_path=str(tiny_qwen2), n_ctx=64, logits_all=True, verbose=False, **lora_file)
+        llm = open_llama(str(tiny_qwen2), n_ctx=64, logits_all=True, verbose=False, **lora_file)
         try:
             llm.eval(ids)
             logits = np.array(llm.scores[:len(ids) - 1], dtype=np.float64)

@@ -1,24 +1,31 @@
 """Embedded backend vs raw llama.cpp on the same prompt: time to first token and tokens/s.
 
-    python tests/bench/bench_embedded.py [--runs 7] [--tokens 128]
+    python tests/bench/bench_embedded.py [--runs 7] [--tokens 128] [--extra-buffers auto|on|off]
 
-Our EmbeddedChat (LangChain chat model: message conversion, context fitting, callbacks)
-against `llama_cpp.Llama.create_chat_completion(stream=True)` on the same loaded model,
-alternating runs; prints medians and the ratios (ours / raw). Greedy decoding, so both
-generate the same tokens.
+Our EmbeddedChat (LangChain chat model: message conversion, callbacks, and llama.cpp in a
+process of its own, llama_process.py) against `llama_cpp.Llama.create_chat_completion(stream=True)`
+in this process, on the same GGUF with the same extra-buffer setting, alternating runs;
+prints medians and the ratios (ours / raw). Greedy decoding, so both generate the same
+tokens. Each run starts with an empty KV cache on both sides.
 """
 
 import argparse
+import os
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+# Two llama.cpp instances take turns on the same cores here (raw in this process, ours in its
+# own): OpenMP threads that spin after their run would slow the other side, so they sleep.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 
-from graph.embedded import EmbeddedChat, default_model_path, load_llama, to_chat  # noqa: E402
+from graph import cpu  # noqa: E402
+from graph.embedded import EmbeddedChat, default_model_path, to_chat  # noqa: E402
+from graph.llama_process import open_llama  # noqa: E402
 
 PROMPT = [SystemMessage("You are a helpful assistant."),
           HumanMessage("Explain in a few paragraphs how a bicycle works.")]
@@ -38,10 +45,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--extra-buffers", choices=["auto", "on", "off"], default="auto",
+                    help="llama.cpp's extra buffer types (llm.embedded.extra_buffers)")
     args = ap.parse_args()
     path = default_model_path()
-    ours = EmbeddedChat(model_path=str(path), temperature=0.0, max_tokens=args.tokens)
-    llama = load_llama(path, ours.n_ctx, ours.n_threads)
+    ours = EmbeddedChat(model_path=str(path), temperature=0.0, max_tokens=args.tokens, extra_buffers=args.extra_buffers)
+    on, why = cpu.extra_buffers(args.extra_buffers)
+    print(f"extra buffer types {why}")
+    llama = open_llama(str(path), on, n_ctx=ours.n_ctx, verbose=False)
     chat = to_chat(PROMPT)
 
     def raw():
@@ -54,11 +65,12 @@ def main() -> None:
             yield chunk.content
 
     results = {"raw": [], "ours": []}
-    timed(raw())  # warm-up
+    timed(raw())  # warm-up (and our model process started)
+    timed(mine())
     for _ in range(args.runs):
         llama.reset()  # no KV-cache reuse between runs: both pay the full prompt
         results["raw"].append(timed(raw()))
-        llama.reset()
+        ours.process.request("reset")
         results["ours"].append(timed(mine()))
     med = {k: (statistics.median(r[0] for r in v), statistics.median(r[1] for r in v), v[0][2])
            for k, v in results.items()}

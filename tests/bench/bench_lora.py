@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import timed
 
 from graph.embedded import default_model_path
+from graph.llama_process import open_llama
 from graph.evolution import lora
 
 FACTS = {"Your cat is called Mochi.": ["What is the name of my cat?", "What's my cat called?",
@@ -85,11 +86,10 @@ def main() -> None:
         merged.unload()
         print(f"GGUF adapter write                 "
               f"{median_s(lambda: lora.to_gguf(folder, root / 'merged.gguf'), args.runs):7.2f} s")
-        from llama_cpp import Llama
 
         def load():
-            Llama(model_path=str(default_model_path()), lora_path=str(root / "merged.gguf"), n_ctx=256,
-                  verbose=False).close()
+            open_llama(str(default_model_path()), lora_path=str(root / "merged.gguf"), n_ctx=256,
+                       verbose=False).close()
         print(f"llama.cpp load with the adapter    {median_s(load, args.runs):7.2f} s")
 
         del model, merged

@@ -40,8 +40,8 @@ def run(chat, specs, label: str) -> None:
     right, seconds = 0, []
     for message, want in CASES:
         start = time.perf_counter()
-        call = chat._decide(chat.llama, [{"role": "system", "content": "You are a helpful assistant."},
-                                         {"role": "user", "content": message}], specs, False)
+        call = chat._decide(chat.process, [{"role": "system", "content": "You are a helpful assistant."},
+                                           {"role": "user", "content": message}], specs, False)
         seconds.append(time.perf_counter() - start)
         got = call["name"] if call else "none"
         right += got == want
