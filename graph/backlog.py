@@ -62,13 +62,11 @@ class Backlog:
         """Turns waiting to be indexed (by any process)."""
         return self.store.read("SELECT COUNT(*) FROM turn_backlog")[0][0]
 
-    def drain(self) -> int:
-        """Index every waiting turn now, in this thread (waiting for another process's batch if
-        need be); returns how many this call indexed. Raises MemoryUnavailable."""
-        done = 0
-        while n := self._batch(block=True):
-            done += n
-        return done
+    def drain(self) -> None:
+        """Index every waiting turn now, in this thread (after another process's batch if one is
+        being indexed). Raises MemoryUnavailable."""
+        while self._batch(block=True):
+            pass
 
     def stop(self) -> None:
         """End the thread once the batch it is indexing is written; the rest stays queued for the next start."""
