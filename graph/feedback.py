@@ -39,7 +39,7 @@ STANDING_AFTER = 1
 class Preference:
     says: str  # for the notice: "shorter answers"
     cue: re.Pattern
-    instruction: str  # sent after the conversation with each answer it applies to ("": its style arm says it)
+    instruction: str  # added to the system prompt of each answer it applies to
     rule: str  # added to the prompt, on probation, once it stands
     group: str  # preferences of one group exclude each other
     arms: dict = field(default_factory=dict)  # the policy's arms that carry it out
@@ -56,14 +56,14 @@ PREFERENCES: dict[str, Preference] = {
         "shorter answers",
         _cue(r"\b(too (long|verbose|wordy|much)|shorter|briefer|(more |be )?(brief|concise)(ly)?|keep it short|"
              r"short answers?|get to the point|tl;?dr)\b|長すぎ|長いです|ちょっと長い|短く|簡潔|手短"),
-        "",
+        "Keep answers short: one or two sentences.",
         "Keep answers short: one to three sentences.", "length",
-        {"style": "concise", "think": "off"}, {"style": "detailed", "think": "on"}, 80),
+        {"style": "concise", "think": "off"}, {"style": "detailed", "think": "on"}, 60),
     "long": Preference(
         "more detailed answers",
         _cue(r"\b(too short|more details?|in (more )?detail|more thorough(ly)?|elaborate|explain more)\b|"
              r"詳しく|短すぎ|もっと説明"),
-        "",
+        "Explain in detail, with the reasoning and an example.",
         "Give detailed answers with the reasoning and an example.", "length",
         {"style": "detailed"}, {"style": "concise"}),
     "bullets": Preference(
@@ -204,7 +204,7 @@ def applied(store: Store, text: str, learning_on: bool) -> Applied:
     for key in keys:
         pref = PREFERENCES[key]
         out.arms.update(pref.arms)
-        out.instructions += [pref.instruction] if pref.instruction else []
+        out.instructions.append(pref.instruction)
         out.max_tokens = min(filter(None, (out.max_tokens, pref.max_tokens)), default=None)
     return out
 

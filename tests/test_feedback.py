@@ -42,11 +42,14 @@ def say(session, *texts) -> list:
     return events
 
 
-def sent(model, call: int = -1) -> list[str]:
-    """The system messages after the user's message in one answering call."""
+def sent(model, call: int = -1) -> str:
+    """The system text of one answering call: the system prompt and the messages after the user's."""
     messages = [c for c in model.calls if c[0].type == "system"][call]
     last_human = max(i for i, m in enumerate(messages) if m.type == "human")
-    return [m.text for m in messages[last_human + 1:] if m.type == "system"]
+    return "\n".join(m.text for m in [messages[0], *messages[last_human + 1:]] if m.type == "system")
+
+
+SHORT, LONG = feedback.PREFERENCES["short"].instruction, feedback.PREFERENCES["long"].instruction
 
 
 @pytest.mark.parametrize("text, keys", [
@@ -72,7 +75,9 @@ def test_a_complaint_shapes_the_next_answer_at_once(tmp_path, make_config, monke
     monkeypatch.setattr(feedback, "STANDING_AFTER", 2)
     session, model = make(tmp_path, make_config)
     say(session, "What is DNS?", "Too long, shorter please. What is an API?")
-    assert prompts.STYLES["concise"] in sent(model)
+    answering = [c for c in model.calls if c[0].type == "system"][-1]
+    assert SHORT in answering[0].text  # in the system prompt: a tiny model takes a message after the question for it
+    assert prompts.STYLES["concise"] not in sent(model)
     assert model.seen[0]["max_tokens"] is None and model.seen[-1]["max_tokens"] == feedback.PREFERENCES["short"].max_tokens
     say(session, "Use bullet points, please. What is a CPU?")
     assert feedback.PREFERENCES["bullets"].instruction in sent(model)
@@ -88,7 +93,7 @@ def test_said_twice_it_stands_is_shown_listed_and_undone(tmp_path, make_config, 
     notices = [v for k, v in events if k == "status" and v.startswith("noted")]
     assert notices == ["noted: shorter answers from now on (undo: /learn undo)"]
     say(session, "Thanks! What is an atom?")  # no complaint in this message: the standing preference applies
-    assert prompts.STYLES["concise"] in sent(model) and model.seen[-1]["max_tokens"]
+    assert SHORT in sent(model) and model.seen[-1]["max_tokens"]
     version = selfprompt.current(session.ctx)
     assert version.status == "probation" and feedback.PREFERENCES["short"].rule in selfprompt.split(version.text)[1]
     listed = learncli.summary(session.ctx, session.store)["preferences"]
@@ -97,7 +102,7 @@ def test_said_twice_it_stands_is_shown_listed_and_undone(tmp_path, make_config, 
     assert not feedback.standing(session.store)
     assert feedback.PREFERENCES["short"].rule not in selfprompt.split(selfprompt.current(session.ctx).text)[1]
     say(session, "Thanks! What is a volcano?")
-    assert prompts.STYLES["concise"] not in sent(model) and model.seen[-1]["max_tokens"] is None
+    assert SHORT not in sent(model) and model.seen[-1]["max_tokens"] is None
     with pytest.raises(learncli.Problem, match="no standing preference"):
         learncli.undo_preference(session.ctx)
 
@@ -118,7 +123,7 @@ def test_a_rival_said_twice_ends_a_standing_preference(tmp_path, make_config, mo
     assert list(feedback.standing(session.store)) == ["short"]
     say(session, "もっと詳しく。火山とは何ですか？")  # once: this answer only
     assert list(feedback.standing(session.store)) == ["short"]
-    assert prompts.STYLES["detailed"] in sent(model)
+    assert LONG in sent(model)
     say(session, "More detail, please. What is an atom?")
     assert list(feedback.standing(session.store)) == ["long"]
 
@@ -128,7 +133,7 @@ def test_frozen_learning_counts_nothing_and_shapes_nothing_new(tmp_path, make_co
     learning.freeze(session.ctx, True)
     say(session, "What is DNS?", "Too long. What is an API?", "Too long. What is a CPU?")
     assert not feedback.standing(session.store)
-    assert prompts.STYLES["concise"] not in sent(model) and model.seen[-1]["max_tokens"] is None
+    assert SHORT not in sent(model) and model.seen[-1]["max_tokens"] is None
 
 
 def test_feedback_gives_evidence_to_the_arms_that_address_it(tmp_path, make_config):
@@ -144,7 +149,7 @@ def test_by_default_one_complaint_stands(tmp_path, make_config):
     events = say(session, "What is DNS?", "Too long. What is an API?")
     assert "noted: shorter answers from now on (undo: /learn undo)" in [v for k, v in events if k == "status"]
     say(session, "Thanks! What is a CPU?")
-    assert prompts.STYLES["concise"] in sent(model)
+    assert SHORT in sent(model)
 
 
 def test_learn_lists_preferences_and_extra_calls(tmp_path, make_config):

@@ -37,18 +37,21 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     tools = [t for t in tools if t not in memory_tools.TOOLS or memory_tools.wanted(said)]
     backend = llm.active(ctx)
     version = selfprompt.current(ctx)
-    system = prompts.SYSTEM.format(system_prompt=version.text, today=date.today().isoformat())
     where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
     shaped = feedback.Applied() if ctx.parent_turn or not ctx.settings.learning.feedback else \
         feedback.applied(store, said, learning_on(ctx, store))
+    styled = "style" not in shaped.arms  # a length preference says it in the system prompt instead
     arms = {**arms, **shaped.arms}  # what the user's feedback asks for wins over the policy's sample
+    # in the system prompt, not after the conversation, where SmolLM2-135M takes an instruction for the
+    # question ("The answer is: ..."); standing preferences change rarely, so the prefix stays cached
+    system = prompts.SYSTEM.format(system_prompt="\n\n".join([version.text, *shaped.instructions]),
+                                   today=date.today().isoformat())
     mode = ctx.settings.reasoning.mode
     if mode == "auto" and arms["think"] != "auto":  # the learned policy decides only what the user left to auto
         mode = arms["think"]
     think = mode == "on" or (mode == "auto" and last_human >= 0 and thinking.needs_thinking(said))
     extra = recalled(ctx, said, backend.count_tokens, notify, touch=rounds == 0)
-    extra += [SystemMessage(prompts.STYLES[arms["style"]])] if arms["style"] in prompts.STYLES else []
-    extra += [SystemMessage(text) for text in shaped.instructions]
+    extra += [SystemMessage(prompts.STYLES[arms["style"]])] if styled and arms["style"] in prompts.STYLES else []
     extra += [SystemMessage(prompts.THINK)] if think and backend.think_style != "native" else []
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
     reserve += backend.tools_tokens(tools)  # tool definitions travel with every request
