@@ -4,7 +4,7 @@ each mapped to bounded changes that do not depend on the model writing text.
 
 Owns: the table (`PREFERENCES`: the cues in English and Japanese, and what each changes: the
 policy's arms, an answer length budget in tokens, one fixed instruction sent with the answer,
-the rule it adds to the prompt once it stands), reading a message for them (`asked`: anywhere in
+its words, which become a rule on probation once it stands), reading a message for them (`asked`: anywhere in
 it, for this answer; `heard`: as feedback on the last answer, not inside a new request), counting
 repetitions until a preference stands (`STANDING_AFTER`, or at once with "from now on"), the
 standing preferences (meta key `preferences`), the policy evidence feedback gives (`evidence`),
@@ -28,10 +28,10 @@ from graph.store import Store, store_for
 
 # How many times the user must say it before a preference stands ("from now on": at once).
 # Measured with tests/bench/bench_feedback.py's simulated users (scripted model, 30 turns, seeds
-# 0-4, share of satisfied answers): after 1: short .96, bullets .89, plain .97, english .97, mixed
-# (wants detail on a few questions) .76; after 2: .91 .83 .93 .93 .75; after 3: .90 .83 .90 .90 .69.
-# Waiting costs every user a turn per repetition and spares even the mixed user nothing; a wrong
-# one is shown in the turn and undone with /learn undo.
+# 0-4, share of satisfied answers), after 1 / 2 / 3: short .96 / .91 / .90, bullets .89 / .83 / .83,
+# plain .97 / .93 / .90, english .97 / .93 / .90; the mixed user (wants detail on a few questions)
+# .69 / .71 / .69 (3: before rival rules left the prompt). Waiting costs a consistent user a turn
+# per repetition; a wrong one is shown in the turn and undone with /learn undo.
 STANDING_AFTER = 1
 
 
@@ -39,8 +39,7 @@ STANDING_AFTER = 1
 class Preference:
     says: str  # for the notice: "shorter answers"
     cue: re.Pattern
-    instruction: str  # added to the system prompt of each answer it applies to
-    rule: str  # added to the prompt, on probation, once it stands
+    instruction: str  # added to the system prompt of each answer it applies to; once it stands, a rule on probation
     group: str  # preferences of one group exclude each other
     arms: dict = field(default_factory=dict)  # the policy's arms that carry it out
     against: dict = field(default_factory=dict)  # the arms that work against it
@@ -57,45 +56,45 @@ PREFERENCES: dict[str, Preference] = {
         _cue(r"\b(too (long|verbose|wordy|much)|shorter|briefer|(more |be )?(brief|concise)(ly)?|keep it short|"
              r"short answers?|get to the point|tl;?dr)\b|長すぎ|長いです|ちょっと長い|短く|簡潔|手短"),
         "Keep answers short: one or two sentences.",
-        "Keep answers short: one to three sentences.", "length",
+        "length",
         {"style": "concise", "think": "off"}, {"style": "detailed", "think": "on"}, 60),
     "long": Preference(
         "more detailed answers",
         _cue(r"\b(too short|more details?|in (more )?detail|more thorough(ly)?|elaborate|explain more)\b|"
              r"詳しく|短すぎ|もっと説明"),
         "Explain in detail, with the reasoning and an example.",
-        "Give detailed answers with the reasoning and an example.", "length",
+        "length",
         {"style": "detailed"}, {"style": "concise"}),
     "bullets": Preference(
         "bullet points",
         _cue(r"\b(bullet(ed)?( points?| list)?|as a list|in a list|list form)\b|箇条書き"),
         "Format the answer as a short bulleted list: one point per line, each line starting with '- '.",
-        "Format answers as bulleted lists.", "format"),
+        "format"),
     "plain": Preference(
         "plain text without markdown",
         _cue(r"\b(no markdown|without markdown|plain text|no (bullets|lists|formatting|headings))\b|"
              r"マークダウン(は|を)?(使わ|なし|やめ)|普通の文章で"),
         "Write plain sentences only: no markdown, no lists, no headings, no tables, no bold.",
-        "Write plain text without markdown.", "format"),
+        "format"),
     "table": Preference(
         "tables",
         _cue(r"\b((as|in|use|make it) an? table|tabular)\b|表にして|表で|表形式"),
         "Format the answer as a markdown table with a header row.",
-        "Format answers as tables.", "format"),
+        "format"),
     "english": Preference(
         "answers in English",
         _cue(r"\b(answer|reply|respond|write|speak|say it)( \w+)? in english\b|\bin english,? please\b|英語で"),
-        "Answer in English only.", "Answer in English.", "language"),
+        "Answer in English only.", "language"),
     "japanese": Preference(
         "answers in Japanese",
         _cue(r"\b(answer|reply|respond|write|speak|say it)( \w+)? in japanese\b|\bin japanese,? please\b|日本語で"),
-        "Answer in Japanese only.", "Answer in Japanese.", "language"),
+        "Answer in Japanese only.", "language"),
     "on_topic": Preference(
         "answers that stay on the question",
         _cue(r"\b(stay on (the )?topic|off[- ]topic|stick to the (question|point|topic)|only (answer|what i asked)|"
              r"irrelevant)\b|関係(ない|のない)話|余計な(話|こと)|脱線|話をそらさ"),
         "Answer only what was asked: no side topics, no examples from unrelated subjects.",
-        "Answer only what was asked, without side topics.", "topic"),
+        "topic"),
 }
 
 
@@ -152,27 +151,35 @@ def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
         count = state["counts"][key] = state["counts"].get(key, 0) + 1
         if key in state["standing"] or not (lasting or count >= STANDING_AFTER):
             continue
-        for rival in rivals:
-            if state["standing"].pop(rival, None):
-                learning.log(store, "preference", f"{PREFERENCES[rival].says}: replaced by {pref.says}", turn)
-        how = "said to last" if lasting else f"asked {count} times"
-        state["standing"][key] = {"turn": turn, "since": time.time(), "how": how,
-                                  "rule": None if lasting else _add_rule(ctx, pref, how, turn)}
+        ended = [(rival, state["standing"].pop(rival)) for rival in rivals if rival in state["standing"]]
+        for rival, _ in ended:
+            learning.log(store, "preference", f"{PREFERENCES[rival].says}: replaced by {pref.says}", turn)
+        how = "said to last" if lasting else "said once" if count == 1 else f"said {count} times"
+        rule = _rules(ctx, None if lasting else pref.instruction, [e["rule"] for _, e in ended],
+                      f"the user {how}: {pref.says}", turn)
+        state["standing"][key] = {"turn": turn, "since": time.time(), "how": how, "rule": rule}
         learning.log(store, "preference", f"{pref.says} from now on ({how})", turn)
         notices.append(f"noted: {pref.says} from now on (undo: /learn undo)")
     _save(store, state)
     return notices
 
 
-def _add_rule(ctx: Context, pref: Preference, how: str, turn: int) -> str | None:
-    try:
-        version = selfprompt.propose(ctx, selfprompt.with_rule(selfprompt.current(ctx).text, pref.rule), "agent",
-                                     f"the user {how}: {pref.says}")
-    except ValueError as exc:
-        learning.log(store_for(ctx.home), "rejected", f"rule for {pref.says}: {exc}", turn)
-        return None
-    learning.log(store_for(ctx.home), "prompt", f"version {version.id} on probation: {pref.rule}", turn)
-    return pref.rule
+def _rules(ctx: Context, add: str | None, drop: list, why: str, turn: int | None, probation: bool = True
+           ) -> str | None:
+    """A prompt version with rule `add` and without the rules in `drop` (the agent's, on
+    probation; the user's undo is not). Returns `add` when the prompt has it."""
+    store = store_for(ctx.home)
+    base, rules = selfprompt.split(selfprompt.current(ctx).text)
+    kept = [r for r in rules if r not in drop] + ([add] if add and add not in rules else [])
+    if kept != rules:
+        try:
+            version = selfprompt.propose(ctx, selfprompt.compose(base, kept), "agent" if probation else "user", why,
+                                         probation=probation)
+        except ValueError as exc:
+            learning.log(store, "rejected", f"{why}: {exc}", turn)
+            return None
+        learning.log(store, "prompt", f"version {version.id}{' on probation' if probation else ''}: {why}", turn)
+    return add
 
 
 def evidence(store: Store, where: str, keys: list[str]) -> None:
@@ -221,10 +228,6 @@ def undo(ctx: Context, key: str | None = None) -> str:
     gone = state["standing"].pop(key)
     state["counts"].pop(key, None)
     _save(store, state)
-    serving = selfprompt.current(ctx)
-    base, rules = selfprompt.split(serving.text)
-    if gone.get("rule") in rules:
-        selfprompt.propose(ctx, selfprompt.compose(base, [r for r in rules if r != gone["rule"]]), "user",
-                           f"undo: {PREFERENCES[key].says}", probation=False)
+    _rules(ctx, None, [gone.get("rule")], f"the user undid: {PREFERENCES[key].says}", None, probation=False)
     learning.log(store, "preference", f"{PREFERENCES[key].says}: undone by the user")
     return f"undone: {PREFERENCES[key].says} (no longer applied)"

@@ -95,12 +95,12 @@ def test_said_twice_it_stands_is_shown_listed_and_undone(tmp_path, make_config, 
     say(session, "Thanks! What is an atom?")  # no complaint in this message: the standing preference applies
     assert SHORT in sent(model) and model.seen[-1]["max_tokens"]
     version = selfprompt.current(session.ctx)
-    assert version.status == "probation" and feedback.PREFERENCES["short"].rule in selfprompt.split(version.text)[1]
+    assert version.status == "probation" and SHORT in selfprompt.split(version.text)[1]
     listed = learncli.summary(session.ctx, session.store)["preferences"]
-    assert [p["key"] for p in listed] == ["short"] and listed[0]["how"] == "asked 2 times"
+    assert [p["key"] for p in listed] == ["short"] and listed[0]["how"] == "said 2 times"
     assert "shorter answers" in learncli.undo_preference(session.ctx)
     assert not feedback.standing(session.store)
-    assert feedback.PREFERENCES["short"].rule not in selfprompt.split(selfprompt.current(session.ctx).text)[1]
+    assert SHORT not in selfprompt.split(selfprompt.current(session.ctx).text)[1]
     say(session, "Thanks! What is a volcano?")
     assert SHORT not in sent(model) and model.seen[-1]["max_tokens"] is None
     with pytest.raises(learncli.Problem, match="no standing preference"):
@@ -126,6 +126,8 @@ def test_a_rival_said_twice_ends_a_standing_preference(tmp_path, make_config, mo
     assert LONG in sent(model)
     say(session, "More detail, please. What is an atom?")
     assert list(feedback.standing(session.store)) == ["long"]
+    rules = selfprompt.split(selfprompt.current(session.ctx).text)[1]
+    assert LONG in rules and SHORT not in rules  # the replaced preference's rule left the prompt
 
 
 def test_frozen_learning_counts_nothing_and_shapes_nothing_new(tmp_path, make_config):

@@ -44,7 +44,8 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     arms = {**arms, **shaped.arms}  # what the user's feedback asks for wins over the policy's sample
     # in the system prompt, not after the conversation, where SmolLM2-135M takes an instruction for the
     # question ("The answer is: ..."); standing preferences change rarely, so the prefix stays cached
-    system = prompts.SYSTEM.format(system_prompt="\n\n".join([version.text, *shaped.instructions]),
+    told = [text for text in shaped.instructions if text not in version.text]  # not the rules it already has
+    system = prompts.SYSTEM.format(system_prompt="\n\n".join([version.text, *told]),
                                    today=date.today().isoformat())
     mode = ctx.settings.reasoning.mode
     if mode == "auto" and arms["think"] != "auto":  # the learned policy decides only what the user left to auto
