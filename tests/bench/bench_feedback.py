@@ -199,6 +199,7 @@ def main() -> None:
             for kind in args.users.split(","):
                 for frozen in (False, True):
                     rows.append(run_one(root, kind, model, frozen, args.turns, args.seed))
+                    print(f"  (done) {json.dumps(rows[-1])}", file=sys.stderr, flush=True)  # a long run's partial result
             show(rows)
             for kind in args.users.split(","):
                 a, b = (next(r for r in rows if r["name"] == f"{kind}-{model}-{m}") for m in ("learning", "frozen"))
