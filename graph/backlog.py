@@ -5,20 +5,21 @@ not searchable yet; durable, so a kill loses none and the next start indexes the
 background thread of each `Memories` that indexes them in batches (one embedding call per
 batch) once the conversation pauses, or at once when many wait, and the claim that keeps two
 processes from indexing the same turn: DATA/backlog.lock, held while a batch is embedded and
-written (the system releases it when its process dies).
+written (the system releases it when its process dies). When the program ends, the thread
+finishes the batch it is indexing, if any, and the rest waits for the next start.
 Does not own: embedding and writing the index (memory.py's `index_turns`, vectors.py), or which
 turns leave the window (nodes/compact.py).
 """
 
 from __future__ import annotations
 
-import atexit
 import threading
 import time
 
 BATCH = 32  # turns embedded in one call
 QUIET = 1.0  # seconds without newly queued turns before indexing starts...
 MOST = 8  # ...unless this many are waiting (then they are indexed while turns go on)
+LOOK = 0.2  # seconds between looks at whether the program is ending
 
 
 class Backlog:
@@ -35,7 +36,6 @@ class Backlog:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.problem: str | None = None  # why the last batch could not be indexed (memory unavailable)
-        atexit.register(self.stop)
 
     def add(self, turns: list[int]) -> None:
         """Queue these turns for indexing (written to agent.db at once); the thread indexes them later."""
@@ -54,7 +54,8 @@ class Backlog:
                 self._last = time.monotonic() if pause else 0.0
             if not started:
                 self._stopping = False
-                self._thread = threading.Thread(target=self._run, daemon=True, name="memory-backlog")
+                # not a daemon: the program's end waits for the batch being written (_run ends then)
+                self._thread = threading.Thread(target=self._run, name="memory-backlog")
                 self._thread.start()
             self._wake.notify()
 
@@ -69,7 +70,7 @@ class Backlog:
             pass
 
     def stop(self) -> None:
-        """End the thread once the batch it is indexing is written; the rest stays queued for the next start."""
+        """End the thread now, or once the batch it is indexing is written; the rest stays queued."""
         with self._wake:
             self._stopping = True
             self._wake.notify()
@@ -101,9 +102,10 @@ class Backlog:
 
         while True:
             with self._wake:
-                while not self._stopping and not self._ready():
-                    self._wake.wait(max(0.01, QUIET - (time.monotonic() - self._last)) if self._waiting else None)
-                if self._stopping:
+                while not self._stopping and threading.main_thread().is_alive() and not self._ready():
+                    self._wake.wait(max(0.01, min(LOOK, QUIET - (time.monotonic() - self._last))) if self._waiting
+                                    else LOOK)
+                if self._stopping or not threading.main_thread().is_alive():  # the program is ending
                     return
             try:
                 indexed = self._batch(block=False)
