@@ -81,7 +81,7 @@ def status_table(info: dict) -> Table:
          f"{last['ttft_s']} s to first token, {last['tok_s'] or '—'} tok/s, {last['tokens']} tokens ({last['backend']})"),
         ("GPU", "none" if not info["gpu"] else "; ".join(
             f"{g['name']}: {g['vram_used'] / 2**30:.1f} / {g['vram_total'] / 2**30:.1f} GB VRAM" for g in info["gpu"])),
-        ("embedded model", _embedded_line(info["embedded"])),
+        ("llama.cpp", _embedded_line(info["embedded"])),
         ("process", f"{info['process']['rss_mb']} MB RSS"),
         ("system", f"CPU {info['system']['cpu_percent']}%, RAM {info['system']['ram_used_gb']}"
                    f" / {info['system']['ram_total_gb']} GB"),

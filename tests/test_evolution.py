@@ -321,7 +321,8 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
     [mutant] = [g for g in genomes if g.operator == "lora:mutate"]
     assert len(trained) == 2 and merge.parents == mutant.parents == [g.id for g in trained]
     assert "CMA-ES" in merge.note and merge.lora.endswith("adapter.gguf")
-    assert all(g.status in ("scored", "promoted") and len(g.scores) == 2 for g in [*trained, merge, mutant])
+    assert all(g.status in ("scored", "promoted") and len(g.scores) == 2 for g in [*trained, merge, mutant]), \
+        [(g.operator, g.status, g.note, g.scores) for g in genomes]
     assert result["status"] == "done"
 
     if archive.get(store, merge.id).status != "promoted":  # the small judge may have preferred another one

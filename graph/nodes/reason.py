@@ -34,8 +34,10 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     notify = lambda text: runtime.stream_writer({"notice": text})  # noqa: E731
     said = messages[last_human].text if last_human >= 0 else ""
     tools = registry.available(ctx, notify) if rounds < (ctx.max_rounds or ctx.settings.agent.max_tool_rounds) else []
-    tools = [t for t in tools if t not in memory_tools.TOOLS or memory_tools.wanted(said)]
     backend = llm.active(ctx)
+    if backend.name == "embedded":  # its lexical shortlist mistook "too long" for long-term memory; Ollama
+        # models choose well, and a tool list that changed per turn would break their cached prompt prefix
+        tools = [t for t in tools if t not in memory_tools.TOOLS or memory_tools.wanted(said)]
     version = selfprompt.current(ctx)
     where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
     shaped = feedback.Applied() if ctx.parent_turn or not ctx.settings.learning.feedback else \
