@@ -10,6 +10,7 @@ import json
 import pytest
 from fakes import ScriptedChat, install
 from pydantic import Field
+from test_learning_loop import say
 
 from graph import bandit, feedback, learncli, learning, prompts, selfprompt
 from graph.context import Context
@@ -33,13 +34,6 @@ def make(tmp_path, make_config, **settings):
     model = BudgetChat(replies=[], calls=[])
     install(ctx, model)
     return Session(ctx), model
-
-
-def say(session, *texts) -> list:
-    events = []
-    for text in texts:
-        events += list(session.turn(text))
-    return events
 
 
 def sent(model, call: int = -1) -> str:
