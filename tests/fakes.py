@@ -58,5 +58,6 @@ class ScriptedChat(BaseChatModel):
         return ChatResult(generations=[ChatGeneration(message=message_chunk_to_message(full.message))])
 
 
-def install(ctx, model: BaseChatModel, context_window: int = 4096) -> None:
-    llm._active[llm._key(ctx)] = llm.Backend("fake", "scripted", model, context_window)
+def install(ctx, model: BaseChatModel, context_window: int = 4096, name: str = "fake") -> None:
+    """`model` answers as the active backend; `name` "embedded" makes the agent treat it as the small model."""
+    llm._active[llm._key(ctx)] = llm.Backend(name, "scripted", model, context_window)

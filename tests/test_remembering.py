@@ -210,12 +210,16 @@ class ToolsSeen(ScriptedChat):
 
 def test_memory_tools_are_not_offered_on_a_plain_question(tmp_path, make_config):
     """"Too long" shares a word with "long-term memory": the embedded model called `remember` after
-    it on most turns (issue 21). Relevant memories are recalled into the prompt anyway."""
+    it on most turns (issue 21). Relevant memories are recalled into the prompt anyway. A model
+    that chooses tools itself (Ollama's) keeps one tool list, so its cached prompt prefix holds."""
     ctx = Context(home=str(tmp_path / "home"), config=str(make_config({})), cwd=str(tmp_path))
     model = ToolsSeen(replies=[])
-    install(ctx, model)
+    install(ctx, model, name="embedded")
     session = Session(ctx)
     list(session.turn("Too long, shorter please. What is photosynthesis?"))
     assert model.offered[-1] and not {"remember", "recall", "forget"} & model.offered[-1]
     list(session.turn("Please remember that my sister is called Aiko."))
     assert {"remember", "recall"} <= model.offered[-1]
+    install(ctx, model, name="ollama")
+    list(session.turn("Too long, shorter please. What is photosynthesis?"))
+    assert {"remember", "recall", "forget"} <= model.offered[-1]
