@@ -217,6 +217,7 @@ class LearningSettings(_Strict):
     feedback: bool = True
     silence_minutes: float = Field(30.0, ge=0, le=100000)
     rewrite_every: int = Field(20, ge=0, le=100000)
+    self_rewrite: Literal["auto", "on", "off"] = "auto"
     reward_window: int = Field(10, ge=2, le=1000)
     reward_drop: float = Field(0.2, ge=0, le=2)
     probation_turns: int = Field(10, ge=1, le=1000)

@@ -84,14 +84,18 @@ def preferences(store: Store) -> list[dict]:
 
 def extra_calls(ctx: Context, store: Store, last: int = 100) -> dict:
     """The learning loop's own model calls (prompt rewrites) over the last `last` answered turns,
-    and their bound: one per `learning.rewrite_every` turns at most, none while a version is on
-    probation or learning is frozen."""
+    and their bound for the model that answered last: one per `learning.rewrite_every` turns at
+    most, none while a version is on probation or learning is frozen, none from a model that is
+    not asked to write rules (rewrite.asks_model: the embedded one by default)."""
+    from graph.nodes.rewrite import asks_model
+
     rows = store.read("SELECT MIN(turn), COUNT(*) FROM (SELECT turn FROM rewards ORDER BY turn DESC LIMIT ?)", (last,))
     first, turns = rows[0] if rows else (None, 0)
     calls = store.read("SELECT COUNT(*) FROM learning_log WHERE kind='rewrite' AND turn >= ?", (first or 0,))[0][0]
     every = ctx.settings.learning.rewrite_every
+    asked = asks_model(ctx, store.last_answer_meta().get("backend", ""))
     return {"calls": calls, "turns": turns, "per_turn": round(calls / turns, 3) if turns else 0.0,
-            "bound": round(1 / every, 3) if every else 0.0}
+            "bound": round(1 / every, 3) if every and asked else 0.0, "model_rewrites": asked}
 
 
 def summary_line(info: dict) -> str:
@@ -104,7 +108,8 @@ def summary_line(info: dict) -> str:
     calls = info.get("extra_calls")
     if calls and calls["turns"]:
         parts.append(f"{calls['calls']} extra model calls for learning in the last {calls['turns']} turns"
-                     f" ({calls['per_turn']:.2f}/turn, at most {calls['bound']:.2f})")
+                     f" ({calls['per_turn']:.2f}/turn, at most {calls['bound']:.2f}"
+                     f"{'' if calls['model_rewrites'] else ': this model is not asked to rewrite its prompt'})")
     return " · ".join(parts)
 
 

@@ -449,6 +449,24 @@ def test_junk_proposals_are_rejected_and_logged(tmp_path, make_config, reply, wh
     assert s.store.history()[-1]["content"] == "Berlin."
 
 
+@pytest.mark.parametrize("mode, asked", [("auto", False), ("on", True), ("off", False)])
+def test_the_embedded_model_is_asked_for_rules_only_when_told(tmp_path, make_config, mode, asked):
+    """SmolLM2-135M cannot write rules (learning.self_rewrite auto skips it); the feedback table's
+    fixed rule still reaches its prompt, and `learn` reports the calls and their bound truly."""
+    from graph import feedback, learncli
+
+    replies = ["Paris.", "Welcome.", *[proposal(["Answer in one short sentence."])] * asked, "Berlin."]
+    s, model = make(tmp_path, make_config, replies, learning={"rewrite_every": 1, "self_rewrite": mode})
+    install(s.ctx, model, name="embedded")
+    say(s, "What is the capital of France?", "Thanks, perfect!")
+    assert len(metaprompts(model)) == int(asked)
+    say(s, "Too long. What is the capital of Germany?")
+    assert feedback.PREFERENCES["short"].instruction in selfprompt.split(selfprompt.current(s.ctx).text)[1]
+    calls = learncli.summary(s.ctx, s.store)["extra_calls"]
+    assert calls["calls"] == int(asked) and calls["model_rewrites"] is asked and (calls["bound"] > 0) is asked
+    assert calls["per_turn"] <= calls["bound"] or not asked
+
+
 def test_a_falling_reward_triggers_a_rewrite(tmp_path, make_config):
     s, model = make(tmp_path, make_config, [
         "Paris.", "Welcome.", "Berlin.", "Glad you like it.", "Sorry.", "Sorry again.",
@@ -577,9 +595,10 @@ def test_a_crash_before_the_rewrite_is_finished_on_recovery(tmp_path, make_confi
 
 
 def test_the_real_model_rewrites_or_is_rejected_and_the_session_goes_on(tmp_path, make_config):
-    """SmolLM2 writes the metaprompt's JSON (grammar-constrained); whatever it proposes is either
-    a valid version on probation or a rejection with its reason in the learning log."""
-    s, _ = make(tmp_path, make_config, scripted=False, learning={"rewrite_every": 1},
+    """Asked to (learning.self_rewrite on: by default it is not), SmolLM2 writes the metaprompt's
+    JSON (grammar-constrained); whatever it proposes is either a valid version on probation or a
+    rejection with its reason in the learning log."""
+    s, _ = make(tmp_path, make_config, scripted=False, learning={"rewrite_every": 1, "self_rewrite": "on"},
                 llm={"backend": "embedded", "max_tokens": 96, "temperature": 0}, reasoning={"mode": "off"},
                 agent={"max_tool_rounds": 0})
     assert s.backend.name == "embedded"
