@@ -1,10 +1,12 @@
 """Explicit feedback that acts at once: a fixed table of preferences the user's words name
 ("too long", 「短く」, "use bullet points", 「表にして」, "answer in English", 「関係ない話はしないで」),
+and topic bans ("don't talk about football", 「サッカーの話はしないで」: topics.py reads the topic),
 each mapped to bounded changes that do not depend on the model writing text.
 
 Owns: the table (`PREFERENCES`: the cues in English and Japanese, and what each changes: the
 policy's arms, an answer length budget in tokens, one fixed instruction sent with the answer,
-its words, which become a rule on probation once it stands), reading a message for them (`asked`: anywhere in
+its words, which become a rule on probation once it stands; a topic ban is `topic:<topic>`, with
+the fixed instruction topics.INSTRUCTION: `preference`), reading a message for them (`asked`: anywhere in
 it, for this answer; `heard`: as feedback on the last answer, not inside a new request), counting
 repetitions until a preference stands (`STANDING_AFTER`, or at once with "from now on"), the
 standing preferences (meta key `preferences`), the policy evidence feedback gives (`evidence`),
@@ -22,7 +24,7 @@ import re
 import time
 from dataclasses import dataclass, field
 
-from graph import bandit, learning, reward, selfprompt
+from graph import bandit, learning, reward, selfprompt, topics
 from graph.context import Context
 from graph.store import Store, store_for
 
@@ -41,7 +43,7 @@ SHORT_TOKENS = 48
 @dataclass(frozen=True)
 class Preference:
     says: str  # for the notice: "shorter answers"
-    cue: re.Pattern
+    cue: re.Pattern | None  # None: a topic ban (topics.py reads it)
     instruction: str  # added to the system prompt of each answer it applies to; once it stands, a rule on probation
     group: str  # preferences of one group exclude each other
     arms: dict = field(default_factory=dict)  # the policy's arms that carry it out
@@ -101,21 +103,38 @@ PREFERENCES: dict[str, Preference] = {
 }
 
 
+BAN = "topic:"  # a topic ban's key: "topic:football"
+
+
+def preference(key: str) -> Preference | None:
+    """The preference a key names: one of the table's, or a topic ban ("topic:football")."""
+    if key.startswith(BAN):
+        topic = key[len(BAN):]
+        return Preference(f"not bringing up {topic}", None, topics.INSTRUCTION.format(topic=topic), key)
+    return PREFERENCES.get(key)
+
+
 def asked(text: str) -> list[str]:
     """Every preference the message names, anywhere (it shapes the answer to this message)."""
-    return _resolve([key for key, pref in PREFERENCES.items() if pref.cue.search(text)])
+    return _resolve([key for key, pref in PREFERENCES.items() if pref.cue.search(text)] +
+                    [BAN + topic for topic in topics.banned(text)])
 
 
 def heard(text: str) -> list[str]:
     """The preferences the message states as feedback, read sentence by sentence until a new
     request starts ("Too long. What is DNS?" says short; "Explain TCP in detail" asks anew);
-    a question is not a statement ("Can you make it shorter?" shapes its own answer only)."""
+    a question is not a statement ("Can you make it shorter?" shapes its own answer only); a topic
+    ban is heard even beside a request ("Tell me about sports, but don't mention football")."""
     found = []
     for sentence in re.split(r"(?<=[.!?。！？\n])", text):
+        if sentence.rstrip().endswith(("?", "？")):  # "Can you be more concise?" asks; it shapes that answer only
+            if reward.asks_anew(sentence):
+                break
+            continue
+        found += [BAN + topic for topic in topics.banned(sentence)]  # "tell me about sports, but don't mention football"
         if reward.asks_anew(sentence):
             break
-        if not sentence.rstrip().endswith(("?", "？")):  # "Can you be more concise?" asks; it shapes that answer only
-            found += [key for key, pref in PREFERENCES.items() if pref.cue.search(sentence)]
+        found += [key for key, pref in PREFERENCES.items() if pref.cue.search(sentence)]
     return _resolve(found)
 
 
@@ -123,8 +142,8 @@ def _resolve(keys: list[str]) -> list[str]:
     """One preference per group: the last named wins."""
     chosen: dict[str, str] = {}
     for key in keys:
-        chosen[PREFERENCES[key].group] = key
-    return list(dict.fromkeys(k for k in keys if chosen[PREFERENCES[k].group] == k))
+        chosen[preference(key).group] = key
+    return list(dict.fromkeys(k for k in keys if chosen[preference(k).group] == k))
 
 
 def _state(store: Store) -> dict:
@@ -143,11 +162,12 @@ def standing(store: Store) -> dict[str, dict]:
 def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
     """Count the preferences the message states as feedback; one said `STANDING_AFTER` times
     (or with "from now on": `lasting`) stands from now on, with its rule on probation (not when
-    `lasting`: the user's own words become the rule, nodes/rewrite.py). Returns notices."""
+    `lasting`: the user's own words become the rule, nodes/rewrite.py; they are recorded as its
+    rule, so that undo takes them out of the prompt too). Returns notices."""
     store = store_for(ctx.home)
     state, notices = _state(store), []
     for key in heard(text):
-        pref = PREFERENCES[key]
+        pref = preference(key)
         rivals = [k for k, p in PREFERENCES.items() if p.group == pref.group and k != key]
         for rival in rivals:
             state["counts"].pop(rival, None)
@@ -160,6 +180,7 @@ def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
         how = "said to last" if lasting else "said once" if count == 1 else f"said {count} times"
         rule = _rules(ctx, None if lasting else pref.instruction, [e["rule"] for _, e in ended],
                       f"the user {how}: {pref.says}", turn)
+        rule = " ".join(text.split()) if lasting else rule  # as learning.directives reads the user's rule
         state["standing"][key] = {"turn": turn, "since": time.time(), "how": how, "rule": rule}
         learning.log(store, "preference", f"{pref.says} from now on ({how})", turn)
         notices.append(f"noted: {pref.says} from now on (undo: /learn undo)")
@@ -189,7 +210,7 @@ def evidence(store: Store, where: str, keys: list[str]) -> None:
     """Feedback says why an answer was bad: the arms that address the reason get a success, the
     arms that work against it a failure (counted as plays), instead of waiting for exploration."""
     for key in keys:
-        pref = PREFERENCES[key]
+        pref = preference(key)
         if pref.arms:
             bandit.update(store, where, pref.arms, 1.0)
         if pref.against:
@@ -208,11 +229,11 @@ def applied(store: Store, text: str, learning_on: bool) -> Applied:
     """What shapes the answer to `text`: the standing preferences, and (while learning is on)
     the ones the message names; the message wins over a standing rival."""
     now = asked(text) if learning_on else []
-    groups = {PREFERENCES[k].group for k in now}
-    keys = [k for k in standing(store) if PREFERENCES.get(k) and PREFERENCES[k].group not in groups] + now
+    groups = {preference(k).group for k in now}
+    keys = [k for k in standing(store) if preference(k) and preference(k).group not in groups] + now
     out = Applied(keys)
     for key in keys:
-        pref = PREFERENCES[key]
+        pref = preference(key)
         out.arms.update(pref.arms)
         out.instructions.append(pref.instruction)
         out.max_tokens = min(filter(None, (out.max_tokens, pref.max_tokens)), default=None)
@@ -231,6 +252,7 @@ def undo(ctx: Context, key: str | None = None) -> str:
     gone = state["standing"].pop(key)
     state["counts"].pop(key, None)
     _save(store, state)
-    _rules(ctx, None, [gone.get("rule")], f"the user undid: {PREFERENCES[key].says}", None, probation=False)
-    learning.log(store, "preference", f"{PREFERENCES[key].says}: undone by the user")
-    return f"undone: {PREFERENCES[key].says} (no longer applied)"
+    says = preference(key).says
+    _rules(ctx, None, [gone.get("rule")], f"the user undid: {says}", None, probation=False)
+    learning.log(store, "preference", f"{says}: undone by the user")
+    return f"undone: {says} (no longer applied)"

@@ -78,8 +78,8 @@ def summary(ctx: Context, store: Store) -> dict:
 
 def preferences(store: Store) -> list[dict]:
     """The standing preferences from the user's feedback, oldest first."""
-    return [{"key": key, "says": feedback.PREFERENCES[key].says, "turn": p["turn"], "how": p["how"], "rule": p["rule"]}
-            for key, p in feedback.standing(store).items() if key in feedback.PREFERENCES]
+    return [{"key": key, "says": feedback.preference(key).says, "turn": p["turn"], "how": p["how"], "rule": p["rule"]}
+            for key, p in feedback.standing(store).items() if feedback.preference(key)]
 
 
 def extra_calls(ctx: Context, store: Store, last: int = 100) -> dict:

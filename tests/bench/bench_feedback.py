@@ -2,7 +2,7 @@
 hidden preference and its own rule, talk to the agent with learning on and with learning frozen.
 
     python tests/bench/bench_feedback.py [--turns 30] [--seed 0] [--model scripted|embedded|both]
-                                         [--users short,bullets,plain,english] [--standing-after 2]
+                                         [--users short,bullets,plain,english,topic] [--standing-after 2]
 
 Users (every one asks the questions of tests/simulated_user.py and starts its next message
 with its reaction, the way a person would):
@@ -16,6 +16,10 @@ with its reaction, the way a person would):
            cost of making a preference stand after too few repetitions)
   english  asks in Japanese, wants the answer in English (under 10% Japanese characters); else
            「英語で答えてください。」
+  topic    wants no football (football, soccer, サッカー) in the answers; else "Please don't talk
+           about football." (a topic ban: feedback.py's "Do not bring up football unless the user
+           asks."). The scripted model picks football for half its examples; SmolLM2 never brings it
+           up on these questions, so with the embedded model this user measures nothing
 A satisfied user says "Thanks!" (「ありがとう！」). Satisfaction is the user's own rule, judged here,
 not the agent's reward.
 
@@ -45,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import yaml
 from simulated_user import (
+    DISLIKED,
     EN,
     JA,
     JAPANESE,
@@ -83,6 +88,8 @@ class User:
             return len(BULLET.findall(answer)) >= 2
         if self.kind == "plain":
             return not MARKDOWN.search(answer)
+        if self.kind == "topic":
+            return not DISLIKED.search(answer)
         return len(JAPANESE.findall(answer)) < 0.1 * max(1, len(answer.strip()))
 
     def complaint(self) -> str:
@@ -91,7 +98,7 @@ class User:
             return "Too short, more detail please."
         return {"short": "長すぎます。短くして。" if ja else "Too long, shorter please.", "mixed": "Too long, shorter please.",
                 "bullets": "Use bullet points, please.", "plain": "No markdown please, just plain sentences.",
-                "english": "英語で答えてください。"}[self.kind]
+                "english": "英語で答えてください。", "topic": "Please don't talk about football."}[self.kind]
 
     def first(self) -> str:
         self.question = self.rng.choice(self.pool)
@@ -184,7 +191,7 @@ def main() -> None:
     ap.add_argument("--turns", type=int, default=30)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--model", choices=["scripted", "embedded", "both"], default="scripted")
-    ap.add_argument("--users", default="short,bullets,plain,english,mixed")
+    ap.add_argument("--users", default="short,bullets,plain,english,topic,mixed")
     ap.add_argument("--standing-after", type=int, default=feedback.STANDING_AFTER)
     args = ap.parse_args()
     feedback.STANDING_AFTER = args.standing_after
