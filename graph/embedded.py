@@ -221,8 +221,8 @@ class EmbeddedChat(BaseChatModel):
                     yield chunk
             finally:
                 pieces.close()  # stops the generation when the caller stopped reading
-            yield ChatGenerationChunk(message=AIMessageChunk(
-                content="", response_metadata={"model_name": Path(self.model_path).name}))
+            yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={
+                "model_name": Path(self.model_path).name, "finish_reason": process.finish_reason}))
 
     def _decide(self, process: LlamaProcess, chat: list[dict], tools: list[dict], forced: bool) -> dict | None:
         """Constrained choice of a tool (or none), then of its arguments; a tool-call chunk or None."""

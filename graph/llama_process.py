@@ -125,16 +125,18 @@ def serve(conn, spec: Spec) -> None:
 
 def _complete(conn, llama, chat: list[dict], prefill: str, **sampling) -> None:
     pieces = llama.create_completion(render(llama, chat) + prefill, stream=True, **sampling)
+    finish = None  # "length": max_tokens stopped it; "stop": it ended by itself
     try:
         for n, part in enumerate(pieces):
             if conn.poll() and conn.recv()[0] == "cancel":
                 break
             if n == 2:
                 _crash_if_asked()
+            finish = part["choices"][0].get("finish_reason") or finish
             conn.send(("piece", part["choices"][0]["text"]))
     finally:
         pieces.close()
-    conn.send(("end", None))
+    conn.send(("end", finish))
 
 
 def render(llama, chat: list[dict]) -> str:
@@ -185,6 +187,7 @@ class LlamaProcess:
         self._crashes = 0  # crashes since the model last answered
         self._given_up = ""
         self._counts: OrderedDict[str, int] = OrderedDict()
+        self.finish_reason: str | None = None  # why the last stream ended
 
     # requests
     def request(self, op: str, **args) -> Any:
@@ -194,15 +197,18 @@ class LlamaProcess:
             return self._result(kind, value)
 
     def stream(self, chat: list[dict], prefill: str = "", **sampling) -> Iterator[str]:
-        """The answer's pieces as they are generated. Closing the iterator early stops the
-        generation (at once; a child that does not stop in time is ended)."""
+        """The answer's pieces as they are generated; then `finish_reason` says why it ended
+        ("length": max_tokens). Closing the iterator early stops the generation (at once; a
+        child that does not stop in time is ended)."""
         with self.lock:
+            self.finish_reason = None
             self._send("complete", {"chat": chat, "prefill": prefill, **sampling})
             try:
                 while True:
                     kind, value = self._receive()
                     if kind == "end":
                         self._crashes = 0
+                        self.finish_reason = value
                         return
                     if kind != "piece":
                         self._result(kind, value)  # raises what the child raised

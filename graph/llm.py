@@ -292,11 +292,14 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     ttft_s, tokens, tok_s, seconds, thought_s/thought_tokens/reasoning (its quality) when it
     thought, and `interrupted` when it was cut short. `temperature` overrides the configured one
     for this answer (the learned policy's choice), `max_tokens` the answer's length limit (the
-    evolution's short answers). `forced` marks the one call that asks for
+    short preference's, the evolution's short answers): an answer it stops ends at its last
+    complete sentence (sentences.py), shown sentence by sentence. `forced` marks the one call that asks for
     the answer after cut reasoning: it is never cut or forced again."""
-    from graph import prompts, thinking
+    from graph import prompts, sentences, thinking
 
-    emit = emit or (lambda kind, text: None)
+    shows = emit or (lambda kind, text: None)  # the caller's; the calls below wrap it again
+    held = sentences.Held(shows) if max_tokens else None
+    emit = held or shows
     backend = active(ctx)
     if backend.notice and not backend.announced:
         notify(backend.notice)
@@ -328,7 +331,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             notify(f"{why}. Answering with the embedded model from now on.")
             embedded = fall_back(ctx, why)
             embedded.announced = True
-            return respond(ctx, _refit(messages, embedded, ctx), tools, notify, emit, think, forced, temperature,
+            return respond(ctx, _refit(messages, embedded, ctx), tools, notify, shows, think, forced, temperature,
                            max_tokens)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
@@ -336,22 +339,24 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
         stream.close()
     for kind, text in trace.finish():
         emit(kind, text)
-    end = time.perf_counter()
     message = message_chunk_to_message(full) if full is not None else AIMessage(content="")
+    stopped = bool(held) and sentences.budget_stopped(message.response_metadata) and not interrupted
+    shown = held.finish(stopped) if held else ""
+    end = time.perf_counter()
     usage = getattr(message, "usage_metadata", None) or {}
     tokens = usage.get("output_tokens") or pieces  # a streamed piece is one token on both backends
     gen_time = end - (first or end)
     meta = {"backend": backend.name, "model": backend.model, "seconds": round(end - start, 3),
             "ttft_s": round((first or end) - start, 3), "tokens": tokens,
             "tok_s": round((tokens - 1) / gen_time, 1) if gen_time > 0 and tokens > 1 else None}
-    answer = trace.answer_text
+    answer = shown if stopped else trace.answer_text
     if trace.thoughts and not answer.strip() and not message.tool_calls and not interrupted:
         trace.cut = trace.cut or "the reasoning ended without an answer"
     if trace.cut and not interrupted and not forced:  # degenerate reasoning: cut it, the answer still arrives
         notify(f"{trace.cut}; asking for the answer now.")
         ask = HumanMessage(prompts.FORCE_ANSWER.format(thoughts=trace.thought_text[-backend.context_window:]))
         plain = [m for m in messages if not (m.type == "system" and m.text == prompts.THINK)]
-        reply, reply_meta = respond(ctx, _refit([*plain, ask], backend, ctx), [], notify, emit, think=False,
+        reply, reply_meta = respond(ctx, _refit([*plain, ask], backend, ctx), [], notify, shows, think=False,
                                     forced=True)
         answer, meta["seconds"] = reply.text, round(time.perf_counter() - start, 3)
         meta["tokens"] += reply_meta["tokens"]

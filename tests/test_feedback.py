@@ -2,13 +2,16 @@
 scripted model: English and Japanese cues map to the fixed preferences; the answer to a message
 that names one is shaped by it (style, length budget, format instruction); said twice it stands
 (one notice line, a rule on probation, listed by `learn`, undone by `learn undo`); "from now on"
-makes it stand at once; a frozen agent counts nothing; the policy gets evidence for the arms the
+makes it stand at once; topic bans ("stop mentioning football", 「サッカーの話はしないで」) stand
+with a fixed instruction; a frozen agent counts nothing; the policy gets evidence for the arms the
 feedback points at."""
 
 import json
 
 import pytest
 from fakes import ScriptedChat, install
+from langchain_core.messages import AIMessageChunk
+from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field
 from test_learning_loop import say
 
@@ -18,14 +21,19 @@ from graph.session import Session
 
 
 class BudgetChat(ScriptedChat):
-    """ScriptedChat that records the length budget and tools of every call."""
+    """ScriptedChat that records the length budget and tools of every call, and keeps to the
+    budget as a real model does: at most `max_tokens` words, then finish reason "length"."""
 
     max_tokens: int | None = None
     seen: list = Field(default_factory=list)
 
     def _stream(self, messages, stop=None, run_manager=None, *, tools=None, **kwargs):
         self.seen.append({"max_tokens": self.max_tokens, "tools": list(tools or [])})
-        yield from super()._stream(messages, stop, run_manager, tools=tools, **kwargs)
+        for n, chunk in enumerate(super()._stream(messages, stop, run_manager, tools=tools, **kwargs)):
+            if self.max_tokens and n == self.max_tokens:
+                yield ChatGenerationChunk(message=AIMessageChunk(content="", response_metadata={"finish_reason": "length"}))
+                return
+            yield chunk
 
 
 def make(tmp_path, make_config, **settings):
@@ -78,6 +86,25 @@ def test_a_complaint_shapes_the_next_answer_at_once(tmp_path, make_config, monke
     assert not feedback.standing(session.store)  # said once of two: this answer only
 
 
+def shown(events) -> str:
+    return "".join(v for k, v in events if k == "token")
+
+
+@pytest.mark.parametrize("reply, kept", [
+    (" ".join(["Plants make sugar from light."] * 12), " ".join(["Plants make sugar from light."] * 9)),
+    ("植物は光で糖を作ります。 " * 60, "植物は光で糖を作ります。 " * 47 + "植物は光で糖を作ります。"),
+    ("word " * 60, "word " * 47 + "word"),  # no complete sentence within the budget: kept, not emptied
+    ("It is 3.14 and a bit", "It is 3.14 and a bit")])  # under the budget: the model ended it, nothing is cut
+def test_an_answer_the_budget_stops_ends_at_its_last_complete_sentence(tmp_path, make_config, reply, kept):
+    session, model = make(tmp_path, make_config)
+    say(session, "What is DNS?")
+    model.replies = [reply]
+    events = say(session, "Too long, shorter please. What is photosynthesis?")
+    assert model.seen[-1]["max_tokens"] == feedback.SHORT_TOKENS
+    assert shown(events) == kept  # what the user saw
+    assert session.store.history()[-1]["content"] == kept  # what was kept
+
+
 def test_said_twice_it_stands_is_shown_listed_and_undone(tmp_path, make_config, monkeypatch):
     monkeypatch.setattr(feedback, "STANDING_AFTER", 2)
     session, model = make(tmp_path, make_config)
@@ -101,13 +128,57 @@ def test_said_twice_it_stands_is_shown_listed_and_undone(tmp_path, make_config, 
         learncli.undo_preference(session.ctx)
 
 
-def test_from_now_on_stands_at_once(tmp_path, make_config):
+def test_from_now_on_stands_at_once_and_undo_takes_the_users_words_out(tmp_path, make_config):
     session, model = make(tmp_path, make_config)
     events = say(session, "What is DNS?", "From now on, use bullet points.")
     assert "noted: bullet points from now on (undo: /learn undo)" in [v for k, v in events if k == "status"]
-    assert feedback.standing(session.store)["bullets"]["rule"] is None  # the user's own words are the rule
+    words = "From now on, use bullet points."
+    assert feedback.standing(session.store)["bullets"]["rule"] == words  # the user's own words are the rule
+    assert selfprompt.split(selfprompt.current(session.ctx).text)[1] == [words]
     say(session, "What is a CPU?")
     assert feedback.PREFERENCES["bullets"].instruction in sent(model)
+    learncli.undo_preference(session.ctx)
+    assert words not in selfprompt.current(session.ctx).text
+
+
+@pytest.mark.parametrize("text, topics", [
+    ("Please don't talk about football.", ["football"]), ("Don't mention football, please.", ["football"]),
+    ("Stop talking about football.", ["football"]), ("Stop mentioning the weather anymore.", ["the weather"]),
+    ("Too long, and never bring up Star Wars again.", ["Star Wars"]), ("Enough about cats!", ["cats"]),
+    ("Let's not discuss politics and just answer.", ["politics"]), ("No more talk about taxes.", ["taxes"]),
+    ("サッカーの話はしないで", ["サッカー"]), ("もうサッカーの話はやめてください。", ["サッカー"]),
+    ("仕事のことは言わないで", ["仕事"]), ("政治に触れないで", ["政治"]), ("私はお金の話はしないでほしい", ["お金"]),
+    ("Don't talk about it.", []), ("その話はやめてください。", []), ("I don't talk about football at work.", []),
+    ("Don't talk about how you were trained on all that data.", []), ("Talk about football.", []),
+    ("関係ない話はしないで", []), ("What is football?", [])])
+def test_topic_bans_name_a_short_topic(text, topics):
+    assert feedback.topics.banned(text) == topics
+
+
+def test_a_topic_ban_stands_adds_its_fixed_instruction_is_listed_and_undone(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    events = say(session, "What is DNS?", "Too long. Stop mentioning football. What is an API?")
+    notices = [v for k, v in events if k == "status" and v.startswith("noted")]
+    assert "noted: not bringing up football from now on (undo: /learn undo)" in notices
+    ban = "Do not bring up football unless the user asks."
+    say(session, "Thanks! What is a CPU?")
+    assert ban in sent(model) and SHORT in sent(model)  # the ban beside the length preference
+    listed = {p["key"]: p for p in learncli.summary(session.ctx, session.store)["preferences"]}
+    assert listed["topic:football"]["says"] == "not bringing up football"
+    assert ban in selfprompt.split(selfprompt.current(session.ctx).text)[1]  # its rule, on probation
+    assert feedback.undo(session.ctx, "topic:football") == "undone: not bringing up football (no longer applied)"
+    say(session, "Thanks! What is an atom?")
+    assert ban not in sent(model) and SHORT in sent(model)
+    assert ban not in selfprompt.current(session.ctx).text
+
+
+def test_japanese_topic_bans_stand_side_by_side(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    say(session, "光合成とは何ですか？", "サッカーの話はしないで。火山とは何ですか？", "ありがとう。政治に触れないで。")
+    assert [k for k in feedback.standing(session.store) if k.startswith(feedback.BAN)] == ["topic:サッカー", "topic:政治"]
+    say(session, "素数とは何ですか？")
+    assert "Do not bring up サッカー unless the user asks." in sent(model)
+    assert "Do not bring up 政治 unless the user asks." in sent(model)
 
 
 def test_a_rival_said_twice_ends_a_standing_preference(tmp_path, make_config, monkeypatch):
