@@ -286,6 +286,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         return 0
     if args.message is not None:
         meta = repl.show_turn(session, args.message, console)
+        repl.show_upkeep(session, console)
         if meta.get("error"):
             return 1
         if not meta.get("interrupted"):

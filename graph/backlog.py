@@ -1,9 +1,11 @@
 """The turns waiting to be indexed in long-term memory, indexed off the turn's path.
 
 Owns: the `turn_backlog` table of agent.db (turns that left the conversation window and are
-not searchable yet; durable, so a kill loses none and the next start indexes them), the
-background thread of each `Memories` that indexes them in batches (one embedding call per
-batch) once the conversation pauses, or at once when many wait, and the claim that keeps two
+not searchable yet; durable, so a kill loses none and the next start indexes them), indexing
+them in batches (one embedding call per batch): right after they are queued, by the turn's
+upkeep (`index_now`, after the answer, outside the turn lock: session.py), and by the
+background thread of each `Memories` for what is left (a previous process's, or more than a
+batch), once the conversation pauses or at once when many wait; and the claim that keeps two
 processes from indexing the same turn: DATA/backlog.lock, held while a batch is embedded and
 written (the system releases it when its process dies). When the program ends, the thread
 finishes the batch it is indexing, if any, and the rest waits for the next start.
@@ -38,11 +40,26 @@ class Backlog:
         self.problem: str | None = None  # why the last batch could not be indexed (memory unavailable)
 
     def add(self, turns: list[int]) -> None:
-        """Queue these turns for indexing (written to agent.db at once); the thread indexes them later."""
+        """Queue these turns for indexing (written to agent.db at once); `index_now` indexes them."""
         now = time.time()
         with self.store.write() as db:
             db.executemany("INSERT OR IGNORE INTO turn_backlog VALUES (?, ?)", [(t, now) for t in turns])
-        self.wake(pause=True)
+
+    def index_now(self) -> str | None:
+        """Index a batch of the waiting turns in this thread (none while another process indexes)
+        and leave the rest, if any, to the thread. Returns why memory is unavailable, the first time."""
+        from graph.vectors import MemoryUnavailable
+
+        known = self.problem
+        try:
+            self._batch(block=False)
+            self.problem = None
+        except MemoryUnavailable as exc:  # the turns stay queued; retried after the next fold
+            self.problem = str(exc)
+            return None if known == self.problem else self.problem
+        if self.pending():
+            self.wake(pause=True)
+        return None
 
     def wake(self, pause: bool = False) -> None:
         """Have the thread index what is waiting: after a pause in the conversation (`pause`: turns

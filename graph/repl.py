@@ -1,6 +1,7 @@
 """The interactive front end: the REPL (prompt_toolkit line editing and history, rich
 streaming output), piped stdin one line at a time, showing one turn, asking the user to
-approve a tool call, and memory upkeep while the user is idle.
+approve a tool call, and the turn's upkeep and memory consolidation while the user reads
+and types.
 
 Owns: how a turn looks on a terminal, Ctrl-C (stop the answer, keep what was said),
 Ctrl-D (leave). Does not own: the slash commands (commands.py), running the turn
@@ -75,8 +76,9 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
                 console.print(Text(f"→ {data['name']}({args})", style="magenta"))
             elif kind == "tool_result":
                 console.print(Text(f"← {_clip(unwrapped(data))}", style="dim"))
-            elif kind == "done":
+            elif kind == "done":  # the answer is in: the upkeep after it is the caller's (show_upkeep)
                 meta = data
+                break
     except KeyboardInterrupt:
         meta = {"interrupted": "stopped by the user"}
     except (llm.BackendError, EmbeddedModelMissing, ModelCrashed) as exc:  # the message is saved; the REPL goes on
@@ -86,7 +88,7 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
         meta = {"error": str(exc)}
     finally:
         thoughts.close()
-        events.close()  # an abandoned turn releases the session at once
+        events.close()  # an abandoned turn releases the session at once; a finished one leaves its upkeep
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     _newline(console, wrote)
@@ -96,6 +98,13 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
         speed = f" · {meta['tok_s']} tok/s" if meta.get("tok_s") else ""
         console.print(Text(f"{meta['backend']} · first token {meta['ttft_s']} s{speed}", style="dim"))
     return meta
+
+
+def show_upkeep(session: Session, console: Console) -> None:
+    """Finish the latest turn's upkeep (memories, reward, rules, folding the window), printing
+    its lines: at once after `-m` and piped input, in the background at the REPL's prompt."""
+    for kind, text in session.upkeep():
+        console.print(Text("! " + text, style="yellow") if kind == "notice" else Text(text, style="dim"))
 
 
 def ask(request: dict, console: Console) -> str:
@@ -226,22 +235,55 @@ def _background(session: Session, job, lock: bool = True) -> None:
 
 def run(session: Session, console: Console) -> None:
     """The REPL on a terminal; one message per line when stdin is piped."""
-    from graph.nodes import reflect
-
     banner(session, console)
     session.backend.warm()  # the model loads while the user types
     if session.ctx.settings.memory.enabled and session.store.has_memories():  # load the embedder before it is needed
         from graph.memory import memories_for
 
         _background(session, lambda: memories_for(session.ctx).search("warm-up", k=1, touch=False), lock=False)
-    for line in _lines(session, console):
-        if line.startswith("/"):
-            if not commands.command(session, line, console):
-                return
-        else:
-            show_turn(session, line, console)
-            if reflect.consolidation_due(session.ctx):  # while the user reads the answer
-                _background(session, lambda: reflect.consolidate(session.ctx))
+    upkeep = Upkeep(session, console)
+    try:
+        for line in _lines(session, console):
+            upkeep.wait()  # the last turn's upkeep, before anything else touches the session
+            if line.startswith("/"):
+                if not commands.command(session, line, console):
+                    return
+            else:
+                show_turn(session, line, console)
+                upkeep.start(background=sys.stdin.isatty())  # while the user reads the answer and types
+    finally:
+        upkeep.wait()
+
+
+class Upkeep:
+    """The latest turn's upkeep (show_upkeep) in a thread while the user reads and types; its
+    lines appear above the prompt (patch_stdout in _lines). Then, while the user is idle,
+    memory consolidation when due."""
+
+    def __init__(self, session: Session, console: Console):
+        self.session, self.console = session, console
+        self.thread: threading.Thread | None = None
+
+    def start(self, background: bool) -> None:
+        if not background:
+            return self._run()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="turn-upkeep")
+        self.thread.start()
+
+    def _run(self) -> None:
+        from graph.nodes import reflect
+
+        show_upkeep(self.session, self.console)
+        if reflect.consolidation_due(self.session.ctx):
+            _background(self.session, lambda: reflect.consolidate(self.session.ctx))
+
+    def wait(self) -> None:
+        if self.thread is None:
+            return
+        if self.thread.is_alive():
+            self.console.print(Text("(finishing the last turn's upkeep…)", style="dim"))
+            self.thread.join()
+        self.thread = None
 
 
 def _lines(session: Session, console: Console):
@@ -254,6 +296,7 @@ def _lines(session: Session, console: Console):
         return
     from prompt_toolkit import PromptSession
     from prompt_toolkit.history import FileHistory
+    from prompt_toolkit.patch_stdout import patch_stdout
 
     history = Path(session.ctx.home) / session.ctx.settings.repl.history_file
     bar = StatusBar(session)
@@ -263,7 +306,8 @@ def _lines(session: Session, console: Console):
                            refresh_interval=session.ctx.settings.monitoring.refresh_s)
     while True:
         try:
-            line = prompt.prompt("› ").strip()
+            with patch_stdout(raw=True):  # the upkeep's lines print above the prompt
+                line = prompt.prompt("› ").strip()
         except KeyboardInterrupt:
             continue  # Ctrl-C at the prompt clears the line
         except EOFError:

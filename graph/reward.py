@@ -218,6 +218,11 @@ def of_prompt(store: Store, version: int, last: int | None = None) -> list[float
     return [r[0] for r in reversed(rows)]
 
 
+def served(store: Store, version: int) -> int:
+    """How many settled rewards a prompt version has (of_prompt's length, counted by SQLite)."""
+    return store.read("SELECT COUNT(*) FROM rewards WHERE prompt_version=? AND settled IS NOT NULL", (version,))[0][0]
+
+
 def _reward(row: tuple) -> Reward:
     turn, value, components, settled, bucket, arms, version, tainted = row
     return Reward(turn, value, json.loads(components), settled, bucket or "", json.loads(arms or "{}"), version,

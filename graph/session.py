@@ -4,12 +4,23 @@ across processes, recovery from a crash, and a turn as a stream of events.
 Owns: opening the data folder's checkpointer (`SqliteSaver`, fixed thread id), compiling
 the graph, the per-turn lock (several terminals share one session and take turns),
 recovering after a crash or kill (an unanswered turn is marked interrupted, a half-done
-step is closed, a pending compaction is finished, folded turns not indexed yet are handed
+step is closed, upkeep cut short is finished, folded turns not indexed yet are handed
 to the memory's backlog), pruning old checkpoints, asking the
 front end (`approve`) when a tool call waits for the user's approval, and running
 one turn as events the front ends render: ("notice", text), ("status", text),
 ("thought", text), ("token", text), ("tool_call", call), ("tool_result", message),
-("done", metrics).
+("done", metrics), then the upkeep's ("status"/"notice", text).
+
+A turn has two parts. The answer: the graph runs until it is about to leave `reason` for
+the upkeep nodes (AFTER_ANSWER), the answer is checkpointed, the lock is released and
+"done" is yielded: the user has what they waited for. The upkeep: the iterator goes on
+with reflect → reward → self_rewrite → compact (memories, rewards, rules, folding the
+window, with the model calls some of them make) under the lock again, then indexes the
+turns folded out of the window in long-term memory, outside the lock. A front end may
+finish the iterator at once (`agent.py -m`, tests, benchmarks) or in the background while
+the user reads and types (the REPL). If the process dies or the lock is taken by another
+process first, whoever next takes the lock finishes it (`_recover`): exactly once, since
+the checkpoint says what is left.
 Does not own: how those events are shown (repl.py) or what the nodes do.
 """
 
@@ -79,11 +90,8 @@ class Session:
 
             memories_for(self.ctx).backlog.wake()
         state = self.graph.get_state(self.config)
-        if state.next and state.next[0] in AFTER_ANSWER:  # the answer is in; only the upkeep after it was cut short
-            try:
-                self.graph.invoke(None, self.config, context=self.ctx)
-            except llm.backend_errors():  # fold later; the session goes on
-                self.graph.update_state(self.config, None, as_node="compact")
+        if state.next and state.next[0] in AFTER_ANSWER:  # the answer is in; its upkeep is not done yet
+            notices.extend(text for _, text in self._finish())
         elif state.next:  # a step was cut short: close the turn in the state as well
             messages = state.values.get("messages", [])
             last = messages[-1] if messages else None
@@ -117,7 +125,6 @@ class Session:
             for notice in self._recover(current=message.id):
                 yield "notice", notice
             yield from self._run(message)
-            self._prune()
             meta = self.store.last_answer_meta()  # read under the lock: this turn's answer, not another's
         except BaseException as exc:
             why = "stopped by the user" if isinstance(exc, (KeyboardInterrupt, GeneratorExit)) else str(exc)
@@ -127,19 +134,57 @@ class Session:
         finally:
             self.lock.release()
         turnlog.log_turn(self.ctx, turn, meta)
+        yield "done", meta
+        yield from self.upkeep()
+
+    def upkeep(self) -> Iterator[tuple[str, str]]:
+        """Finish the upkeep after the latest answer, yielding its ("status"/"notice", text).
+        When another process holds the session, it is left to that one (its recovery does it)."""
+        try:
+            self.lock.acquire(timeout=0)
+        except Timeout:
+            return
+        try:
+            state = self.graph.get_state(self.config)
+            if state.next and state.next[0] in AFTER_ANSWER:
+                yield from self._finish()
+            self._prune()
+        finally:
+            self.lock.release()
+        yield from self._index_folded()
         from graph.evolution.cli import auto_start
 
         if started := auto_start(self.ctx, self.store):
             yield "notice", started
-        yield "done", meta
+
+    def _index_folded(self) -> Iterator[tuple[str, str]]:
+        """Index the turns that compaction folded out of the window in long-term memory, outside
+        the turn lock (another terminal's turn may start meanwhile)."""
+        if not (self.ctx.settings.memory.enabled and self.store.read("SELECT EXISTS(SELECT 1 FROM turn_backlog)")[0][0]):
+            return
+        from graph.memory import memories_for
+
+        if problem := memories_for(self.ctx).backlog.index_now():
+            yield "notice", f"memory is unavailable, old turns are not indexed yet: {problem}"
+
+    def _finish(self) -> Iterator[tuple[str, str]]:
+        """Run the upkeep nodes left after an answer (under the lock)."""
+        try:
+            for data in self.graph.stream(None, self.config, context=self.ctx, stream_mode="custom"):
+                for kind in ("notice", "status"):
+                    if kind in data:
+                        yield kind, data[kind]
+        except llm.backend_errors():  # the model is gone: fold later, the session goes on
+            self.graph.update_state(self.config, None, as_node="compact")
 
     def _run(self, message: HumanMessage) -> Iterator[tuple[str, object]]:
-        """Stream the graph; when a tool call waits for the user's approval, ask and resume."""
+        """Stream the graph up to the answer; when a tool call waits for the user's approval,
+        ask and resume."""
         command: dict | Command = {"messages": [message]}
         while command is not None:
             questions = []
             for mode, data in self.graph.stream(command, self.config, context=self.ctx,
-                                                stream_mode=["custom", "updates"]):
+                                                stream_mode=["custom", "updates"], interrupt_before=AFTER_ANSWER[:1]):
                 if mode == "custom":
                     for key, kind in (("notice", "notice"), ("status", "status"), ("think", "thought"),
                                       ("answer", "token")):

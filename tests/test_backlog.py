@@ -1,5 +1,6 @@
 """Folded turns are indexed in long-term memory off the turn's path (graph/backlog.py), with the
-real Chroma index and the bundled embedder: the turn ends before its folded turns are embedded,
+real Chroma index and the bundled embedder: the answer comes before its folded turns are embedded,
+which the turn's upkeep does outside the turn lock,
 a process killed mid-batch loses nothing (the next start indexes what was left), and two
 processes draining one backlog never index the same turn twice."""
 
@@ -16,7 +17,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from conftest import ROOT
 from fakes import ScriptedChat, install
-from graph import backlog, memory
+from graph import memory
 from graph.context import Context
 from graph.memory import memories_for
 from graph.session import Session
@@ -28,7 +29,7 @@ TOPICS = ["baking sourdough bread", "repairing a bicycle chain", "planting tomat
 CHILD = '''
 import json, pathlib, sys, time
 sys.path.insert(0, {root!r})
-from graph import backlog, memory
+from graph import memory
 from graph.context import Context
 from graph.memory import memories_for
 
@@ -73,12 +74,11 @@ def child(tmp_path: Path, mode: str, home: str, config: str, out: Path) -> subpr
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_folded_turns_are_indexed_after_the_turn_not_during_it(tmp_path, make_config, monkeypatch):
+def test_folded_turns_are_indexed_after_the_answer_outside_the_turn_lock(tmp_path, make_config, monkeypatch):
     ctx = Context(home=str(tmp_path / "home"), config=str(make_config({"session": {"keep_turns": 1}})))
     model = ScriptedChat(replies=[])
     install(ctx, model, context_window=1024)
     session = Session(ctx)
-    monkeypatch.setattr(backlog, "QUIET", 0.0)  # index as soon as turns are queued
     entered, release, threads = threading.Event(), threading.Event(), []
     real = memory.Memories.index_turns
 
@@ -89,19 +89,28 @@ def test_folded_turns_are_indexed_after_the_turn_not_during_it(tmp_path, make_co
         real(self, turns, texts)
 
     monkeypatch.setattr(memory.Memories, "index_turns", held)
-    events = []
     for i, topic in enumerate(TOPICS, 1):
         model.replies = [f"Here is a long answer about {topic}. " * 20, "The user asked about several hobbies."]
-        events += list(session.turn(f"Tell me about {topic}, part {i}. " * 5))
-        if any(kind == "status" and str(data).startswith("folded") for kind, data in events):
+        events = session.turn(f"Tell me about {topic}, part {i}. " * 5)
+        for kind, _ in events:
+            if kind == "done":  # the answer is in, before any indexing
+                assert not entered.is_set()
+                break
+        upkeep = threading.Thread(target=lambda: list(events), name="upkeep")  # as the REPL does while the user types
+        upkeep.start()
+        while upkeep.is_alive() and not entered.wait(0.05):
+            pass
+        if entered.is_set():
             break
-    assert events[-1][0] == "done"  # the turn is over...
-    assert entered.wait(60) and threads == ["memory-backlog"]  # ...while the indexing waits in the background
+    assert threads == ["upkeep"]  # the turn's upkeep indexes what it folded...
+    session.lock.acquire(timeout=0)  # ...outside the turn lock: another terminal's turn may start meanwhile
+    session.lock.release()
     mem = memories_for(ctx)
     queued = [t for (t,) in session.store.read("SELECT turn FROM turn_backlog ORDER BY turn")]
     assert queued and queued[0] == 1 and mem.store.get_meta("turns_indexed") is None
     release.set()
-    mem.backlog.drain()
+    upkeep.join(60)
+    assert not upkeep.is_alive()
     assert mem.backlog.pending() == 0 and int(mem.store.get_meta("turns_indexed")) == queued[-1]
     assert mem.search_turns(TOPICS[0], k=1)[0]["turn"] == 1
 

@@ -315,6 +315,11 @@ def test_one_shot_while_a_repl_is_open(tmp_path, make_config, harness):
         child.sendline("My name is Alice.")
         child.expect("first token")
         child.expect_exact(PROMPT)
+        # the prompt is back at the answer; the REPL's upkeep (memories, reward, …) may go on a moment
+        deadline = time.monotonic() + 60
+        while graph_state(home, cfg).next and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert graph_state(home, cfg).next == ()
 
         out = agent("-m", "Please remember the number 42.", "--config", cfg, home=home)  # another terminal
         assert out.returncode == 0, out.stderr
@@ -435,7 +440,7 @@ def test_ten_clients_at_once(tmp_path, make_config):
     assert not any(t.is_alive() for t in threads)
 
     for i, events in results.items():
-        assert events[-1][0] == "done"
+        assert "done" in dict(events)
         assert "".join(data for kind, data in events if kind == "token") == f"echo: message {i}"
     assert sum(any(kind == "notice" and WAITING in data for kind, data in events) for events in results.values()) >= 1
 

@@ -40,7 +40,7 @@ def seeded(tmp_path, make_config, monkeypatch):
     install(ctx, ScriptedChat(replies=[answer for _, answer in TURNS]))
     session = Session(ctx)
     for text, _ in TURNS:
-        assert list(session.turn(text))[-1][0] == "done"
+        assert "done" in dict(session.turn(text))
     return session, cfg
 
 

@@ -204,7 +204,7 @@ def test_snapshot_of_a_session_after_three_turns(tmp_path, make_config):
     s = Session(ctx)
     for i in range(3):
         events = list(s.turn(f"question {i}"))
-        assert events[-1][0] == "done"
+        assert "done" in dict(events)
     last = s.store.last_answer_meta()
     snap = monitor.snapshot(ctx, s.store, s.backend, cpu_interval=0.05)
     b, a, sysm = snap["backend"], snap["agent"], snap["system"]

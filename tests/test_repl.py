@@ -101,3 +101,23 @@ def test_a_command_waits_for_the_users_yes(tmp_path, make_config):
     child.expect(pexpect.EOF)
     tool = [r for r in history(home) if r["role"] == "tool"][0]
     assert tool["name"] == "run_command" and "exit code 0" in tool["content"] and "marker.txt" in tool["content"]
+
+
+def test_the_prompt_comes_back_with_the_answer_and_the_upkeep_follows(tmp_path, make_config):
+    """The upkeep after an answer (here: keeping a memory, which first loads the embedder, seconds)
+    runs while the user types; its line appears above the prompt, and leaving waits for it."""
+    home = tmp_path / "home"
+    cfg = make_config({"llm": {"backend": "embedded", "max_tokens": 16}, "agent": {"max_tool_rounds": 0}})
+    child = spawn(home, cfg)
+    child.sendline("Please remember that my bicycle is blue.")
+    child.expect("first token")
+    child.expect_exact(PROMPT)  # back at the prompt...
+    assert "remembered" not in child.before
+    child.expect("remembered: ")  # ...and the memory is kept meanwhile
+    child.sendline("/quit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    out = subprocess.run([sys.executable, str(ROOT / "agent.py"), "memory", "list", "--json"], capture_output=True,
+                         text=True, env=agent_env(home), timeout=120)
+    assert "bicycle is blue" in out.stdout, out.stderr

@@ -2,8 +2,8 @@
 answer, in the model's tokens) has passed `session.compact_at` of the context window,
 the turns before the last `session.keep_turns` are folded into the running summary by
 the model and removed from the checkpointed state. They stay in the transcript, and are
-queued for indexing in long-term memory (backlog.py indexes them in the background, off
-the turn's path) so that they can be recalled by meaning.
+queued for indexing in long-term memory (backlog.py; the session indexes them at the end
+of the upkeep, outside the turn lock) so that they can be recalled by meaning.
 
 Rare by design: the summary (part of the prompt prefix) changes only here. A sub-agent's
 throwaway context (tools/delegate.py) is never folded.
@@ -39,22 +39,18 @@ def compact(state: AgentState, runtime: Runtime[Context]) -> dict:
     if not folded:
         return {}
     runtime.stream_writer({"status": f"folded {folded} older messages into the summary"})
-    queue_for_indexing(ctx, old[:folded], runtime.stream_writer)
+    queue_for_indexing(ctx, old[:folded])
     return {"summary": summary, "messages": [RemoveMessage(id=m.id) for m in old[:folded]]}
 
 
-def queue_for_indexing(ctx: Context, folded: list, write) -> None:
+def queue_for_indexing(ctx: Context, folded: list) -> None:
     """Queue the turns leaving the window for indexing in long-term memory (backlog.py reads
-    their user and assistant text from the transcript later, in the background)."""
+    their user and assistant text from the transcript later)."""
     if not ctx.settings.memory.enabled:
         return
     store = store_for(ctx.home)
     turns = sorted({store.turn_of(m.id) for m in folded if m.type == "human"} - {None})
-    if not turns:
-        return
-    from graph.memory import memories_for
+    if turns:
+        from graph.memory import memories_for
 
-    backlog = memories_for(ctx).backlog
-    backlog.add(turns)
-    if backlog.problem:
-        write({"notice": f"memory is unavailable, old turns are not indexed yet: {backlog.problem}"})
+        memories_for(ctx).backlog.add(turns)

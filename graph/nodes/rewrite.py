@@ -86,7 +86,7 @@ def due(ctx: Context) -> str:
     version = selfprompt.current(ctx)
     if version.status == "probation":
         return ""
-    served = len(reward.of_prompt(store, version.id))
+    served = reward.served(store, version.id)
     if limits.rewrite_every and served and served % limits.rewrite_every == 0:
         return f"{served} rewarded turns since version {version.id}"
     # a fall while this version answered both windows (after a rollback the recent turns are the
