@@ -1,16 +1,19 @@
 """Runtime settings: the validated config.yaml and the data folder, bundled as `Context`.
 
 Owns: the config schema (every key, its type and allowed values), loading and
-validating config.yaml with one clear line per bad key, locating the data folder
-(`--home` > `AGENT_HOME` > `data/` beside agent.py), and the `Context` dataclass
-that LangGraph hands to every node as `runtime.context`.
-Does not own: building models (llm.py) or reading/writing data (store.py).
+validating the settings with one clear line per bad key, from four layers: a flag
+(`--backend`, `--think`) > the environment (environment.py) > config.yaml > the default,
+remembering where each set key came from (`Context.origins`, shown by `status`);
+locating the data folder (`--home` > `AGENT_HOME` > `data/` beside agent.py), and the
+`Context` dataclass that LangGraph hands to every node as `runtime.context`.
+Does not own: reading the environment (environment.py), building models (llm.py) or
+reading/writing data (store.py).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Literal, get_args, get_origin
@@ -37,9 +40,21 @@ class OllamaSettings(_Strict):
     num_ctx: int | str = "auto"
     max_num_ctx: int = Field(32768, ge=512, le=262144)
 
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        from graph.environment import ollama_url
+
+        try:
+            return ollama_url(value)
+        except ValueError:
+            raise ValueError("must be a host, host:port or URL, as in OLLAMA_HOST") from None
+
     @field_validator("num_ctx")
     @classmethod
     def _num_ctx(cls, value: int | str) -> int | str:
+        if isinstance(value, str) and value.isascii() and value.isdigit():  # from the environment
+            value = int(value)
         if value != "auto" and not (isinstance(value, int) and 512 <= value <= 262144):
             raise ValueError("must be auto or a number of tokens from 512 to 262144")
         return value
@@ -189,8 +204,8 @@ class McpServer(_Strict):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        if value and not value.startswith(("http://", "https://")):
+    def _url(cls, value: str) -> str:  # ${VAR} is expanded when the server starts (tools/mcp.py)
+        if value and not value.startswith(("http://", "https://", "${")):
             raise ValueError("must start with http:// or https://")
         return value
 
@@ -258,8 +273,9 @@ class Settings(_Strict):
     mcpServers: dict[str, McpServer] = {}  # noqa: N815 - the common mcpServers JSON key, pasted as is
 
 
-def _explain(err: dict, source: str) -> str:
+def _explain(err: dict, origins: dict[str, str]) -> str:
     key = ".".join(str(p) for p in err["loc"])
+    source = _origin(key, origins)
     kind = err["type"]
     if kind == "extra_forbidden":
         model, parts = Settings, list(err["loc"][:-1])
@@ -276,9 +292,14 @@ def _explain(err: dict, source: str) -> str:
     return f"{source}: {key}: {err['msg'].removeprefix('Value error, ')} (got {err['input']!r})"
 
 
-def load_settings(path: Path, backend: str = "", think: str = "", must_exist: bool = False) -> Settings:
-    """Read and validate a config file; raise ConfigError with one line per problem.
-    A missing file means the defaults, unless `must_exist` (the user named it)."""
+def _origin(key: str, origins: dict[str, str]) -> str:
+    """Where the value at `key` (or, for an entry, the first of its keys) was set."""
+    if key in origins:
+        return origins[key]
+    return next((where for name, where in origins.items() if name.startswith(key + ".")), "settings")
+
+
+def _read_yaml(path: Path, must_exist: bool) -> dict:
     if must_exist and not path.exists():
         raise ConfigError(f"{path}: no such config file")
     try:
@@ -293,15 +314,44 @@ def load_settings(path: Path, backend: str = "", think: str = "", must_exist: bo
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping of settings, got {type(raw).__name__}")
+    return raw
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """`base` with `over` on top; mappings are merged key by key."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load(path: Path, backend: str = "", think: str = "", must_exist: bool = False) -> tuple[Settings, dict[str, str]]:
+    """The settings, from the flags (`backend`, `think`) > the environment > the config file >
+    the defaults, and where each set key came from ("llm.backend" -> "--backend"). ConfigError
+    with one line per problem. A missing file means the defaults, unless `must_exist` (the user named it)."""
+    from graph.environment import EnvironmentProblem, leaves, overrides
+
+    raw = _read_yaml(path, must_exist)
     try:
-        settings = Settings.model_validate(raw)
-        if backend:
-            settings.llm.backend = backend
-        if think:
-            settings.reasoning.mode = think
+        env, env_origins = overrides(Settings)
+    except EnvironmentProblem as exc:
+        raise ConfigError(str(exc)) from None
+    flags = {"llm": {"backend": backend}} if backend else {}
+    if think:
+        flags["reasoning"] = {"mode": think}
+    origins = {**{key: str(path) for key in leaves(raw)}, **env_origins,
+               **{key: f"--{name}" for key, name in (("llm.backend", "backend"), ("reasoning.mode", "think"))
+                  if key in leaves(flags)}}
+    try:
+        settings = Settings.model_validate(_merged(_merged(raw, env), flags))
     except ValidationError as exc:
-        raise ConfigError("\n".join(_explain(e, str(path)) for e in exc.errors()))
-    return settings
+        raise ConfigError("\n".join(_explain(e, origins) for e in exc.errors()))
+    return settings, origins
+
+
+def load_settings(path: Path, backend: str = "", think: str = "", must_exist: bool = False) -> Settings:
+    """`load` without the origins."""
+    return load(path, backend, think, must_exist)[0]
 
 
 def default_home() -> Path:
@@ -324,6 +374,8 @@ class Context:
     only_tools: tuple[str, ...] | None = None  # a sub-agent's subset of tools (None: all)
     parent_turn: str = ""  # a sub-agent's parent user message id: its messages join that turn
     max_rounds: int = 0  # a sub-agent's turn budget (0: agent.max_tool_rounds)
+    # where each set key came from (the config file, an environment variable, a flag), read with the settings
+    origins: dict[str, str] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self._named_config = bool(self.config)
@@ -332,7 +384,8 @@ class Context:
 
     @cached_property
     def settings(self) -> Settings:
-        return load_settings(Path(self.config), self.backend, self.think, must_exist=self._named_config)
+        settings, self.origins = load(Path(self.config), self.backend, self.think, must_exist=self._named_config)
+        return settings
 
     def roots(self) -> list[Path]:
         """Workspace roots for files and commands: tools.files.roots, else the start directory."""

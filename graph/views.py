@@ -1,7 +1,7 @@
 """What `history` and `status` show, as rich renderables or JSON-ready dicts.
 
 Owns: gathering the status facts (backend, model, data folder, turns, memories, learning,
-live metrics) and laying out the transcript and memories for people (the learning
+live metrics, the settings that differ from their defaults and where each came from) and laying out the transcript and memories for people (the learning
 commands' layouts are in learncli.py). Used by the CLI subcommands and the REPL's
 slash commands alike. Does not own: the data (store.py) or the backend (llm.py).
 """
@@ -16,7 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from graph import cpu, llm
-from graph.context import THREAD_ID, Context
+from graph.context import THREAD_ID, Context, Settings
 from graph.store import Store
 
 
@@ -33,6 +33,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "configured_backend": ctx.settings.llm.backend,
         "data": ctx.home,
         "config": ctx.config,
+        "settings": settings_origins(ctx),
         "thread_id": THREAD_ID,
         "turns": store.turns(),
         "memories": snap["agent"]["memories"] if ctx.settings.memory.enabled else None,
@@ -49,6 +50,28 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "system": {"cpu_percent": snap["system"]["cpu_percent"], "ram_used_gb": round(snap["system"]["ram_used"] / 2**30, 2),
                    "ram_total_gb": round(snap["system"]["ram_total"] / 2**30, 2)},
     }
+
+
+def settings_origins(ctx: Context) -> dict[str, dict]:
+    """Every setting that differs from its default, and llm.ollama.base_url always, with its value
+    and where it came from: a flag, an environment variable, the config file, or the default.
+    The values of MCP servers' env and headers are not shown (they may be secrets)."""
+    def at(tree: dict, key: str):
+        for part in key.split("."):
+            if not isinstance(tree, dict) or part not in tree:
+                return None
+            tree = tree[part]
+        return tree
+
+    current, default = ctx.settings.model_dump(), Settings().model_dump()
+    shown = {"llm.ollama.base_url": {"value": ctx.settings.llm.ollama.base_url,
+                                     "from": ctx.origins.get("llm.ollama.base_url", "default")}}
+    for key, where in ctx.origins.items():
+        value = at(current, key)
+        if value != at(default, key):
+            secret = key.startswith("mcpServers.") and key.split(".")[2:3] in (["env"], ["headers"])
+            shown[key] = {"value": "(set)" if secret else value, "from": where}
+    return shown
 
 
 def _embedded_line(info: dict) -> str:
@@ -73,6 +96,8 @@ def status_table(info: dict) -> Table:
                                                            if info["configured_backend"] != info["backend"] else "")),
         ("data folder", info["data"]),
         ("config", info["config"]),
+        ("settings", "\n".join(f"{key} = {_short(item['value'])}  ({item['from']})"
+                               for key, item in info["settings"].items())),
         ("session", f"thread '{info['thread_id']}', {info['turns']} turns, database {info['db_bytes'] / 2**20:.1f} MB"),
         ("memories", "off (memory.enabled)" if info["memories"] is None else f"{info['memories']} active"),
         ("learning", summary_line(info["learning"])),
@@ -98,6 +123,11 @@ def status_table(info: dict) -> Table:
     if info.get("notice"):
         table.add_row("notice", Text(info["notice"], style="yellow"))
     return table
+
+
+def _short(value, width: int = 60) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= width else text[:width] + "…"
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")

@@ -20,6 +20,8 @@ def pytest_configure(config):
 def _isolated(tmp_path, monkeypatch, request):
     from graph import bandit, llm
 
+    for name in filter(_setting, list(os.environ)):  # the developer's own settings stay out of the tests
+        monkeypatch.delenv(name)
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
         monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, costly=(): dict(bandit.DEFAULT))
@@ -79,7 +81,13 @@ def make_config(tmp_path):
     return make
 
 
-def agent_env(home: Path) -> dict:
-    env = dict(os.environ, AGENT_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="200")
-    env.pop("OLLAMA_HOST", None)
-    return env
+def _setting(name: str) -> bool:
+    """Whether an environment variable would change the agent's settings (graph/environment.py)."""
+    return name == "OLLAMA_HOST" or (name.upper().startswith("AGENT_") and name != "AGENT_HOME")
+
+
+def agent_env(home: Path, **variables: str) -> dict:
+    """The environment of an agent subprocess: this one's without settings, the data folder,
+    and `variables` on top."""
+    env = {name: value for name, value in os.environ.items() if not _setting(name)}
+    return dict(env, AGENT_HOME=str(home), PYTHONUNBUFFERED="1", COLUMNS="200", **variables)

@@ -4,7 +4,8 @@
     python tests/mcp_servers.py http PORT       # streamable HTTP on 127.0.0.1:PORT/mcp
 
 Tools: `add`; `whoami` (pid, session and a per-process call counter: the same pid and
-session and a rising counter prove the client keeps one session); `crash` (the process
+session and a rising counter prove the client keeps one session; also the server's
+MCP_TEST_TOKEN variable and the request's X-Test header, as the client configured them); `crash` (the process
 exits mid-call); `slow` (sleeps); `fail` (a tool error the model should see).
 `python tests/mcp_servers.py hang` starts and never speaks MCP (a server that never starts).
 """
@@ -32,7 +33,10 @@ def whoami(ctx: Context) -> str:
     """This server's process id, the client session's id and how many times whoami was called."""
     global calls
     calls += 1
-    return f"pid={os.getpid()} session={id(ctx.session)} calls={calls}"
+    request = getattr(ctx.request_context, "request", None)  # HTTP only
+    header = request.headers.get("x-test", "-") if request is not None else "-"
+    return (f"pid={os.getpid()} session={id(ctx.session)} calls={calls} "
+            f"token={os.environ.get('MCP_TEST_TOKEN', '-')} header={header}")
 
 
 @server.tool()

@@ -79,3 +79,94 @@ def test_cli_reports_bad_config_in_one_line_without_traceback(tmp_path, make_con
 def test_backend_flag_overrides_config(make_config):
     ctx = Context(config=str(make_config({"llm": {"backend": "ollama"}})), backend="embedded")
     assert ctx.settings.llm.backend == "embedded"
+
+
+def test_every_key_has_an_environment_variable(monkeypatch, tmp_path):
+    """The naming rule: AGENT_ + the key's path in upper case, levels joined by a double underscore."""
+    import json
+
+    from graph.context import load
+    from graph.environment import variable
+
+    defaults = Settings().model_dump()
+    for key in leaf_keys(Settings):
+        value = defaults
+        for part in key.split("."):
+            value = value[part]
+        monkeypatch.setenv(variable(key.split(".")), json.dumps(value) if isinstance(value, list) else str(value))
+    settings, origins = load(tmp_path / "absent.yaml")
+    assert settings == Settings()
+    assert origins["llm.ollama.model"] == "AGENT_LLM__OLLAMA__MODEL"
+    assert origins["tools.shell.deny"] == "AGENT_TOOLS__SHELL__DENY"
+    assert set(origins) == set(leaf_keys(Settings))
+
+
+def test_flag_beats_environment_beats_file(monkeypatch, make_config):
+    cfg = make_config({"llm": {"backend": "ollama", "max_tokens": 100, "temperature": 0.5}})
+    monkeypatch.setenv("AGENT_LLM__BACKEND", "auto")
+    monkeypatch.setenv("agent_llm__max_tokens", "200")  # case does not matter, as on Windows
+    ctx = Context(config=str(cfg), backend="embedded")
+    assert (ctx.settings.llm.backend, ctx.settings.llm.max_tokens, ctx.settings.llm.temperature) == ("embedded", 200, 0.5)
+    assert ctx.origins["llm.backend"] == "--backend" and ctx.origins["llm.max_tokens"] == "agent_llm__max_tokens"
+    assert ctx.origins["llm.temperature"] == str(cfg)
+
+
+@pytest.mark.parametrize("host, url", [
+    ("gpu-box", "http://gpu-box:11434"),
+    ("gpu-box:8080", "http://gpu-box:8080"),
+    (":5555", "http://127.0.0.1:5555"),
+    ("0.0.0.0", "http://0.0.0.0:11434"),
+    ("https://ollama.example.com", "https://ollama.example.com:443"),
+    ("http://10.0.0.2:11434/", "http://10.0.0.2:11434"),
+    ("[::1]:9000", "http://[::1]:9000"),
+])
+def test_ollama_host_is_read_as_ollama_reads_it(monkeypatch, make_config, host, url):
+    monkeypatch.setenv("OLLAMA_HOST", host)
+    ctx = Context(config=str(make_config()))
+    assert ctx.settings.llm.ollama.base_url == url and ctx.origins["llm.ollama.base_url"] == "OLLAMA_HOST"
+
+
+def test_the_agent_variable_beats_ollama_host_which_beats_the_file(monkeypatch, make_config):
+    cfg = make_config({"llm": {"ollama": {"base_url": "http://file-host:1"}}})
+    monkeypatch.setenv("OLLAMA_HOST", "env-host")
+    assert Context(config=str(cfg)).settings.llm.ollama.base_url == "http://env-host:11434"
+    monkeypatch.setenv("AGENT_LLM__OLLAMA__BASE_URL", "agent-host:2")
+    ctx = Context(config=str(cfg))
+    assert ctx.settings.llm.ollama.base_url == "http://agent-host:2"
+    assert ctx.origins["llm.ollama.base_url"] == "AGENT_LLM__OLLAMA__BASE_URL"
+
+
+@pytest.mark.parametrize("name, value, expected", [
+    ("AGENT_LLM__TEMPERATURE", "hot", "AGENT_LLM__TEMPERATURE: llm.temperature: Input should be a valid number"),
+    ("AGENT_LLM__BACKND", "auto", "AGENT_LLM__BACKND: unknown key 'llm.backnd' (allowed here: backend,"),
+    ("AGENT_TOOLS__SHELL__ALLOW", "[git", "environment: a list or mapping in AGENT_TOOLS__… is not valid JSON"),
+    ("OLLAMA_HOST", "gpu:port", "environment: OLLAMA_HOST must be a host, host:port or URL (got 'gpu:port')"),
+    ("AGENT_LLM__OLLAMA__NUM_CTX", "10", "AGENT_LLM__OLLAMA__NUM_CTX: llm.ollama.num_ctx: must be auto or a number"),
+])
+def test_bad_environment_values_are_named(monkeypatch, tmp_path, name, value, expected):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as err:
+        load_settings(tmp_path / "absent.yaml")
+    assert expected in str(err.value) and len(str(err.value).splitlines()) == 1
+
+
+def test_environment_in_the_real_cli(tmp_path, make_config):
+    """A cron-like run: settings only from the environment; status says where each came from;
+    a bad variable is one line and exit code 2."""
+    import json
+
+    home = tmp_path / "h"
+    env = agent_env(home, OLLAMA_HOST="127.0.0.1:9", AGENT_LLM__BACKEND="ollama", AGENT_LLM__MAX_TOKENS="64")
+    out = subprocess.run([sys.executable, str(ROOT / "agent.py"), "status", "--json", "--backend", "embedded",
+                          "--config", str(make_config({"llm": {"max_tokens": 32}}))],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    shown = json.loads(out.stdout)["settings"]
+    assert shown["llm.ollama.base_url"] == {"value": "http://127.0.0.1:9", "from": "OLLAMA_HOST"}
+    assert shown["llm.backend"] == {"value": "embedded", "from": "--backend"}
+    assert shown["llm.max_tokens"] == {"value": 64, "from": "AGENT_LLM__MAX_TOKENS"}
+    bad = subprocess.run([sys.executable, str(ROOT / "agent.py"), "-m", "hi"], capture_output=True, text=True,
+                         env=agent_env(home, AGENT_REASONING__MODE="sometimes"), timeout=60)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == ("error: AGENT_REASONING__MODE: reasoning.mode must be one of auto, on or off "
+                                  "(got 'sometimes')")

@@ -150,10 +150,34 @@ def test_name_clashes_get_the_server_prefix(tmp_path, make_config):
 
 def test_mcpservers_entries_become_connections(monkeypatch):
     monkeypatch.setenv("PATH", "/some/bin")
-    local = mcp._connection(McpServer(command="uvx", args=["srv"], env={"TOKEN": "t"}, cwd="/tmp"))
+    local, missing = mcp._connection(McpServer(command="uvx", args=["srv"], env={"TOKEN": "t"}, cwd="/tmp"))
     assert local["transport"] == "stdio" and local["args"] == ["srv"] and local["cwd"] == "/tmp"
-    assert local["env"]["TOKEN"] == "t" and local["env"]["PATH"] == "/some/bin"
-    remote = mcp._connection(McpServer(url="https://x.example/mcp", headers={"Authorization": "Bearer k"}))
+    assert local["env"]["TOKEN"] == "t" and local["env"]["PATH"] == "/some/bin" and missing == ""
+    remote, _ = mcp._connection(McpServer(url="https://x.example/mcp", headers={"Authorization": "Bearer k"}))
     assert remote == {"transport": "streamable_http", "url": "https://x.example/mcp",
                       "headers": {"Authorization": "Bearer k"}}
-    assert mcp._connection(McpServer(url="http://h/sse", type="sse"))["transport"] == "sse"
+    assert mcp._connection(McpServer(url="http://h/sse", type="sse"))[0]["transport"] == "sse"
+
+
+def test_variables_are_expanded_in_env_headers_and_url(tmp_path, make_config, http_server, monkeypatch):
+    monkeypatch.setenv("TEST_SECRET", "s3cr3t")
+    monkeypatch.setenv("TEST_MCP_URL", http_server)
+    monkeypatch.delenv("TEST_UNSET_HEADER", raising=False)
+    ctx = context(tmp_path, make_config, {
+        "local": {**stdio(), "env": {"MCP_TEST_TOKEN": "key-${TEST_SECRET}"}},
+        "remote": {"url": "${TEST_MCP_URL}", "headers": {"X-Test": "${TEST_UNSET_HEADER:-fallback}"}}})
+    tools = by_name(ctx)
+    assert whoami(tools["local_whoami"], ctx)["token"] == "key-s3cr3t"
+    assert whoami(tools["remote_whoami"], ctx)["header"] == "fallback"
+    assert "s3cr3t" not in ctx.config and "${TEST_SECRET}" in open(ctx.config, encoding="utf-8").read()
+
+
+def test_an_unset_variable_fails_only_its_server(tmp_path, make_config, monkeypatch):
+    monkeypatch.delenv("TEST_NEVER_SET", raising=False)
+    ctx = context(tmp_path, make_config, {"calc": stdio(), "keyed": {**stdio(), "env": {"KEY": "${TEST_NEVER_SET}"}}})
+    lines = []
+    tools = by_name(ctx, lines.append)
+    assert lines == ["MCP server keyed did not start: the environment variable TEST_NEVER_SET (in its entry) "
+                     "is not set; going on without it"]
+    assert call(tools["add"], ctx, a=1, b=2).text == "3"
+    assert {s["name"]: s["status"] for s in mcp.servers(ctx)}["keyed"] == "failed"

@@ -1,7 +1,8 @@
 """MCP servers as tools: the `mcpServers` of config.yaml and the built-in browser (Playwright MCP).
 
 Owns: turning mcpServers entries (command/args/env/cwd: stdio; url: streamable HTTP, or SSE
-with `type: sse`) into connections; one long-lived session per server, opened lazily on the
+with `type: sse`) into connections, with `${VAR}` / `${VAR:-default}` in `env`, `headers` and
+`url` taken from the environment (an unset one fails that server, naming it); one long-lived session per server, opened lazily on the
 first `tools()` call, all servers in parallel, on one background asyncio loop for the whole
 process; wrapping each MCP tool as a synchronous LangChain tool with a per-call timeout;
 restarting a server once when it dies during a call; the built-in browser's command and
@@ -29,6 +30,7 @@ from pathlib import Path
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 
 from graph.context import Context
+from graph.environment import expand
 
 log = logging.getLogger(__name__)
 BROWSER_DIR = Path(__file__).resolve().parent / "browser"
@@ -166,13 +168,20 @@ class Server:
         await self.start(timeout)
 
 
-def _connection(entry) -> dict:
-    """An mcpServers entry as a langchain-mcp-adapters connection."""
+def _connection(entry) -> tuple[dict, str]:
+    """An mcpServers entry as a langchain-mcp-adapters connection, with `${VAR}` expanded in its
+    env, headers and url; and what is missing ('' when nothing): an unset variable."""
+    transport = ("sse" if entry.type == "sse" else "streamable_http") if entry.url else "stdio"
+    try:
+        env = {key: expand(value) for key, value in entry.env.items()}
+        headers = {key: expand(value) for key, value in entry.headers.items()}
+        url = expand(entry.url)
+    except KeyError as exc:
+        return {"transport": transport}, f"the environment variable {exc.args[0]} (in its entry) is not set"
     if entry.url:
-        return {"transport": "sse" if entry.type == "sse" else "streamable_http", "url": entry.url,
-                "headers": entry.headers or None}
-    return {"transport": "stdio", "command": entry.command, "args": entry.args, "cwd": entry.cwd or None,
-            "env": {**os.environ, **entry.env}}
+        return {"transport": transport, "url": url, "headers": headers or None}, ""
+    return {"transport": transport, "command": entry.command, "args": entry.args, "cwd": entry.cwd or None,
+            "env": {**os.environ, **env}}, ""
 
 
 def _browser(ctx: Context) -> tuple[dict | None, str]:
@@ -197,6 +206,12 @@ def _browser(ctx: Context) -> tuple[dict | None, str]:
             "cwd": str(folder), "env": {**os.environ, "XDG_CACHE_HOME": str(folder / "cache")}}, ""
 
 
+def _server(name: str, entry, home: Path) -> Server:
+    connection, missing = _connection(entry)
+    return Server(name, connection, home, "disabled" if entry.disabled else "failed" if missing else "not started",
+                  missing)
+
+
 class Manager:
     """The servers of one configuration, started together on first use."""
 
@@ -204,8 +219,7 @@ class Manager:
         self.settings, home = ctx.settings.tools.mcp, Path(ctx.home)
         # the built-in browser offers the configured subset; a user's own "browser" server offers all
         self.browser_tools = ["*"] if "browser" in ctx.settings.mcpServers else ctx.settings.tools.browser.tools
-        self.servers = {name: Server(name, _connection(entry), home, "disabled" if entry.disabled else "not started")
-                        for name, entry in ctx.settings.mcpServers.items()}
+        self.servers = {name: _server(name, entry, home) for name, entry in ctx.settings.mcpServers.items()}
         if "browser" not in self.servers:  # an mcpServers entry named browser replaces the built-in one
             connection, missing = _browser(ctx) if ctx.settings.tools.browser.enabled else (None, "")
             status = "not started" if connection else "failed" if missing else "disabled"
