@@ -3,8 +3,8 @@
 Owns: where a sentence ends (English `.!?` before a space or the end, Japanese `。！？`, a line
 break, each with its closing quotes or brackets), and `Held`: a filter between the model's
 stream and the user that passes the answer on sentence by sentence and, when the budget stopped
-it (finish reason `length`), drops the unfinished tail; an answer without one complete sentence
-is kept whole (something is always shown).
+it (finish reason `length`), drops the unfinished tail (`ended` does the same to a whole answer);
+an answer without one complete sentence is kept whole (something is always shown).
 Does not own: the budget (feedback.py's short preference) or the streaming itself (llm.py).
 """
 
@@ -27,6 +27,13 @@ def budget_stopped(metadata: dict) -> bool:
     """Did the model stop because the answer reached its token budget? (llama.cpp's `finish_reason`,
     Ollama's `done_reason`.)"""
     return "length" in (metadata.get("finish_reason"), metadata.get("done_reason"))
+
+
+def ended(text: str, metadata: dict) -> str:
+    """A whole (not streamed) answer: cut back to its last complete sentence when the budget
+    stopped it, kept whole when it has none."""
+    end = last_end(text) if budget_stopped(metadata) else 0
+    return text[:end] if end else text
 
 
 class Held:

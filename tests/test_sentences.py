@@ -40,6 +40,13 @@ def test_sentences_are_shown_as_they_end_and_thoughts_at_once():
     assert seen[-1] == ("answer", " Next")
 
 
+@pytest.mark.parametrize("text, metadata, kept", [
+    ("One. Two and", {"finish_reason": "length"}, "One."), ("One. Two and", {"finish_reason": "stop"}, "One. Two and"),
+    ("一つ。二つと", {"done_reason": "length"}, "一つ。"), ("no end at all", {"finish_reason": "length"}, "no end at all")])
+def test_a_whole_answer_is_cut_the_same_way(text, metadata, kept):
+    assert sentences.ended(text, metadata) == kept
+
+
 @pytest.mark.parametrize("metadata, stopped", [
     ({"finish_reason": "length"}, True), ({"done_reason": "length"}, True), ({"finish_reason": "stop"}, False), ({}, False)])
 def test_a_budget_stop_is_read_from_either_backend(metadata, stopped):

@@ -18,7 +18,7 @@ from datetime import date
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from graph import llm, prompts, selfprompt, tuning
+from graph import llm, prompts, selfprompt, sentences, tuning
 from graph.context import Context
 from graph.evolution.archive import Genome
 from graph.store import Store
@@ -78,8 +78,8 @@ def answer(ctx: Context, genome: Genome, case: Case) -> str:
     asked = [SystemMessage(system), HumanMessage(case.question)]
     limit, temperature = ctx.settings.evolution.answer_tokens, genome.sampling.get("temperature")
     if genome.lora:
-        chat = llm.tuned(llm.adapted(ctx, genome.lora).chat, temperature, limit)
-        return chat.invoke(asked).text.strip()
+        reply = llm.tuned(llm.adapted(ctx, genome.lora).chat, temperature, limit).invoke(asked)
+        return sentences.ended(reply.text, reply.response_metadata).strip()  # as llm.respond ends the others
     reply, _ = llm.respond(ctx, asked, [], notify=lambda text: None, temperature=temperature, max_tokens=limit)
     return reply.text.strip()
 
