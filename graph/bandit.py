@@ -26,10 +26,13 @@ DEFAULT = {factor: arms[0] for factor, arms in FACTORS.items()}
 # Beta prior of an arm: the configured behaviour starts a little ahead (as if it had earned one
 # good answer), so a new user sees mostly the defaults while the other arms are explored.
 PRIOR = {True: (2.0, 1.0), False: (1.0, 1.0)}
-# Arms a small model cannot carry out well (the embedded 135M model thinks in loops and pads a
-# "detailed" answer with "Step 1: ..."): with that model they are sampled as if they had failed
+# Arms a small model cannot carry out well (the embedded 135M model thinks in loops, pads a
+# "detailed" answer with "Step 1: ...", and takes the concise style's message after the question
+# for the question: "The answer is: The answer is: ...", then copies that from its window for
+# turns; bench_feedback's bullets user): with that model they are sampled as if they had failed
 # DOUBT more times than they have, so they are tried rarely and a bad reward or two drops them.
-COSTLY = frozenset({("think", "on"), ("style", "detailed")})
+# (Feedback that asks for short answers still gets them: feedback.py says it in the system prompt.)
+COSTLY = frozenset({("think", "on"), ("style", "detailed"), ("style", "concise")})
 DOUBT = 3.0
 
 

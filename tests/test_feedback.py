@@ -211,6 +211,17 @@ def test_feedback_gives_evidence_to_the_arms_that_address_it(tmp_path, make_conf
     assert plays[("think", "off")]["mean"] > 0 > plays[("think", "on")]["mean"]
 
 
+@pytest.mark.parametrize("said", ["Use bullet points, please. What is an API?", "英語で答えてください。光合成とは何ですか？",
+                                  "Thanks! Stop mentioning football. What is an API?"])
+def test_named_feedback_is_a_complaint_about_the_answer(tmp_path, make_config, said):
+    from graph import reward
+
+    session, _ = make(tmp_path, make_config)
+    say(session, "What is DNS?", said)
+    components = reward.get(session.store, 1).components
+    assert components["complaint"] == reward.WEIGHTS["complaint"] and "followed_up" not in components
+
+
 def test_by_default_one_complaint_stands(tmp_path, make_config):
     session, model = make(tmp_path, make_config)
     events = say(session, "What is DNS?", "Too long. What is an API?")

@@ -8,7 +8,8 @@ candidate (tuning.py), unless learning is frozen or outside content was in that 
 turn's row is opened with the strategy and prompt version that answered; explicit feedback
 (`rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
 words can also mark the last answer as a good or bad example, or freeze learning; feedback
-with a clear meaning ("too long", 「表にして」) gives the policy evidence for the arms that
+with a clear meaning ("too long", 「表にして」) is a complaint about the answer's form (the
+reward's own cues know length, not format or language), gives the policy evidence for the arms that
 address it and counts toward a standing preference (feedback.py), announced in one line.
 A call the user declined or the policy refused is not a failed tool.
 Does not own: the scoring itself (reward.py) or the prompt rewrite (nodes/rewrite.py).
@@ -51,12 +52,16 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
         gap = started - ended if started and ended else None
         asked = next((r["content"] for r in store.history_of(before.turn) if r["role"] == "user"), "")
         before.components.update(reward.next_action(asked, said, gap, ctx.settings.learning.silence_minutes * 60))
+        named = feedback.heard(said)  # "use bullet points", 「英語で」: the answer's form was not what the user wanted
+        if named and not {"complaint", "correction"} & before.components.keys():
+            before.components.pop("followed_up", None)
+            before.components["complaint"] = reward.WEIGHTS["complaint"]
         if "example" in wants:  # "that was a good example" is an explicit rating too
             before.components["good" if wants["example"] == "desirable" else "bad"] = \
                 reward.EXPLICIT["good" if wants["example"] == "desirable" else "bad"]
         notes += settle(ctx, before)
         if learns(ctx, store) and ctx.settings.learning.policy and ctx.settings.learning.feedback and before.bucket:
-            feedback.evidence(store, before.bucket, feedback.heard(said))
+            feedback.evidence(store, before.bucket, named)
     if learns(ctx, store) and ctx.settings.learning.feedback:
         notes += feedback.note(ctx, said, turn, lasting="rule" in wants)
     if "example" in wants and before is not None:
