@@ -28,14 +28,16 @@ answering at length by default, with a bold heading, following the style, format
 instructions it is sent); `embedded` is the real SmolLM2-135M through llama.cpp (slow: a few
 seconds per turn). Each (user, model) runs `--turns` judged answers twice in fresh data folders:
 learning (everything on) and frozen (/learn off before the first message). Printed per run:
-satisfaction per 10 turns, mean answer length (characters) per 10 turns, seconds per turn, the
-standing preferences and the policy's style and think plays. `--standing-after` sets how many
+satisfaction per 10 turns, mean answer length (characters) per 10 turns, seconds per turn (wall
+time) and CPU seconds per turn (this process and the model's: fair when others share the
+machine), the standing preferences and the policy's style and think plays. `--standing-after` sets how many
 repetitions make a standing preference (feedback.STANDING_AFTER), to measure it. The last line
 of stdout is one JSON object with the numbers.
 """
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -47,6 +49,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import psutil
 import yaml
 from simulated_user import (
     DISLIKED,
@@ -138,6 +141,12 @@ class FormatChat(SimulatedChat):
         return f"{thought}</think>{text}" if thought else text
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and its children (the embedded model's process)."""
+    me = psutil.Process(os.getpid())
+    return sum(sum(p.cpu_times()[:2]) for p in [me, *me.children(recursive=True)])
+
+
 def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: int, seed: int) -> dict:
     name = f"{user_kind}-{model_kind}-{'frozen' if frozen else 'learning'}"
     folder = root / name
@@ -150,10 +159,11 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
     model = FormatChat(seed=seed) if model_kind == "scripted" else None
     session = new_session(folder / "home", path, model)
     user = User(user_kind, seed)
-    stamps = [time.perf_counter()]
+    stamps, cpu = [time.perf_counter()], [cpu_seconds()]
 
     def progress(i, answer):
         stamps.append(time.perf_counter())
+        cpu.append(cpu_seconds())
         if model_kind == "embedded":
             print(f"  [{name} {i}/{turns + 1} {stamps[-1] - stamps[-2]:.1f}s] {' '.join(answer.split())[:70]!r}",
                   file=sys.stderr, flush=True)
@@ -168,21 +178,25 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
     stores._stores.clear()
     answers = run.answers[:turns]
     seconds = [b - a for a, b in pairwise(stamps)][:turns]
+    cpus = [max(0.0, b - a) for a, b in pairwise(cpu)][:turns]
     ok = user.log  # judged when the user reacted (the rule may depend on the question)
     tens = range(0, turns, 10)
     return {"name": name, "satisfied": [sum(ok[i:i + 10]) / len(ok[i:i + 10]) for i in tens],
             "chars": [round(sum(map(len, answers[i:i + 10])) / len(answers[i:i + 10])) for i in tens],
             "s_per_turn": [round(sum(seconds[i:i + 10]) / len(seconds[i:i + 10]), 2) for i in tens],
+            "cpu_s_per_turn": [round(sum(cpus[i:i + 10]) / len(cpus[i:i + 10]), 2) for i in tens],
             "standing": kept, "plays": plays}
 
 
 def show(rows: list[dict]) -> None:
-    print(f"  {'run':<30} {'satisfied per 10 turns':<24} {'mean chars per 10':<22} {'s/turn per 10':<20} standing")
+    print(f"  {'run':<30} {'satisfied per 10 turns':<24} {'mean chars per 10':<22} {'s/turn per 10':<20}"
+          f" {'CPU s/turn per 10':<20} standing")
     for r in rows:
         sat = " ".join(f"{v:.1f}" for v in r["satisfied"])
         chars = " ".join(f"{v:>5}" for v in r["chars"])
         secs = " ".join(f"{v:5.2f}" for v in r["s_per_turn"])
-        print(f"  {r['name']:<30} {sat:<24} {chars:<22} {secs:<20} {','.join(r['standing']) or '-'}")
+        cpus = " ".join(f"{v:5.2f}" for v in r["cpu_s_per_turn"])
+        print(f"  {r['name']:<30} {sat:<24} {chars:<22} {secs:<20} {cpus:<20} {','.join(r['standing']) or '-'}")
         print(f"  {'':<30} plays: {r['plays']}")
 
 
@@ -212,8 +226,9 @@ def main() -> None:
                 a, b = (next(r for r in rows if r["name"] == f"{kind}-{model}-{m}") for m in ("learning", "frozen"))
                 ratio = a["satisfied"][-1] / b["satisfied"][-1] if b["satisfied"][-1] else float("inf")
                 slower = sum(a["s_per_turn"]) / max(1e-9, sum(b["s_per_turn"]))
+                busier = sum(a["cpu_s_per_turn"]) / max(1e-9, sum(b["cpu_s_per_turn"]))
                 print(f"  {kind:<8} last 10: learning {a['satisfied'][-1]:.1f} vs frozen {b['satisfied'][-1]:.1f}"
-                      f" (x{ratio:.1f}); time learning/frozen {slower:.2f}")
+                      f" (x{ratio:.1f}); time learning/frozen {slower:.2f}, CPU time {busier:.2f}")
             out[model] = rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
