@@ -58,15 +58,17 @@ def posteriors(store: Store, where: str | None = None) -> dict[tuple[str, str, s
 def choose(store: Store, where: str, rng: random.Random | None = None, costly: frozenset = frozenset()
            ) -> dict[str, str]:
     """One arm per factor: the one whose sample from its Beta(alpha, beta) posterior is highest
-    (`costly` (factor, arm) pairs are sampled with DOUBT extra failures)."""
+    (`costly` (factor, arm) pairs are sampled with DOUBT more failures than the arm of their factor
+    that failed most: a user whom no arm pleases, every arm failing alike, does not make them look
+    as good as the others; successes, e.g. feedback's evidence, still bring them forward)."""
     rng = rng or random
     known = posteriors(store, where)
     chosen = {}
     for factor, arms in FACTORS.items():
-        draws = {}
-        for arm in arms:
-            alpha, beta, _ = known.get((where, factor, arm), prior(factor, arm))
-            draws[arm] = rng.betavariate(alpha, beta + DOUBT * ((factor, arm) in costly))
+        seen = {arm: known.get((where, factor, arm), prior(factor, arm)) for arm in arms}
+        failed = max(beta - prior(factor, arm)[1] for arm, (_, beta, _) in seen.items())
+        draws = {arm: rng.betavariate(alpha, beta + (DOUBT + failed) * ((factor, arm) in costly))
+                 for arm, (alpha, beta, _) in seen.items()}
         chosen[factor] = max(draws, key=draws.get)
     return chosen
 

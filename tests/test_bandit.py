@@ -175,3 +175,23 @@ def test_a_small_model_explores_costly_arms_rarely(tmp_path):
     picks = {costly: sum(bandit.choose(store, "en-simple", random.Random(i), costly)["think"] == "on"
                          for i in range(400)) for costly in (frozenset(), bandit.COSTLY)}
     assert picks[bandit.COSTLY] * 3 < picks[frozenset()]
+
+
+@pytest.mark.policy
+def test_a_user_whom_nothing_pleases_does_not_bring_costly_arms_forward(tmp_path):
+    """Every answer complained about (bench_feedback's bullets user on the 135M model): all arms
+    fail alike, and the costly ones stay behind; a success (feedback's evidence) brings one forward."""
+    store = store_for(str(tmp_path))
+    for i in range(12):
+        bandit.update(store, "en-simple", {"style": bandit.FACTORS["style"][i % 3], "think": bandit.FACTORS["think"][i % 3],
+                                           "temperature": "config"}, -0.4)
+
+    def share(arm: str) -> float:
+        return sum(bandit.choose(store, "en-simple", random.Random(i), bandit.COSTLY)["think"] == arm
+                   for i in range(400)) / 400
+
+    before = share("on")
+    assert before * 5 < share("auto") + share("off")
+    for _ in range(6):
+        bandit.update(store, "en-simple", {"think": "on"}, 1.0)
+    assert share("on") > max(3 * before, 0.25)
