@@ -155,7 +155,7 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
 def evolve_command(session: Session, arg: str, console: Console) -> None:
     """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
     from graph import learning
-    from graph.evolution import archive, cli
+    from graph.evolution import archive, cli, runs
 
     store = session.store
     if arg == "runs":
@@ -170,7 +170,7 @@ def evolve_command(session: Session, arg: str, console: Console) -> None:
     elif why := archive.busy(store) or (learning.frozen(store) and "learning is frozen (/learn on resumes it)"):
         console.print(Text(f"no new run: {why}", style="yellow"))
     else:
-        pid = cli.start_background(session.ctx, "cli", {})
+        pid = runs.start_background(session.ctx, "cli", {})
         console.print(Text(f"evolution started in the background (process {pid}); /status shows its progress,"
                            " /evolve lineage what it bred"))
 

@@ -152,7 +152,7 @@ class Session:
         finally:
             self.lock.release()
         yield from self._index_folded()
-        from graph.evolution.cli import auto_start
+        from graph.evolution.runs import auto_start
 
         if started := auto_start(self.ctx, self.store):
             yield "notice", started

@@ -22,7 +22,7 @@ from graph.store import Store
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
     from graph import learncli, monitor
-    from graph.evolution import cli as evolve_cli
+    from graph.evolution import runs
 
     snap = monitor.snapshot(ctx, store, backend, cpu_interval=0.1)
     last = store.last_answer_meta()
@@ -38,7 +38,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "turns": store.turns(),
         "memories": snap["agent"]["memories"] if ctx.settings.memory.enabled else None,
         "learning": learncli.summary(ctx, store),
-        "evolution": evolve_cli.summary(store),
+        "evolution": runs.summary(store),
         "db_bytes": store.size_bytes(),
         "context_window": backend.context_window if backend else None,
         "vram": backend.plan.as_dict() if backend is not None and backend.plan else None,
@@ -84,7 +84,7 @@ def _embedded_line(info: dict) -> str:
 
 
 def status_table(info: dict) -> Table:
-    from graph.evolution.cli import summary_line as evolution_line
+    from graph.evolution.runs import summary_line as evolution_line
     from graph.learncli import summary_line
 
     table = Table(show_header=False, box=None, pad_edge=False)

@@ -39,7 +39,7 @@ def test_ollama_adapters_are_made_with_from_and_adapter_and_a_promoted_one_answe
     from test_lora import CAT, HELD_OUT, teach
 
     from graph.evolution import graph as evolution
-    from graph.evolution.cli import promote_genome_by_hand
+    from graph.evolution.runs import promote_genome_by_hand
     from graph.session import Session
 
     ctx = context(tmp_path, make_config, server, SMALL, eval_cases=2, lora="on", lora_steps=8, lora_iterations=2,

@@ -145,8 +145,8 @@ def test_one_run_at_a_time_and_a_dead_runs_row_is_closed(tmp_path, make_config):
         archive.start(store, "test", {})
     with store.write() as db:
         db.execute("UPDATE evolution_runs SET pid=999999999 WHERE id=?", (first,))  # its process died (kill -9)
-    from graph.evolution import cli
-    assert "interrupted — its process is gone" in cli.summary_line(cli.summary(store))  # what `status` shows
+    from graph.evolution import runs
+    assert "interrupted — its process is gone" in runs.summary_line(runs.summary(store))  # what `status` shows
     second = archive.start(store, "test", {})
     assert archive.run(store, first)["status"] == "failed" and archive.run(store, second)["status"] == "running"
 
@@ -238,7 +238,7 @@ def test_the_agent_evolves_itself_when_asked_and_reads_promotes_and_rolls_back(t
     from graph.tools import evolve as tools
 
     started = []
-    monkeypatch.setattr(tools.cli, "start_background", lambda ctx, trigger, settings: started.append(
+    monkeypatch.setattr(tools.runs, "start_background", lambda ctx, trigger, settings: started.append(
         (trigger, settings)) or 4242)
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[
         {"tool": "start_evolution", "args": {"generations": 2}}, "Started: keep chatting."]), rounds=2)
@@ -273,11 +273,11 @@ def test_the_agent_evolves_itself_when_asked_and_reads_promotes_and_rolls_back(t
 
 
 def test_a_run_starts_by_itself_every_n_turns_without_blocking_the_turn(tmp_path, make_config, monkeypatch):
-    from graph.evolution import cli
+    from graph.evolution import runs
     from graph.session import Session
 
     started = []
-    monkeypatch.setattr(cli, "start_background", lambda ctx, trigger, settings: started.append(trigger) or 77)
+    monkeypatch.setattr(runs, "start_background", lambda ctx, trigger, settings: started.append(trigger) or 77)
     ctx = make(tmp_path, make_config, ScriptedChat(replies=["a", "b", "c", "d", "e"]), every_turns=2)
     session = Session(ctx)
     notices = lambda text: [d for kind, d in session.turn(text) if kind == "notice"]  # noqa: E731
@@ -302,7 +302,7 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
     it away again."""
     from test_lora import CAT, HELD_OUT, teach
 
-    from graph.evolution.cli import promote_genome_by_hand
+    from graph.evolution.runs import promote_genome_by_hand
     from graph.session import Session
 
     config = make_config({"llm": {"backend": "embedded", "max_tokens": 32, "temperature": 0},
@@ -343,11 +343,11 @@ def test_the_evolve_slash_command(tmp_path, make_config, monkeypatch):
     from rich.console import Console
 
     from graph import commands, learning
-    from graph.evolution import cli
+    from graph.evolution import runs
     from graph.session import Session
 
     started = []
-    monkeypatch.setattr(cli, "start_background", lambda ctx, trigger, settings: started.append(trigger) or 99)
+    monkeypatch.setattr(runs, "start_background", lambda ctx, trigger, settings: started.append(trigger) or 99)
     ctx = make(tmp_path, make_config, SimulatedChat(seed=0))
     session, console = Session(ctx), Console(record=True, width=200)
 
@@ -366,7 +366,7 @@ def test_the_evolve_slash_command(tmp_path, make_config, monkeypatch):
 
 
 def test_a_background_run_gets_the_sessions_data_folder_config_backend_and_settings(tmp_path, make_config, monkeypatch):
-    from graph.evolution import cli
+    from graph.evolution import runs
 
     seen = []
 
@@ -375,10 +375,10 @@ def test_a_background_run_gets_the_sessions_data_folder_config_backend_and_setti
             seen.append((command, kwargs))
             self.pid = 1234
 
-    monkeypatch.setattr(cli.subprocess, "Popen", Popen)
+    monkeypatch.setattr(runs.subprocess, "Popen", Popen)
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
     ctx.backend = "embedded"
-    assert cli.start_background(ctx, "auto", {"generations": 2, "population": None, "lora": "off"}) == 1234
+    assert runs.start_background(ctx, "auto", {"generations": 2, "population": None, "lora": "off"}) == 1234
     [(command, kwargs)] = seen
     assert command[1:] == [str(ROOT / "agent.py"), "evolve", "--home", ctx.home, "--trigger", "auto", "--config",
                            str(ctx.config), "--backend", "embedded", "--generations", "2", "--lora", "off"]

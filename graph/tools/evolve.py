@@ -5,7 +5,7 @@ A run goes to a background process (`agent.py evolve --background`): the chat ne
 and `status` / evolution_status show its progress. Starting, promoting and rolling back are
 self-modification (acts="self": after web or MCP content they need the user's yes) and are
 refused while learning is frozen or off. Expected failures are ToolExceptions.
-Does not own: the subgraph (evolution/graph.py), the archive, the CLI layouts (evolution/cli.py).
+Does not own: the subgraph (evolution/graph.py), the archive, starting runs (evolution/runs.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from langgraph.prebuilt import ToolRuntime
 
 from graph import selfprompt
 from graph.context import Context
-from graph.evolution import adapt, archive, cli
+from graph.evolution import adapt, archive, runs
 from graph.store import store_for
 from graph.tools.learn import context_of
 
@@ -30,7 +30,7 @@ def start_evolution(runtime: ToolRuntime[Context], generations: int | None = Non
     ctx = context_of(runtime, "starting an evolution run")
     if why := archive.busy(store_for(ctx.home)):
         raise ToolException(why)
-    pid = cli.start_background(ctx, "tool", {"generations": generations, "population": population,
+    pid = runs.start_background(ctx, "tool", {"generations": generations, "population": population,
                                              "budget_minutes": budget_minutes})
     minutes = budget_minutes or ctx.settings.evolution.budget_minutes
     return (f"Evolution started in the background (process {pid}, at most about {minutes:g} minutes of breeding). "
@@ -46,7 +46,7 @@ def train_lora(runtime: ToolRuntime[Context]) -> str:
     store = store_for(ctx.home)
     if why := archive.busy(store) or adapt.skip(ctx, store, "on"):
         raise ToolException(f"no LoRA training now: {why}")
-    pid = cli.start_background(ctx, "tool", {"lora": "on"})
+    pid = runs.start_background(ctx, "tool", {"lora": "on"})
     return f"LoRA training started in the background (process {pid}); `agent.py status` shows its progress."
 
 
@@ -57,7 +57,7 @@ def evolution_status(runtime: ToolRuntime[Context]) -> str:
     rows = archive.runs(store, 5)
     if not rows:
         return "No evolution run yet."
-    lines = [cli.summary_line(cli.summary(store))]
+    lines = [runs.summary_line(runs.summary(store))]
     for r in rows:
         best = [g["best"] for g in r["summary"].get("generations", []) if g["best"] is not None]
         lines.append(f"run {r['id']} ({r['trigger']}): {r['status']}; best fitness per generation "
@@ -91,7 +91,7 @@ def promote_variant(genome: int, runtime: ToolRuntime[Context]) -> str:
     """Promote one evolved variant (a genome id from show_lineage) to serve, on probation."""
     ctx = context_of(runtime, "promoting an evolved variant")
     try:
-        return cli.promote_genome_by_hand(ctx, genome, who="the agent")
+        return runs.promote_genome_by_hand(ctx, genome, who="the agent")
     except ValueError as exc:
         raise ToolException(str(exc)) from None
 
