@@ -384,3 +384,21 @@ def test_a_background_run_gets_the_sessions_data_folder_config_backend_and_setti
                            str(ctx.config), "--backend", "embedded", "--generations", "2", "--lora", "off"]
     assert kwargs["stdin"] == subprocess.DEVNULL and kwargs.get("start_new_session") and kwargs["cwd"] == ctx.home
     assert (tmp_path / "home" / "evolution.log").exists()
+
+
+def test_evolve_rollback_is_in_the_learning_log_like_every_rollback(tmp_path, make_config):
+    import argparse
+
+    from rich.console import Console
+
+    from graph import learning
+    from graph.evolution import cli
+
+    ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
+    store = store_for(ctx.home)
+    first = selfprompt.current(ctx)
+    evolved = selfprompt.propose(ctx, first.text + "\nAnswer in one short paragraph.", "evolution", "won run 1")
+    assert cli.rollback(argparse.Namespace(json=True), ctx, Console(record=True), store) == 0
+    assert selfprompt.current(ctx).text == first.text
+    [entry] = [e for e in learning.entries(store) if e["kind"] == "rollback"]
+    assert f"version {evolved.id} (from evolution) rolled back" in entry["detail"]

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.tree import Tree
 
-from graph import selfprompt
+from graph import learning, selfprompt
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.runs import promote_genome_by_hand, start_background
@@ -125,6 +125,8 @@ def rollback(args, ctx: Context, console: Console, store) -> int:
                      " (`agent.py prompt rollback` undoes any version)")
     undone, back = selfprompt.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")
     selfprompt.attach(store, back.id, {})
+    learning.log(store, "rollback", f"version {undone.id} (from evolution) rolled back to {back.id} by the user "
+                                    "(agent.py evolve --rollback)")
     text = f"prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again"
     return _out(args, console, {"undone": undone.id, "serving": back.id}, text)
 
