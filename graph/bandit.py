@@ -26,14 +26,13 @@ DEFAULT = {factor: arms[0] for factor, arms in FACTORS.items()}
 # Beta prior of an arm: the configured behaviour starts a little ahead (as if it had earned one
 # good answer), so a new user sees mostly the defaults while the other arms are explored.
 PRIOR = {True: (2.0, 1.0), False: (1.0, 1.0)}
-# Arms a small model cannot carry out well (the embedded 135M model thinks in loops, pads a
-# "detailed" answer with "Step 1: ...", and takes the concise style's message after the question
-# for the question: "The answer is: The answer is: ...", then copies that from its window for
-# turns; bench_feedback's bullets user): with that model they are sampled as if they had failed
-# DOUBT more times than they have, so they are tried rarely and a bad reward or two drops them.
-# (Feedback that asks for short answers still gets them: feedback.py says it in the system prompt.)
+# Arms a small model cannot carry out (the embedded 135M model thinks in loops, pads a "detailed"
+# answer with "Step 1: ...", and takes the concise style's message after the question for the
+# question: "The answer is: The answer is: ..."): with that model they are never explored. Tried
+# rarely was not enough: in bench_feedback (bullets and english users, seed 0) one try of thinking
+# with the detailed style at turn 3 gave a nonsense answer that SmolLM2 then copied from its window
+# for the rest of the run. Feedback that asks for them still gets them (feedback.py's arms).
 COSTLY = frozenset({("think", "on"), ("style", "detailed"), ("style", "concise")})
-DOUBT = 3.0
 
 
 def prior(factor: str, arm: str) -> tuple[float, float, int]:
@@ -55,20 +54,16 @@ def posteriors(store: Store, where: str | None = None) -> dict[tuple[str, str, s
     return {(b, f, a): (al, be, n) for b, f, a, al, be, n in store.read(sql, (where,) if where else ())}
 
 
-def choose(store: Store, where: str, rng: random.Random | None = None, costly: frozenset = frozenset()
+def choose(store: Store, where: str, rng: random.Random | None = None, barred: frozenset = frozenset()
            ) -> dict[str, str]:
     """One arm per factor: the one whose sample from its Beta(alpha, beta) posterior is highest
-    (`costly` (factor, arm) pairs are sampled with DOUBT more failures than the arm of their factor
-    that failed most: a user whom no arm pleases, every arm failing alike, does not make them look
-    as good as the others; successes, e.g. feedback's evidence, still bring them forward)."""
+    (`barred` (factor, arm) pairs are never chosen; a factor's default is never barred)."""
     rng = rng or random
     known = posteriors(store, where)
     chosen = {}
     for factor, arms in FACTORS.items():
-        seen = {arm: known.get((where, factor, arm), prior(factor, arm)) for arm in arms}
-        failed = max(beta - prior(factor, arm)[1] for arm, (_, beta, _) in seen.items())
-        draws = {arm: rng.betavariate(alpha, beta + (DOUBT + failed) * ((factor, arm) in costly))
-                 for arm, (alpha, beta, _) in seen.items()}
+        draws = {arm: rng.betavariate(*known.get((where, factor, arm), prior(factor, arm))[:2])
+                 for arm in arms if (factor, arm) not in barred}
         chosen[factor] = max(draws, key=draws.get)
     return chosen
 

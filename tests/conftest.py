@@ -24,7 +24,7 @@ def _isolated(tmp_path, monkeypatch, request):
         monkeypatch.delenv(name)
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
-        monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, costly=(): dict(bandit.DEFAULT))
+        monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, barred=(): dict(bandit.DEFAULT))
     llm._active.clear()
     llm.STOP.clear()
     yield

@@ -92,7 +92,7 @@ def strategy(ctx: Context, store, said: str, steps: list, first: bool, small: bo
         return where, dict(bandit.DEFAULT)
     if learning.frozen(store):  # frozen: what was learned so far, without exploring further
         return where, bandit.best(store, where)
-    return where, bandit.choose(store, where, costly=bandit.COSTLY if small else frozenset())
+    return where, bandit.choose(store, where, barred=bandit.COSTLY if small else frozenset())
 
 
 def learning_on(ctx: Context, store) -> bool:
