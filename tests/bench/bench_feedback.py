@@ -3,6 +3,7 @@ hidden preference and its own rule, talk to the agent with learning on and with 
 
     python tests/bench/bench_feedback.py [--turns 30] [--seed 0] [--model scripted|embedded|both]
                                          [--users short,bullets,plain,english,topic] [--standing-after 2]
+                                         [--runs learning,frozen]
 
 Users (every one asks the questions of tests/simulated_user.py and starts its next message
 with its reaction, the way a person would):
@@ -31,7 +32,8 @@ learning (everything on) and frozen (/learn off before the first message). Print
 satisfaction per 10 turns, mean answer length (characters) per 10 turns, seconds per turn (wall
 time) and CPU seconds per turn (this process and the model's: fair when others share the
 machine), the standing preferences and the policy's style and think plays. `--standing-after` sets how many
-repetitions make a standing preference (feedback.STANDING_AFTER), to measure it. The last line
+repetitions make a standing preference (feedback.STANDING_AFTER), to measure it; `--runs` picks
+the runs (one of them, to repeat it after a change that the other does not see). The last line
 of stdout is one JSON object with the numbers.
 """
 
@@ -207,6 +209,7 @@ def main() -> None:
     ap.add_argument("--model", choices=["scripted", "embedded", "both"], default="scripted")
     ap.add_argument("--users", default="short,bullets,plain,english,topic,mixed")
     ap.add_argument("--standing-after", type=int, default=feedback.STANDING_AFTER)
+    ap.add_argument("--runs", default="learning,frozen")
     args = ap.parse_args()
     feedback.STANDING_AFTER = args.standing_after
     models = ["scripted", "embedded"] if args.model == "both" else [args.model]
@@ -218,11 +221,11 @@ def main() -> None:
                   f" standing after {args.standing_after} ==")
             rows = []
             for kind in args.users.split(","):
-                for frozen in (False, True):
+                for frozen in [run == "frozen" for run in args.runs.split(",")]:
                     rows.append(run_one(root, kind, model, frozen, args.turns, args.seed))
                     print(f"  (done) {json.dumps(rows[-1])}", file=sys.stderr, flush=True)  # a long run's partial result
             show(rows)
-            for kind in args.users.split(","):
+            for kind in args.users.split(",") if args.runs == "learning,frozen" else []:
                 a, b = (next(r for r in rows if r["name"] == f"{kind}-{model}-{m}") for m in ("learning", "frozen"))
                 ratio = a["satisfied"][-1] / b["satisfied"][-1] if b["satisfied"][-1] else float("inf")
                 slower = sum(a["s_per_turn"]) / max(1e-9, sum(b["s_per_turn"]))
