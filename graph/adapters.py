@@ -21,8 +21,9 @@ import os
 import re
 from pathlib import Path
 
-import httpx
+from ollama import ResponseError
 
+from graph import ollama_client
 from graph.context import Settings
 
 SUFFIX = "-evolved"  # Ollama models serving adapters are named <model>-evolved:<digest>
@@ -33,27 +34,17 @@ class AdapterError(Exception):
     """An adapter cannot be served or trained for this model; the message says why in one line."""
 
 
-def _client(settings: Settings, seconds: float = 300):
-    from ollama import Client
-
-    o = settings.llm.ollama
-    return Client(host=o.base_url, timeout=httpx.Timeout(seconds, connect=o.connect_timeout_s))
-
-
 def _failed(exc: Exception, settings: Settings, doing: str) -> AdapterError:
-    why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-    return AdapterError(f"Ollama at {settings.llm.ollama.base_url} failed {doing}: {why}")
+    return AdapterError(f"Ollama at {settings.llm.ollama.base_url} failed {doing}: {ollama_client.reason(exc)}")
 
 
 def ollama_weights(settings: Settings) -> Path:
     """The GGUF file behind llm.ollama.model (its Modelfile's FROM line). AdapterError when Ollama
     does not say, or the file is not readable here (Ollama on another machine or user)."""
-    from ollama import ResponseError
-
     model = settings.llm.ollama.model
     try:
-        modelfile = _client(settings, 30).show(model).modelfile or ""
-    except (httpx.HTTPError, ConnectionError, ResponseError) as exc:
+        modelfile = ollama_client.client(settings, 30).show(model).modelfile or ""
+    except ollama_client.ERRORS as exc:
         raise _failed(exc, settings, f"to show {model}") from None
     source = next((line[5:].strip() for line in modelfile.splitlines() if line.upper().startswith("FROM ")), "")
     path = Path(source)
@@ -117,13 +108,11 @@ def ollama_name(settings: Settings, adapter: str | Path) -> str:
 def ollama_model(settings: Settings, adapter: str) -> str:
     """The Ollama model serving `adapter` on llm.ollama.model, made when missing (`ollama create`
     with FROM + ADAPTER). AdapterError when the adapter is not for that model or Ollama refuses."""
-    from ollama import ResponseError
-
     o = settings.llm.ollama
     why = problem(adapter, ollama_weights(settings), o.model)
     if why:
         raise AdapterError(why)
-    name, client = ollama_name(settings, adapter), _client(settings)
+    name, client = ollama_name(settings, adapter), ollama_client.client(settings, 300)
     try:
         try:
             client.show(name)
@@ -132,38 +121,30 @@ def ollama_model(settings: Settings, adapter: str) -> str:
             if exc.status_code != 404:
                 raise
         digest = client.create_blob(adapter)
-    except (httpx.HTTPError, ConnectionError, ResponseError) as exc:
+    except ollama_client.ERRORS as exc:
         raise _failed(exc, settings, f"to take the adapter {adapter}") from None
     try:
         client.create(model=name, from_=o.model, adapters={Path(adapter).name: digest}, stream=False)
     except ResponseError as exc:  # Ollama answered: no
         raise AdapterError(f"Ollama {ollama_version(settings)} {REFUSED} (FROM {o.model} + ADAPTER): "
                            f"{exc.error or exc.status_code}") from None
-    except (httpx.HTTPError, ConnectionError) as exc:
+    except ollama_client.ERRORS as exc:
         raise _failed(exc, settings, f"to create {name} (FROM {o.model} + ADAPTER {adapter})") from None
     return name
 
 
-def ollama_version(settings: Settings) -> str:
-    """The version Ollama reports ('?' when it does not answer)."""
-    o = settings.llm.ollama
-    try:
-        return str(httpx.get(f"{o.base_url.rstrip('/')}/api/version", timeout=o.connect_timeout_s).json()["version"])
-    except (httpx.HTTPError, ValueError, KeyError, TypeError):
-        return "?"
+ollama_version = ollama_client.version  # evolution/adapt.py compares it with the one that refused
 
 
 def forget(settings: Settings, removed: list[Path]) -> list[str]:
     """Delete the Ollama models serving the adapter files in `removed` (about to be deleted).
     Best effort: without Ollama there is nothing to delete. Returns the names deleted."""
-    from ollama import ResponseError
-
     if not removed:
         return []
     try:
-        client = _client(settings, 30)
+        client = ollama_client.client(settings, 30)
         present = {m.model for m in client.list().models}
-    except (httpx.HTTPError, ConnectionError, ResponseError):
+    except ollama_client.ERRORS:
         return []
     gone = []
     for adapter in removed:
@@ -172,6 +153,6 @@ def forget(settings: Settings, removed: list[Path]) -> list[str]:
             try:
                 client.delete(name)
                 gone.append(name)
-            except (httpx.HTTPError, ConnectionError, ResponseError):
+            except ollama_client.ERRORS:
                 pass
     return gone

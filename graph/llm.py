@@ -20,7 +20,7 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_chunk_to_message
 
-from graph import adapters, vram
+from graph import adapters, ollama_client, vram
 from graph.context import Context, Settings
 from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
 from graph.llama_process import ModelCrashed
@@ -80,13 +80,10 @@ def probe_ollama(settings: Settings) -> str:
     """'' when Ollama answers and has the model; otherwise what is wrong and how to fix it."""
     o = settings.llm.ollama
     try:
-        reply = httpx.get(f"{o.base_url.rstrip('/')}/api/tags", timeout=o.connect_timeout_s)
-        reply.raise_for_status()
-        names = {m.get("name") for m in reply.json().get("models", [])}
-    except (httpx.HTTPError, ValueError) as exc:
-        why = type(exc).__name__ if not str(exc) else str(exc).split("\n")[0]
-        return (f"Ollama is not reachable at {o.base_url} ({why}); start it with `ollama serve` "
-                "or set llm.ollama.base_url in config.yaml")
+        names = {m.model for m in ollama_client.client(settings).list().models}
+    except ollama_client.ERRORS as exc:
+        return (f"Ollama is not reachable at {o.base_url} ({ollama_client.reason(exc)}); start it with `ollama serve` "
+                "or set llm.ollama.base_url in config.yaml (or OLLAMA_HOST)")
     if o.model not in names and f"{o.model}:latest" not in names:
         return f"Ollama has no model '{o.model}'; run `ollama pull {o.model}` or set llm.ollama.model in config.yaml"
     return ""
@@ -107,9 +104,8 @@ def ollama_backend(settings: Settings, lora: str = "", strict: bool = False) -> 
                 raise
             dropped = f"{exc}; answering without it"
     try:
-        shown = httpx.post(f"{o.base_url.rstrip('/')}/api/show", json={"model": o.model}, timeout=o.connect_timeout_s)
-        thinks = "thinking" in shown.json().get("capabilities", [])
-    except (httpx.HTTPError, ValueError):
+        thinks = "thinking" in (ollama_client.client(settings).show(o.model).capabilities or [])
+    except ollama_client.ERRORS:
         thinks = False
     plan = vram.ollama_plan(settings)  # auto: the largest num_ctx that fits the free VRAM; a number: checked
     num_ctx = plan.num_ctx if o.num_ctx == "auto" else o.num_ctx

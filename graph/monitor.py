@@ -15,15 +15,14 @@ import threading
 import time
 from collections import deque
 
-import httpx
 import psutil
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from graph import reward
-from graph.context import Context
+from graph import ollama_client, reward
+from graph.context import Context, Settings
 from graph.store import Store
 
 SPARK = "▁▂▃▄▅▆▇█"
@@ -86,13 +85,12 @@ def _text(value) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def ollama_loaded(base_url: str) -> list[dict] | None:
-    """Models Ollama has loaded now (`/api/ps`), or None when it does not answer."""
+def ollama_loaded(settings: Settings) -> list[dict] | None:
+    """Models Ollama has loaded now (its `ps`), or None when it does not answer within half a second."""
     try:
-        reply = httpx.get(f"{base_url.rstrip('/')}/api/ps", timeout=0.5)
-        return [{"name": m.get("name"), "size": m.get("size"), "size_vram": m.get("size_vram")}
-                for m in reply.json().get("models", [])]
-    except (httpx.HTTPError, ValueError):
+        return [{"name": m.model, "size": m.size, "size_vram": m.size_vram}
+                for m in ollama_client.client(settings, 0.5).ps().models]
+    except ollama_client.ERRORS:
         return None
 
 
@@ -130,7 +128,7 @@ def snapshot(ctx: Context, store: Store, backend=None, cpu_interval: float | Non
             "ttft_s": last.get("ttft_s"), "tok_s": last.get("tok_s"),
             "tok_s_recent": [a.get("tok_s") for a in answers],
             "context_tokens": last.get("context_tokens"), "context_window": window,
-            "ollama_loaded": ollama_loaded(ctx.settings.llm.ollama.base_url)
+            "ollama_loaded": ollama_loaded(ctx.settings)
             if backend is not None and backend.name == "ollama" else None,
         },
         "agent": {"turns": store.turns(), "db_bytes": store.size_bytes(), "data": ctx.home,

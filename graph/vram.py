@@ -2,7 +2,7 @@
 getting the model out of the way of our own GPU jobs.
 
 Owns: reading the GPU's free memory (NVML, GPU 0), estimating the KV cache from the
-model's shape (Ollama `/api/show`), choosing `num_ctx` for `num_ctx: auto`, the spill
+model's shape (Ollama's `show`), choosing `num_ctx` for `num_ctx: auto`, the spill
 warning and the KV-cache advice shown by `status` (`Plan`), and unloading/reloading the
 chat model around training or evolution (`gpu_job`).
 Does not own: building the chat model (llm.py) or showing the plan (views.py).
@@ -30,8 +30,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from urllib.parse import urlparse
 
-import httpx
+from ollama import ResponseError
 
+from graph import ollama_client
 from graph.context import Settings
 
 log = logging.getLogger("agent.vram")
@@ -179,27 +180,25 @@ def ollama_plan(settings: Settings) -> Plan:
     """The VRAM plan for the configured Ollama model: num_ctx (auto: the largest that fits;
     a fixed number: checked), warnings and recommendations. Never raises."""
     o = settings.llm.ollama
-    base, timeout = o.base_url.rstrip("/"), o.connect_timeout_s
+    client = ollama_client.client(settings)
     env = {k: os.environ[k] for k in ("OLLAMA_FLASH_ATTENTION", "OLLAMA_KV_CACHE_TYPE") if k in os.environ}
     cache = _cache_type(env)
     fixed = o.num_ctx if isinstance(o.num_ctx, int) else None
     plan = Plan(num_ctx=fixed or min(NO_GPU_NUM_CTX, o.max_num_ctx), kv_cache_type=cache, env=env)
     cap, info = o.max_num_ctx, {}
     try:
-        tags = httpx.get(f"{base}/api/tags", timeout=timeout).json().get("models", [])
-        plan.model_bytes = next((m.get("size") for m in tags if _same(m.get("name", ""), o.model)), None)
-        info = httpx.post(f"{base}/api/show", json={"model": o.model}, timeout=timeout).json().get("model_info") or {}
+        plan.model_bytes = next((m.size for m in client.list().models if _same(m.model or "", o.model)), None)
+        info = dict(client.show(o.model).modelinfo or {})
         arch = info.get("general.architecture")
         cap = min(cap, info.get(f"{arch}.context_length") or cap)  # no use beyond what the model was trained for
         plan.num_ctx = fixed or min(NO_GPU_NUM_CTX, cap)
         plan.kv_bytes_per_token = kv_bytes_per_token(info, cache)
-    except (httpx.HTTPError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (*ollama_client.ERRORS, KeyError, TypeError, AttributeError) as exc:
         plan.reason = f"{plan.num_ctx} tokens ({'config' if fixed else 'default'}; model size/shape unknown: " \
                       f"{type(exc).__name__})"
     try:  # the VRAM this model already holds comes back when Ollama reloads it with the new num_ctx
-        ps = httpx.get(f"{base}/api/ps", timeout=timeout).json().get("models", [])
-        plan.loaded_bytes = sum(m.get("size_vram") or 0 for m in ps if _same(m.get("name", ""), o.model))
-    except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+        plan.loaded_bytes = sum(m.size_vram or 0 for m in client.ps().models if _same(m.model or "", o.model))
+    except (*ollama_client.ERRORS, TypeError, AttributeError):
         pass
     memory = gpu_memory() if _local(o.base_url) else None
     if memory is None:
@@ -252,16 +251,17 @@ def _kv_advice(plan: Plan, free: int, cap: int, q8: int, fixed: int | None) -> s
             "what counts is the server's environment")
 
 
-def _post(settings: Settings, body: dict, seconds: float, notify: Callable[[str], None] | None, failed: str) -> bool:
-    """POST /api/generate; False with one notice line (`failed` + why) when it does not work."""
+def _load(settings: Settings, keep_alive: str | int, seconds: float, notify: Callable[[str], None] | None,
+          failed: str) -> bool:
+    """Load (or, with keep_alive 0, unload) the chat model: a generate request without a prompt.
+    False with one notice line (`failed` + why) when it does not work."""
     o = settings.llm.ollama
     try:
-        httpx.post(f"{o.base_url.rstrip('/')}/api/generate", json=body,
-                   timeout=httpx.Timeout(seconds, connect=o.connect_timeout_s)).raise_for_status()
-    except httpx.HTTPStatusError as exc:
-        why = f"Ollama at {o.base_url} answered HTTP {exc.response.status_code}: {exc.response.text[:200]}"
-    except httpx.HTTPError as exc:
-        why = f"Ollama not reachable at {o.base_url} ({type(exc).__name__})"
+        ollama_client.client(settings, seconds).generate(model=o.model, keep_alive=keep_alive)
+    except ResponseError as exc:
+        why = f"Ollama at {o.base_url} answered HTTP {exc.status_code}: {exc.error[:200]}"
+    except ollama_client.ERRORS as exc:
+        why = f"Ollama not reachable at {o.base_url} ({ollama_client.reason(exc)})"
     else:
         return True
     (notify or log.warning)(f"{why}; {failed}")
@@ -272,7 +272,7 @@ def unload(settings: Settings, notify: Callable[[str], None] | None = None) -> b
     """Ask Ollama to free the chat model's VRAM now (`keep_alive: 0`). False, with one notice
     line (to `notify`, else the log), when Ollama is not reachable or refuses."""
     model = settings.llm.ollama.model
-    done = _post(settings, {"model": model, "keep_alive": 0}, 60, notify, "nothing unloaded before the GPU job")
+    done = _load(settings, 0, 60, notify, "nothing unloaded before the GPU job")
     if done:
         log.info("unloaded %s from Ollama for a GPU job", model)
     return done
@@ -281,8 +281,7 @@ def unload(settings: Settings, notify: Callable[[str], None] | None = None) -> b
 def reload(settings: Settings, notify: Callable[[str], None] | None = None) -> bool:
     """Load the chat model back (with the configured keep_alive), so the next turn does not wait."""
     o = settings.llm.ollama
-    done = _post(settings, {"model": o.model, "keep_alive": o.keep_alive}, 300, notify,
-                 f"{o.model} not loaded back (the next turn loads it)")
+    done = _load(settings, o.keep_alive, 300, notify, f"{o.model} not loaded back (the next turn loads it)")
     if done:
         log.info("loaded %s back into Ollama", o.model)
     return done

@@ -9,6 +9,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+NO_GPU = Path(__file__).resolve().parent / "nogpu"  # a pynvml that finds no driver, for agent subprocesses
 
 
 def pytest_configure(config):
@@ -23,6 +24,7 @@ def _isolated(tmp_path, monkeypatch, request):
     for name in filter(_setting, list(os.environ)):  # the developer's own settings stay out of the tests
         monkeypatch.delenv(name)
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
+    no_gpu(monkeypatch)
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
         monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, barred=(): dict(bandit.DEFAULT))
     llm._active.clear()
@@ -33,6 +35,21 @@ def _isolated(tmp_path, monkeypatch, request):
 
     mcp.shutdown()  # each test's MCP servers (and browser) end with it
     _release_files()
+
+
+def no_gpu(monkeypatch) -> None:
+    """What the agent shows must not depend on the test machine's GPU: NVML finds no driver,
+    here and in subprocesses (tests that need a GPU stub one over this)."""
+    import pynvml
+
+    from graph import monitor
+
+    def no_driver(*args):
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
+    monkeypatch.setattr(monitor, "_nvml_ready", None)  # gpu() remembers the first init
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NO_GPU), os.environ.get("PYTHONPATH")])))
 
 
 def _release_files() -> None:

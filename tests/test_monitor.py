@@ -1,5 +1,6 @@
-"""Monitoring end to end: the metrics collector without a GPU (for real: no NVIDIA driver here)
-and with one (the pynvml calls stubbed), the REPL status bar and the `monitor` dashboard on a
+"""Monitoring end to end: the metrics collector without a GPU and with one (NVML stubbed both
+ways, in this process and in the agent's: see tests/nogpu; the real NVML is only checked for
+sane answers, whatever the machine has), the REPL status bar and the `monitor` dashboard on a
 real terminal, `monitor --once/--json`, the Prometheus exporter scraped over loopback, and the
 rotated turn log read with `logs [--json] [--follow]`."""
 
@@ -17,6 +18,7 @@ from types import SimpleNamespace
 import httpx
 import pexpect
 import psutil
+import pynvml
 import pytest
 import yaml
 from rich.console import Console
@@ -35,6 +37,7 @@ FAST = {"llm": {"backend": "embedded", "max_tokens": 32}, "agent": {"max_tool_ro
 GB = 2**30
 CARD = "NVIDIA GeForce RTX 4050 Laptop GPU"
 
+REAL_NVML_INIT = pynvml.nvmlInit  # before conftest's fixture stubs it for every test
 
 def agent(home, cfg, *args, timeout=60, check=True):
     out = subprocess.run([sys.executable, AGENT, "--home", str(home), "--config", str(cfg), *args],
@@ -96,8 +99,22 @@ def fake_snapshot(gpu=None, turns=7, tok_s=42.5, cpu=12.5) -> dict:
 # ---------------------------------------------------------------- the GPU: none here, stubbed NVML
 
 
-def test_no_gpu_for_real(tmp_path, make_config, monkeypatch):
-    monkeypatch.setattr(monitor, "_nvml_ready", None)  # really try NVML: no driver on this machine
+def test_real_nvml_gives_sane_answers_with_or_without_a_gpu(monkeypatch):
+    from graph import vram
+
+    monkeypatch.setattr(pynvml, "nvmlInit", REAL_NVML_INIT)
+    cards = monitor.gpu()
+    for i, card in enumerate(cards):
+        assert card["index"] == i and card["name"]
+        assert 0 <= card["vram_used"] <= card["vram_total"] and 0 <= card["vram_free"] <= card["vram_total"]
+    memory = vram.gpu_memory()
+    assert (memory is None) == (cards == [])  # both see the same machine
+    if memory:
+        assert 0 <= memory[0] <= memory[1] == cards[0]["vram_total"]
+
+
+def test_no_gpu(tmp_path, make_config):
+    """NVML without a driver (conftest's stub, as on a machine without an NVIDIA GPU)."""
     assert monitor.gpu() == []
     assert monitor._nvml_ready is False  # the failed init is remembered, not retried every second
     assert monitor.gpu() == []
@@ -399,7 +416,7 @@ def test_prometheus_served_by_the_monitor_process(two_turns, tmp_path):
         assert metric(text, "agent_context_window_tokens") == 4096
         assert 0 <= metric(text, "agent_cpu_percent") <= 100
         assert metric(text, "agent_process_rss_bytes") > 10 * 2**20
-        assert not re.search(r"^agent_gpu_vram_used_bytes\{", text, re.M)  # no GPU here
+        assert not re.search(r"^agent_gpu_vram_used_bytes\{", text, re.M)  # no GPU (tests/nogpu)
         assert proc.poll() is None
     finally:
         proc.terminate()

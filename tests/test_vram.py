@@ -1,5 +1,5 @@
 """The VRAM budget (graph/vram.py): the KV cache per token, the num_ctx table, the plan for
-the Ollama model (no GPU here for real; a 6 GB card through a stubbed pynvml), the spill
+the Ollama model (no GPU and a 6 GB card, both through a stubbed pynvml), the spill
 warning and KV-cache advice, unloading around GPU jobs, and the chosen num_ctx reaching
 Ollama. Against tests/ollama_server.py, whose qwen2:7b-instruct is 4.4 GB of qwen2-7B shape."""
 
@@ -137,9 +137,8 @@ def test_spill_reason_says_what_to_do():
 
 # GPU memory and the plan
 
-def test_no_gpu_here_gives_8192(server):
-    if vram.gpu_memory() is not None:
-        pytest.skip("this machine has an NVIDIA GPU")
+def test_no_gpu_gives_8192(server):  # NVML finds no driver (conftest's stub)
+    assert vram.gpu_memory() is None
     plan = vram.ollama_plan(settings(server.url))
     assert (plan.num_ctx, plan.fits, plan.warnings, plan.recommendations) == (8192, True, [], [])
     assert plan.lines()[0].startswith("GPU: none")
@@ -234,11 +233,11 @@ def test_gpu_job_unloads_then_reloads(server):
     notes: list[str] = []
     with vram.gpu_job(settings(server.url), notify=notes.append) as unloaded:
         assert unloaded and MODEL not in server.loaded
-        assert server.generates == [{"model": MODEL, "keep_alive": 0}]
-    assert server.generates[1] == {"model": MODEL, "keep_alive": "5m"} and MODEL in server.loaded
+        assert server.generates == [{"model": MODEL, "keep_alive": 0, "stream": False}]  # no prompt: unload only
+    assert server.generates[1] == {"model": MODEL, "keep_alive": "5m", "stream": False} and MODEL in server.loaded
     with pytest.raises(RuntimeError), vram.gpu_job(settings(server.url, keep_alive="1h")):
         raise RuntimeError("training failed")
-    assert server.generates[-1] == {"model": MODEL, "keep_alive": "1h"}  # loaded back all the same
+    assert server.generates[-1]["keep_alive"] == "1h"  # loaded back all the same
     assert notes == []
 
 
