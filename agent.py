@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """agent.py — a self-learning local AI agent in one endless conversation.
 
-Usage: python agent.py [-m TEXT] [history|status|tools|memory|reward|prompt|data|learn|undo|backup|monitor|logs]
-                       [--home DIR] [--config FILE]
+Usage: python agent.py [-m TEXT] [logs|history|status|tools|memory|reward|prompt|data|learn|undo|backup|monitor|metrics]
+                       [--home DIR] [--config FILE] [--version]
 Heavy libraries are imported only after the arguments are read, so --help is instant.
 """
 
@@ -13,7 +13,8 @@ import sys
 
 DESCRIPTION = """A local AI agent in one endless conversation. With no command it opens the
 REPL (or reads one message per line from piped stdin); the same session continues
-from any directory, kept in the data folder (default: data/ beside agent.py)."""
+from any directory, kept in the data folder (default: data/ beside agent.py).
+With -m, text piped to stdin is attached to the message: git diff | agent.py -m "review this"."""
 
 
 def count(text: str) -> int:
@@ -47,18 +48,25 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="chat model: auto = Ollama, else the embedded model (default: from config)")
     common.add_argument("--think", choices=["auto", "on", "off"], default=argparse.SUPPRESS,
                         help="think visibly before answering: always, never, or when needed (default: from config)")
+    from graph import __version__
+
     parser = argparse.ArgumentParser(prog="agent.py", description=DESCRIPTION, parents=[common])
-    parser.add_argument("-m", "--message", metavar="TEXT", help="send one message, print the answer, exit")
+    parser.add_argument("--version", action="version", version=f"agent.py {__version__}")
+    parser.add_argument("-m", "--message", metavar="TEXT",
+                        help="send one message (with piped stdin attached), print the answer, exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    h = sub.add_parser("history", parents=[common], help="the whole conversation since the first launch")
-    h.add_argument("--last", type=count, metavar="N", help="only the last N turns")
-    h.add_argument("--search", metavar="TEXT", help="only messages containing TEXT (the latest 50)")
-    h.add_argument("--json", action="store_true", help="machine-readable output")
+    for name, more in (("logs", "; the same as history"), ("history", "")):
+        h = sub.add_parser(name, parents=[common], help=f"the whole conversation since the first launch{more}")
+        h.add_argument("--last", type=count, metavar="N", help="only the last N turns")
+        h.add_argument("--search", metavar="TEXT", help="only messages containing TEXT (the latest 50)")
+        h.add_argument("--json", action="store_true", help="machine-readable output")
+        if name == "logs":  # `logs --follow` followed the turn metrics before they became `metrics`
+            h.add_argument("--follow", "-f", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("backup", parents=[common], help="write a consistent copy of the database to DATA/backups/")
     mon = sub.add_parser("monitor", parents=[common], help="live dashboard: model speed, GPU/VRAM, CPU/RAM, agent")
     mon.add_argument("--once", action="store_true", help="print one snapshot and exit")
     mon.add_argument("--json", action="store_true", help="one snapshot as JSON")
-    lg = sub.add_parser("logs", parents=[common], help="the turn log: latencies, tokens, backend, errors")
+    lg = sub.add_parser("metrics", parents=[common], help="the turn metrics log: latencies, tokens, backend, errors")
     lg.add_argument("--last", type=count, default=20, metavar="N", help="how many records (default 20)")
     lg.add_argument("--follow", "-f", action="store_true", help="keep printing new records")
     lg.add_argument("--json", action="store_true", help="JSON lines")
@@ -220,13 +228,17 @@ def run(args: argparse.Namespace, ctx, console) -> int:
 
     from graph import repl, views
 
-    if args.command in ("history", "backup") and not Path(ctx.home).is_dir():
+    if getattr(args, "follow", False) and args.command == "logs":
+        print("error: `logs` is the conversation now; the turn metrics are `agent.py metrics --follow`",
+              file=sys.stderr)
+        return 2
+    if args.command in ("history", "logs", "backup") and not Path(ctx.home).is_dir():
         ctx.settings  # noqa: B018 - a bad config is still reported first
         print(f"error: {ctx.home}: no data folder here yet, so no session to show (a first message creates it;"
               " check --home / AGENT_HOME)", file=sys.stderr)
         return 1
 
-    if args.command == "history":
+    if args.command in ("history", "logs"):
         from graph.store import store_for
 
         ctx.settings  # noqa: B018 - validate the config even for read-only commands
@@ -238,8 +250,8 @@ def run(args: argparse.Namespace, ctx, console) -> int:
             console.print(views.history_view(rows, empty="no matching messages" if args.search else "(no messages yet)"))
         return 0
 
-    if args.command == "logs":
-        return show_logs(args, ctx, console)
+    if args.command == "metrics":
+        return show_metrics(args, ctx, console)
 
     ctx.interactive = args.message is None and sys.stdin.isatty()  # else approvals are refused, not asked
     if args.command == "tools":
@@ -285,7 +297,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
             console.print(views.status_table(info))
         return 0
     if args.message is not None:
-        meta = repl.show_turn(session, args.message, console)
+        meta = repl.show_turn(session, attached(args.message), console)
         repl.show_upkeep(session, console)
         if meta.get("error"):
             return 1
@@ -294,6 +306,17 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         return 130 if meta["interrupted"] == "stopped by the user" else 1  # partial answer: kept, but say so
     repl.run(session, console)
     return 0
+
+
+def attached(message: str) -> str:
+    """The -m message with piped stdin attached below it, fenced (`git diff | agent.py -m "review this"`)."""
+    if sys.stdin is None or sys.stdin.isatty():
+        return message
+    text = sys.stdin.read().strip("\n")
+    if not text.strip():
+        return message
+    fence = "`" * max(3, 1 + max((len(run) for run in text.split("\n") if set(run) == {"`"}), default=0))
+    return f"{message}\n\n{fence}\n{text}\n{fence}"
 
 
 def tools(args: argparse.Namespace, ctx, console) -> int:
@@ -414,7 +437,7 @@ def _row(memories, m) -> dict:
     return {**m.as_dict(), "strength": round(memories.effective_importance(m), 3)}
 
 
-def show_logs(args: argparse.Namespace, ctx, console) -> int:
+def show_metrics(args: argparse.Namespace, ctx, console) -> int:
     import json
 
     from graph import turnlog

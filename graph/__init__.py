@@ -11,3 +11,5 @@
 
 One session forever: checkpointed to SQLite in the data folder under one thread id.
 """
+
+__version__ = "0.1.0"  # the one place the version is written (`agent.py --version` shows it)

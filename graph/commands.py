@@ -1,12 +1,14 @@
 """The REPL's slash commands: /help, /status, /history, /search, /think, /why, /tools, /undo,
-/memory, /remember, /forget, /good, /bad, /rate, /reward, /prompt, /learn, /data, /evolve, /quit.
+/memory, /remember, /forget, /good, /bad, /rate, /reward, /prompt, /learn, /data, /evolve, /quit (/bye).
 
-Owns: parsing a slash line and showing each command's result. Does not own: the REPL loop
+Owns: parsing a slash line, showing each command's result, and the names to complete (NAMES). Does not own: the REPL loop
 and how a turn is shown (repl.py), or the layouts (views.py; learncli.py for the learning
 commands, shared with `agent.py reward|prompt|data|learn`; evolution/cli.py for /evolve).
 """
 
 from __future__ import annotations
+
+import re
 
 from rich.console import Console
 from rich.text import Text
@@ -35,10 +37,15 @@ HELP = """Commands:
   /learn undo      end the newest standing preference (made from feedback such as "too long")
   /data            the latest tuning examples and their counts
   /evolve [runs|lineage]  start an evolution run in the background (or: the runs so far, the last run's lineage)
-  /quit            leave (Ctrl-D also leaves; the session is kept)
+  /quit, /bye      leave (Ctrl-D also leaves; the session is kept)
+Tab completes a command. \"\"\" starts a message of several lines, \"\"\" ends it (a paste of
+several lines is one message anyway).
 Ctrl-C stops the answer being written and keeps what was said.
 When a tool needs your approval (a command, or an action after reading web pages or files),
 the agent asks: y = run it once, n = don't, a = always allow that exact command."""
+
+
+NAMES = sorted(set(re.findall(r"(?<![\w/])/[a-z]+", HELP)))  # every command HELP names, for Tab
 
 
 def why(session: Session) -> Tree | Text:
@@ -62,7 +69,7 @@ def why(session: Session) -> Tree | Text:
 def command(session: Session, line: str, console: Console) -> bool:
     """Run a slash command; False means leave."""
     name, _, arg = line[1:].partition(" ")
-    if name in ("quit", "exit", "q"):
+    if name in ("quit", "bye", "exit", "q"):
         return False
     if name == "help":
         console.print(HELP, markup=False, highlight=False)

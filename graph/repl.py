@@ -3,8 +3,9 @@ streaming output), piped stdin one line at a time, showing one turn, asking the 
 approve a tool call, and the turn's upkeep and memory consolidation while the user reads
 and types.
 
-Owns: how a turn looks on a terminal, Ctrl-C (stop the answer, keep what was said),
-Ctrl-D (leave). Does not own: the slash commands (commands.py), running the turn
+Owns: how a turn looks on a terminal, reading messages (one per line; several lines between
+\"\"\" as in Ollama, or pasted at once; Tab completing slash commands), Ctrl-C (stop the answer,
+keep what was said), Ctrl-D (leave). Does not own: the slash commands (commands.py), running the turn
 (session.py) or the status/history layouts (views.py).
 """
 
@@ -286,15 +287,43 @@ class Upkeep:
         self.thread = None
 
 
+QUOTES = '"""'
+
+
+def multiline(first: str, more) -> str:
+    """A message: `first` as it is, or, when it starts with \"\"\", everything up to the line that
+    ends with \"\"\" (as Ollama reads it), with further lines from `more()` (EOFError ends it too)."""
+    if not first.startswith(QUOTES):
+        return first
+    lines, line = [], first[len(QUOTES):]
+    while not line.rstrip().endswith(QUOTES):
+        lines.append(line)
+        try:
+            line = more()
+        except EOFError:
+            return "\n".join(lines).strip()
+    lines.append(line.rstrip()[: -len(QUOTES)])
+    return "\n".join(lines).strip()
+
+
 def _lines(session: Session, console: Console):
-    """Non-empty input lines: from piped stdin (echoed), or typed at a prompt_toolkit prompt."""
+    """Non-empty messages: from piped stdin (echoed; one per line, or several lines between
+    \"\"\"), or typed at a prompt_toolkit prompt (where a paste of several lines is one message)."""
     if not sys.stdin.isatty():
+        def more() -> str:
+            line = sys.stdin.readline()
+            if not line:
+                raise EOFError
+            return line.rstrip("\n")
+
         for raw in sys.stdin:
-            if raw.strip():
-                console.print(Text(f"> {raw.strip()}", style="bold cyan"))
-                yield raw.strip()
+            text = multiline(raw.strip(), more)
+            if text:
+                console.print(Text(f"> {text}", style="bold cyan"))
+                yield text
         return
     from prompt_toolkit import PromptSession
+    from prompt_toolkit.completion import WordCompleter
     from prompt_toolkit.history import FileHistory
     from prompt_toolkit.patch_stdout import patch_stdout
 
@@ -302,14 +331,16 @@ def _lines(session: Session, console: Console):
     bar = StatusBar(session)
     if bar.problem:
         console.print(Text("! " + bar.problem, style="yellow"))
+    # a paste arrives as one bracketed paste (prompt_toolkit's default): its lines stay in one message
     prompt = PromptSession(history=FileHistory(str(history)), bottom_toolbar=bar.text,
-                           refresh_interval=session.ctx.settings.monitoring.refresh_s)
+                           refresh_interval=session.ctx.settings.monitoring.refresh_s,
+                           completer=WordCompleter(commands.NAMES, sentence=True), complete_while_typing=False)
     while True:
         try:
             with patch_stdout(raw=True):  # the upkeep's lines print above the prompt
-                line = prompt.prompt("› ").strip()
+                line = multiline(prompt.prompt("› ").strip(), lambda: prompt.prompt("… "))
         except KeyboardInterrupt:
-            continue  # Ctrl-C at the prompt clears the line
+            continue  # Ctrl-C at the prompt clears the line (or the message of several lines)
         except EOFError:
             console.print(Text("bye — the session is kept; `python agent.py` continues it.", style="dim"))
             return

@@ -1,6 +1,6 @@
 """The turn log: one JSON line per turn (latencies, tokens, backend, errors) in
 DATA/logs/agent.log, rotated by size (monitoring.log_max_mb, monitoring.log_backups),
-read by `python agent.py logs [--follow]`.
+read by `python agent.py metrics [--follow]`.
 
 Owns: writing, reading and following that file. Does not own: the transcript (store.py,
 every message) or live metrics (monitor.py).

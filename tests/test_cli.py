@@ -101,7 +101,7 @@ def test_corrupt_database_is_named_and_left_alone(tmp_path, make_config):
 def test_help_is_true_and_fast_to_import():
     out = subprocess.run([sys.executable, "-X", "importtime", AGENT, "--help"], capture_output=True, text=True)
     assert out.returncode == 0
-    for word in ("history", "status", "--home", "--config", "--backend", "-m TEXT"):
+    for word in ("history", "logs", "metrics", "status", "--home", "--config", "--backend", "-m TEXT", "--version"):
         assert word in out.stdout
     assert "langgraph" not in out.stderr and "llama_cpp" not in out.stderr  # heavy imports stay lazy
 
@@ -126,3 +126,45 @@ def test_bad_arguments_are_one_line(tmp_path):
                  ["logs", "--last", "abc"]):
         out = agent(*args, home=tmp_path / "home")
         assert out.returncode == 2 and "Traceback" not in out.stderr, args
+
+
+def test_version_comes_from_the_package(tmp_path):
+    from graph import __version__
+
+    out = agent("--version", home=tmp_path / "home")
+    assert out.returncode == 0 and out.stdout.strip() == f"agent.py {__version__}"
+
+
+def test_piped_stdin_is_attached_to_the_message(tmp_path, make_config):
+    home = tmp_path / "home"
+    diff = "--- a/x.py\n+++ b/x.py\n-print('hi')\n+print('こんにちは')\n```\n"  # a fence inside stays inside
+    out = agent("-m", "review this", "--config", fast_config(make_config), home=home, stdin=diff)
+    assert out.returncode == 0, out.stderr
+    [user] = [r["content"] for r in json.loads(agent("history", "--json", home=home).stdout) if r["role"] == "user"]
+    assert user == "review this\n\n````\n" + diff.rstrip("\n") + "\n````"
+    plain = agent("-m", "no attachment", "--config", fast_config(make_config), home=home, stdin="")
+    assert plain.returncode == 0, plain.stderr
+    assert json.loads(agent("history", "--json", "--last", "1", home=home).stdout)[0]["content"] == "no attachment"
+
+
+def test_logs_is_the_conversation_and_metrics_the_turn_log(tmp_path, make_config):
+    home = tmp_path / "home"
+    assert agent("-m", "Hello!", "--config", fast_config(make_config), home=home).returncode == 0
+    logs, history = agent("logs", "--json", home=home), agent("history", "--json", home=home)
+    assert logs.returncode == 0 and json.loads(logs.stdout) == json.loads(history.stdout)
+    assert json.loads(logs.stdout)[0]["content"] == "Hello!"
+    assert "you: Hello!" in agent("logs", "--search", "Hello", home=home).stdout
+    [record] = [json.loads(line) for line in agent("metrics", "--json", home=home).stdout.splitlines()]
+    assert record["backend"] == "embedded" and record["tokens"] > 0
+    old = agent("logs", "--follow", home=home)
+    assert old.returncode == 2 and old.stderr.strip() == (
+        "error: `logs` is the conversation now; the turn metrics are `agent.py metrics --follow`")
+
+
+def test_piped_lines_between_triple_quotes_are_one_message(tmp_path, make_config):
+    home = tmp_path / "home"
+    out = agent("--config", fast_config(make_config), home=home,
+                stdin='"""一行目\n二行目\n三行目"""\nsingle line\n/bye\nnever sent\n')
+    assert out.returncode == 0, out.stderr
+    users = [r["content"] for r in json.loads(agent("history", "--json", home=home).stdout) if r["role"] == "user"]
+    assert users == ["一行目\n二行目\n三行目", "single line"]

@@ -2,7 +2,7 @@
 ways, in this process and in the agent's: see tests/nogpu; the real NVML is only checked for
 sane answers, whatever the machine has), the REPL status bar and the `monitor` dashboard on a
 real terminal, `monitor --once/--json`, the Prometheus exporter scraped over loopback, and the
-rotated turn log read with `logs [--json] [--follow]`."""
+rotated turn log read with `metrics [--json] [--follow]`."""
 
 import json
 import os
@@ -36,8 +36,8 @@ FAST = {"llm": {"backend": "embedded", "max_tokens": 32}, "agent": {"max_tool_ro
         "reasoning": {"mode": "off"}}
 GB = 2**30
 CARD = "NVIDIA GeForce RTX 4050 Laptop GPU"
-
 REAL_NVML_INIT = pynvml.nvmlInit  # before conftest's fixture stubs it for every test
+
 
 def agent(home, cfg, *args, timeout=60, check=True):
     out = subprocess.run([sys.executable, AGENT, "--home", str(home), "--config", str(cfg), *args],
@@ -96,7 +96,7 @@ def fake_snapshot(gpu=None, turns=7, tok_s=42.5, cpu=12.5) -> dict:
                       "reward_recent": [], "prompt_version": None, "memories": None}}
 
 
-# ---------------------------------------------------------------- the GPU: none here, stubbed NVML
+# ---------------------------------------------------------------- the GPU: real NVML, none, a stubbed card
 
 
 def test_real_nvml_gives_sane_answers_with_or_without_a_gpu(monkeypatch):
@@ -468,7 +468,7 @@ def test_repl_opens_when_the_prometheus_port_is_taken(tmp_path, make_config, bus
 
 def test_turns_and_errors_are_logged(two_turns, tmp_path):
     home, cfg = two_turns
-    out = agent(home, cfg, "logs", "--json").stdout
+    out = agent(home, cfg, "metrics", "--json").stdout
     records = [json.loads(line) for line in out.splitlines()]
     assert [r["turn"] for r in records] == [1, 2]
     for r in records:
@@ -476,10 +476,10 @@ def test_turns_and_errors_are_logged(two_turns, tmp_path):
         assert r["ttft_s"] > 0 and r["tokens"] > 0 and r["seconds"] >= r["ttft_s"] and r["context_tokens"] > 0
         assert "error" not in r and isinstance(r["pid"], int) and r["time"]
 
-    text = agent(home, cfg, "logs").stdout.splitlines()
+    text = agent(home, cfg, "metrics").stdout.splitlines()
     assert len(text) == 2
     assert re.search(r"turn 2 · embedded \(SmolLM2-135M-Instruct Q4_1\) · first token [\d.]+ s · .*\d+ tokens", text[1])
-    assert agent(home, cfg, "logs", "--json", "--last", "1").stdout.count("\n") == 1
+    assert agent(home, cfg, "metrics", "--json", "--last", "1").stdout.count("\n") == 1
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({**FAST, "llm": {"backend": "ollama", "max_tokens": 32,
@@ -488,14 +488,14 @@ def test_turns_and_errors_are_logged(two_turns, tmp_path):
     err_home = tmp_path / "err"
     failed = agent(err_home, bad, "--backend", "ollama", "-m", "Hello?", check=False)
     assert failed.returncode == 1 and "not reachable" in failed.stderr
-    [record] = [json.loads(line) for line in agent(err_home, bad, "logs", "--json").stdout.splitlines()]
+    [record] = [json.loads(line) for line in agent(err_home, bad, "metrics", "--json").stdout.splitlines()]
     assert record["turn"] == 1 and "not reachable" in record["error"]
-    assert "ERROR: Ollama is not reachable" in agent(err_home, bad, "logs").stdout
+    assert "ERROR: Ollama is not reachable" in agent(err_home, bad, "metrics").stdout
 
 
 def test_no_log_yet(tmp_path, make_config):
     home = tmp_path / "home"
-    out = agent(home, make_config(FAST), "logs")
+    out = agent(home, make_config(FAST), "metrics")
     assert "no turns logged yet" in out.stdout
 
 
@@ -522,11 +522,11 @@ def test_log_records_keep_only_known_fields():
 
 
 class Follower:
-    """`python agent.py logs --json --follow` in a subprocess, its lines read with a timeout."""
+    """`python agent.py metrics --json --follow` in a subprocess, its lines read with a timeout."""
 
     def __init__(self, home, cfg):
         self.home = home
-        self.proc = subprocess.Popen([sys.executable, AGENT, "--home", str(home), "--config", str(cfg), "logs",
+        self.proc = subprocess.Popen([sys.executable, AGENT, "--home", str(home), "--config", str(cfg), "metrics",
                                       "--json", "--follow"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      text=True, env=agent_env(home))
         self.lines: queue.Queue = queue.Queue()
@@ -536,7 +536,7 @@ class Follower:
         try:
             return json.loads(self.lines.get(timeout=timeout))
         except queue.Empty:
-            raise AssertionError("no record printed by logs --follow") from None
+            raise AssertionError("no record printed by metrics --follow") from None
 
     def opened_the_log(self) -> bool:
         try:

@@ -121,3 +121,31 @@ def test_the_prompt_comes_back_with_the_answer_and_the_upkeep_follows(tmp_path, 
     out = subprocess.run([sys.executable, str(ROOT / "agent.py"), "memory", "list", "--json"], capture_output=True,
                          text=True, env=agent_env(home), timeout=120)
     assert "bicycle is blue" in out.stdout, out.stderr
+
+
+def test_several_lines_are_one_message_and_tab_completes_commands(tmp_path, make_config):
+    """\"\"\" ... \"\"\" as in Ollama (Japanese included), a bracketed paste of several lines, Tab, /bye."""
+    home = tmp_path / "home"
+    cfg = make_config({"llm": {"backend": "embedded", "max_tokens": 16}, "agent": {"max_tool_rounds": 0},
+                       "reasoning": {"mode": "off"}})
+    child = spawn(home, cfg)
+    child.sendline('"""最初の行')
+    child.expect_exact("…")  # the continuation prompt
+    child.sendline("二行目")
+    child.sendline('三行目"""')
+    child.expect("first token")
+    child.expect_exact(PROMPT)
+    child.send("\x1b[200~pasted one\npasted two\x1b[201~")  # a terminal's bracketed paste
+    child.send("\r")
+    child.expect("first token")
+    child.expect_exact(PROMPT)
+    child.send("/hist\t")  # Tab completes the command
+    child.send(" 1\r")
+    child.expect(r"#2 \S*you: \S*pasted one")
+    child.expect_exact(PROMPT)
+    child.sendline("/bye")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    users = [r["content"] for r in history(home) if r["role"] == "user"]
+    assert users == ["最初の行\n二行目\n三行目", "pasted one\npasted two"]
