@@ -13,6 +13,11 @@ NO_GPU = Path(__file__).resolve().parent / "nogpu"  # a pynvml that finds no dri
 
 
 def pytest_configure(config):
+    # `agent.py -m` attaches piped stdin to the message (`git diff | agent.py -m ...`) and reads it
+    # to its end: agent subprocesses get an empty stdin, whatever stdin the runner gives pytest
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
     config.addinivalue_line("markers", "policy: let the learned strategy policy sample (Thompson sampling) "
                                        "instead of answering with the default strategy")
 
