@@ -29,7 +29,7 @@ TOPICS = ["baking sourdough bread", "repairing a bicycle chain", "planting tomat
 CHILD = '''
 import json, pathlib, sys, time
 sys.path.insert(0, {root!r})
-from graph import memory
+from graph import backlog, memory
 from graph.context import Context
 from graph.memory import memories_for
 
