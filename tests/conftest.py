@@ -104,8 +104,13 @@ def make_config(tmp_path):
 
 
 def _setting(name: str) -> bool:
-    """Whether an environment variable would change the agent's settings (graph/environment.py)."""
-    return name == "OLLAMA_HOST" or (name.upper().startswith("AGENT_") and name != "AGENT_HOME")
+    """Whether an environment variable would change the agent's settings (graph/environment.py):
+    not AGENT_HOME, nor the variables the tests use to steer the model process (AGENT_TEST_CRASH_FILE)."""
+    from graph.context import Settings
+    from graph.environment import DELIMITER, PREFIX
+
+    section = name.upper().removeprefix(PREFIX).split(DELIMITER)[0].lower()
+    return name == "OLLAMA_HOST" or (name.upper().startswith(PREFIX) and section in Settings.model_fields)
 
 
 def agent_env(home: Path, **variables: str) -> dict:
