@@ -280,7 +280,8 @@ def tuned(chat: BaseChatModel, temperature: float | None = None, max_tokens: int
 
 def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Callable[[str], None],
             emit: Callable[[str, str], None] | None = None, think: bool = False, forced: bool = False,
-            temperature: float | None = None, max_tokens: int | None = None) -> tuple[AIMessage, dict]:
+            temperature: float | None = None, max_tokens: int | None = None,
+            form: Callable[[str], str] | None = None) -> tuple[AIMessage, dict]:
     """Stream one answer from the active backend; `emit(kind, text)` gets each piece as it
     comes ("think" or "answer"). With `think`, a thinking model thinks natively; other models
     were asked for <think> by the caller and their text is parsed. Returns the message
@@ -289,12 +290,13 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     thought, and `interrupted` when it was cut short. `temperature` overrides the configured one
     for this answer (the learned policy's choice), `max_tokens` the answer's length limit (the
     short preference's, the evolution's short answers): an answer it stops ends at its last
-    complete sentence (sentences.py), shown sentence by sentence. `forced` marks the one call that asks for
-    the answer after cut reasoning: it is never cut or forced again."""
+    complete sentence (sentences.py), shown sentence by sentence. `form` reshapes the answer as it is
+    shown (a format the user asked for: formats.py), sentence by sentence too. `forced` marks the one
+    call that asks for the answer after cut reasoning: it is never cut or forced again."""
     from graph import prompts, sentences, thinking
 
     shows = emit or (lambda kind, text: None)  # the caller's; the calls below wrap it again
-    held = sentences.Held(shows) if max_tokens else None
+    held = sentences.Held(shows, form) if max_tokens or form else None
     emit = held or shows
     backend = active(ctx)
     if backend.notice and not backend.announced:
@@ -303,14 +305,14 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     chat = tuned(backend.chat, temperature, max_tokens)
     model = chat.bind_tools(tools) if tools else chat
     trace = thinking.Trace(parse=backend.think_style != "native", budget_tokens=ctx.settings.reasoning.max_tokens)
-    start, first, full, interrupted, pieces = time.perf_counter(), None, None, "", 0
+    start, first, chunks, interrupted, pieces = time.perf_counter(), None, [], "", 0
     stream = model.stream(messages, **({"reasoning": think} if backend.think_style != "prompt" else {}))
     try:
         for chunk in stream:
             if first is None and (chunk.content or chunk.tool_call_chunks or chunk.additional_kwargs):
                 first = time.perf_counter()
             pieces += bool(chunk.content or chunk.additional_kwargs.get("reasoning_content"))
-            full = chunk if full is None else full + chunk
+            chunks.append(chunk)  # merged once at the end: adding each to the last costs O(n) per token
             for kind, text in trace.feed(chunk):
                 emit(kind, text)
             if STOP.is_set():
@@ -320,7 +322,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
                 break
     except backend_errors() as exc:
         why = f"{backend.name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        if full is not None and (trace.answer or trace.thoughts):
+        if chunks and (trace.answer or trace.thoughts):
             interrupted = why
             notify(f"{why}. The partial answer is kept; send your message again to retry.")
         elif backend.name == "ollama" and ctx.settings.llm.backend == "auto":
@@ -328,15 +330,15 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             embedded = fall_back(ctx, why)
             embedded.announced = True
             return respond(ctx, _refit(messages, embedded, ctx), tools, notify, shows, think, forced, temperature,
-                           max_tokens)
+                           max_tokens, form)
         else:
             raise BackendError(f"{why}. Your message is saved; send it again when the backend is back.") from None
     finally:
         stream.close()
     for kind, text in trace.finish():
         emit(kind, text)
-    message = message_chunk_to_message(full) if full is not None else AIMessage(content="")
-    stopped = bool(held) and sentences.budget_stopped(message.response_metadata) and not interrupted
+    message = message_chunk_to_message(chunks[0] + chunks[1:]) if chunks else AIMessage(content="")
+    stopped = bool(max_tokens) and sentences.budget_stopped(message.response_metadata) and not interrupted
     shown = held.finish(stopped) if held else ""
     end = time.perf_counter()
     usage = getattr(message, "usage_metadata", None) or {}
@@ -345,7 +347,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     meta = {"backend": backend.name, "model": backend.model, "seconds": round(end - start, 3),
             "ttft_s": round((first or end) - start, 3), "tokens": tokens,
             "tok_s": round((tokens - 1) / gen_time, 1) if gen_time > 0 and tokens > 1 else None}
-    answer = shown if stopped else trace.answer_text
+    answer = shown if held else trace.answer_text
     if trace.thoughts and not answer.strip() and not message.tool_calls and not interrupted:
         trace.cut = trace.cut or "the reasoning ended without an answer"
     if trace.cut and not interrupted and not forced:  # degenerate reasoning: cut it, the answer still arrives
@@ -353,7 +355,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
         ask = HumanMessage(prompts.FORCE_ANSWER.format(thoughts=trace.thought_text[-backend.context_window:]))
         plain = [m for m in messages if not (m.type == "system" and m.text == prompts.THINK)]
         reply, reply_meta = respond(ctx, _refit([*plain, ask], backend, ctx), [], notify, shows, think=False,
-                                    forced=True)
+                                    forced=True, form=form)
         answer, meta["seconds"] = reply.text, round(time.perf_counter() - start, 3)
         meta["tokens"] += reply_meta["tokens"]
         interrupted = reply_meta.get("interrupted", "")

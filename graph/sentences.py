@@ -4,8 +4,9 @@ Owns: where a sentence ends (English `.!?` before a space or the end, Japanese `
 break, each with its closing quotes or brackets), and `Held`: a filter between the model's
 stream and the user that passes the answer on sentence by sentence and, when the budget stopped
 it (finish reason `length`), drops the unfinished tail (`ended` does the same to a whole answer);
-an answer without one complete sentence is kept whole (something is always shown).
-Does not own: the budget (feedback.py's short preference) or the streaming itself (llm.py).
+an answer without one complete sentence is kept whole (something is always shown). Given a
+format (formats.py: bullets, plain), it shows the format of what it has passed on so far.
+Does not own: the budget (feedback.py's short preference), the formats or the streaming itself (llm.py).
 """
 
 from __future__ import annotations
@@ -38,10 +39,13 @@ def ended(text: str, metadata: dict) -> str:
 
 class Held:
     """`emit(kind, text)` that holds the answer's unfinished sentence back until it ends;
-    other kinds (thoughts) pass at once. `finish` releases or drops the rest."""
+    other kinds (thoughts) pass at once. `finish` releases or drops the rest. `form` reshapes
+    the answer's text; the form of each released beginning must begin the form of the whole
+    (formats.py's do), as the user sees it grow."""
 
-    def __init__(self, emit: Callable[[str, str], None]):
-        self.emit, self.shown, self.pending = emit, "", ""
+    def __init__(self, emit: Callable[[str, str], None], form: Callable[[str], str] | None = None):
+        self.emit, self.form = emit, form or (lambda text: text)
+        self.released, self.shown, self.pending = "", "", ""
 
     def __call__(self, kind: str, text: str) -> None:
         if kind != "answer":
@@ -52,14 +56,17 @@ class Held:
 
     def finish(self, stopped: bool) -> str:
         """Release what is held; `stopped` by the budget: only up to the last sentence end, unless
-        nothing was shown yet. Returns the whole answer as shown."""
+        nothing was released yet. Returns the whole answer as shown (in its form)."""
         end = last_end(self.pending) if stopped else len(self.pending)
-        self._show(end if end or self.shown.strip() else len(self.pending))
+        self._show(end if end or self.released.strip() else len(self.pending))
         self.pending = ""
         return self.shown
 
     def _show(self, end: int) -> None:
         if end:
-            self.shown += self.pending[:end]
-            self.emit("answer", self.pending[:end])
+            self.released += self.pending[:end]
             self.pending = self.pending[end:]
+            formed = self.form(self.released)
+            if formed[len(self.shown):]:
+                self.emit("answer", formed[len(self.shown):])
+            self.shown = formed
