@@ -5,12 +5,15 @@ each mapped to bounded changes that do not depend on the model writing text.
 
 Owns: the table (`PREFERENCES`: the cues in English and Japanese, and what each changes: the
 policy's arms, an answer length budget in tokens, one fixed instruction sent with the answer,
-its words, which become a rule on probation once it stands; a topic ban is `topic:<topic>`, with
-the fixed instruction topics.INSTRUCTION: `preference`), reading a message for them (`asked`: anywhere in
-it, for this answer; `heard`: as feedback on the last answer, not inside a new request), counting
-repetitions until a preference stands (`STANDING_AFTER`, or at once with "from now on"), the
-standing preferences (meta key `preferences`), the policy evidence feedback gives (`evidence`),
-what applies to one answer (`applied`), and undo.
+its words, which become a rule on probation once it stands; for bullets and plain text, the
+format made from the answer's text, formats.py, since a small model ignores the instruction; a
+topic ban is `topic:<topic>`, with the fixed instruction topics.INSTRUCTION: `preference`),
+reading a message for them (`asked`: anywhere in it, for this answer; `heard`: as feedback on
+the last answer, not inside a new request; `complains`: any sign the last answer was not
+wanted), counting repetitions until a preference stands (`STANDING_AFTER`, or at once with
+"from now on"), the standing preferences (meta key `preferences`), the policy evidence feedback
+gives (`evidence`), what applies to one answer (`applied`), where the user's preferences stand
+in the system prompt (`placed`: last, after the rules the agent wrote), and undo.
 A preference that stands ends its rivals (short and long; bullets, plain and table; one
 language); a rival named once shapes only the answer to that message.
 Does not own: the reward (reward.py), the policy's updates (bandit.py), prompt versions and
@@ -22,9 +25,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from graph import bandit, learning, reward, selfprompt, topics
+from graph import bandit, formats, learning, reward, selfprompt, topics
 from graph.context import Context
 from graph.store import Store, store_for
 
@@ -49,6 +53,7 @@ class Preference:
     arms: dict = field(default_factory=dict)  # the policy's arms that carry it out
     against: dict = field(default_factory=dict)  # the arms that work against it
     max_tokens: int | None = None  # the answer's length budget
+    form: str | None = None  # the format made from the answer's text, whatever the model wrote (formats.FORMS)
 
 
 def _cue(pattern: str) -> re.Pattern:
@@ -74,13 +79,13 @@ PREFERENCES: dict[str, Preference] = {
         "bullet points",
         _cue(r"\b(bullet(ed)?( points?| list)?|as a list|in a list|list form)\b|箇条書き"),
         "Format the answer as a short bulleted list: one point per line, each line starting with '- '.",
-        "format"),
+        "format", form="bullets"),
     "plain": Preference(
         "plain text without markdown",
         _cue(r"\b(no markdown|without markdown|plain text|no (bullets|lists|formatting|headings))\b|"
              r"マークダウン(は|を)?(使わ|なし|やめ)|普通の文章で"),
         "Write plain sentences only: no markdown, no lists, no headings, no tables, no bold.",
-        "format"),
+        "format", form="plain"),
     "table": Preference(
         "tables",
         _cue(r"\b((as|in|use|make it) an? table|tabular)\b|表にして|表で|表形式"),
@@ -136,6 +141,12 @@ def heard(text: str) -> list[str]:
             break
         found += [key for key, pref in PREFERENCES.items() if pref.cue.search(sentence)]
     return _resolve(found)
+
+
+def complains(text: str) -> bool:
+    """Whether the message says the answer before it was not wanted: a complaint, correction or
+    thumbs down the reward reads, or named feedback ("use bullet points", 「英語で」)."""
+    return reward.disliked(text) or bool(heard(text))
 
 
 def _resolve(keys: list[str]) -> list[str]:
@@ -223,6 +234,7 @@ class Applied:
     arms: dict[str, str] = field(default_factory=dict)  # override the policy's choice
     max_tokens: int | None = None
     instructions: list[str] = field(default_factory=list)
+    form: Callable[[str], str] | None = None  # formats.py's, applied to the answer as it is shown
 
 
 def applied(store: Store, text: str, learning_on: bool) -> Applied:
@@ -237,7 +249,20 @@ def applied(store: Store, text: str, learning_on: bool) -> Applied:
         out.arms.update(pref.arms)
         out.instructions.append(pref.instruction)
         out.max_tokens = min(filter(None, (out.max_tokens, pref.max_tokens)), default=None)
+        out.form = formats.FORMS[pref.form] if pref.form else out.form
     return out
+
+
+def placed(store: Store, prompt: str, shaped: Applied) -> str:
+    """The system prompt's text with the user's preferences last: the standing ones' rules moved
+    after the rules the agent wrote itself (a later self-rewrite cannot override them by coming
+    after), then the instructions applied to this answer that the prompt lacks."""
+    base, rules = selfprompt.split(prompt)
+    theirs = {entry["rule"] for entry in standing(store).values()} | set(shaped.instructions)
+    ordered = [r for r in rules if r not in theirs] + [r for r in rules if r in theirs]
+    told = [text for text in shaped.instructions if text not in rules]
+    kept = prompt if ordered == rules else selfprompt.compose(base, ordered)  # unchanged: the cached prefix stays
+    return "\n\n".join([kept, *told])
 
 
 def undo(ctx: Context, key: str | None = None) -> str:

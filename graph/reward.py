@@ -118,6 +118,12 @@ def next_action(previous: str, message: str, gap_s: float | None, silence_s: flo
     return found
 
 
+def disliked(message: str) -> bool:
+    """Whether the message says the answer before it was not wanted: thumbs down, a correction or
+    a complaint (the negative cues of `next_action`)."""
+    return bool(THUMBS_DOWN.search(message) or CORRECTION.search(message) or complaint(message))
+
+
 def complaint(message: str) -> bool:
     """Whether the message complains about the previous answer (see TOPIC and STYLE). Read sentence
     by sentence: "Too long. What is DNS?" complains, then asks; once a new request is made, what

@@ -15,7 +15,8 @@ from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field
 from test_learning_loop import say
 
-from graph import bandit, feedback, learncli, learning, prompts, selfprompt
+from graph import bandit, feedback, learning, prompts, selfprompt
+from graph.cli import learning as learncli
 from graph.context import Context
 from graph.session import Session
 
@@ -237,3 +238,54 @@ def test_learn_lists_preferences_and_extra_calls(tmp_path, make_config):
     assert info["extra_calls"]["turns"] == 3 and info["extra_calls"]["calls"] == 0
     assert "shorter answers since turn" in str(learncli.preferences_text(info["preferences"]))
     json.dumps(info)  # `learn --json` prints it
+
+
+BULLETS = feedback.PREFERENCES["bullets"].instruction
+
+
+@pytest.mark.parametrize("said, reply, kept", [
+    ("Use bullet points, please.", "An API is a contract. Programs call it!\n```\nx = 1. y = 2.\n```",
+     "- An API is a contract.\n- Programs call it!\n```\nx = 1. y = 2.\n```"),
+    ("箇条書きでお願い。", "火山は山です。マグマが出ます！\n- 溶岩", "- 火山は山です。\n- マグマが出ます！\n- 溶岩"),
+    ("No markdown please, just plain sentences.", "## CPU\n**A CPU** runs code.\n1. Fetch\n2. Run",
+     "CPU\nA CPU runs code.\nFetch\nRun")])
+def test_a_format_preference_shapes_any_models_answer_until_undone(tmp_path, make_config, said, reply, kept):
+    session, model = make(tmp_path, make_config)
+    say(session, "What is DNS?", f"{said} What is an API?")
+    model.replies = [reply]
+    events = say(session, "Thanks! What is a CPU?")  # the model ignored the instruction: the text is shaped
+    assert shown(events) == kept == session.store.history()[-1]["content"]
+    feedback.undo(session.ctx)
+    model.replies = [reply]
+    assert shown(say(session, "Thanks! What is a volcano?")) == reply
+
+
+def test_standing_preferences_come_after_the_rules_the_agent_writes(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    say(session, "What is DNS?", "Use bullet points, please. What is an API?")  # its rule, on probation
+    base, rules = selfprompt.split(selfprompt.current(session.ctx).text)
+    assert rules == [BULLETS]
+    own = "Always give detailed paragraphs, never lists."  # a later self-rewrite that would override it
+    selfprompt.propose(session.ctx, selfprompt.compose(base, [BULLETS, own]), "agent", "a later self-rewrite")
+    say(session, "Thanks! What is a CPU?", "Answer in English, please. What is a haiku?")
+    system = [c for c in model.calls if c[0].type == "system"][-1][0].text
+    english = feedback.PREFERENCES["english"].instruction
+    assert system.index(own) < system.index(BULLETS) < system.index(english)  # the user's, in the order said
+    assert selfprompt.split(selfprompt.current(session.ctx).text)[1] == [BULLETS, own, english]  # as proposed
+
+
+@pytest.mark.parametrize("backend, frozen, hidden", [
+    ("embedded", False, True), ("ollama", False, False), ("embedded", True, False)])
+def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_path, make_config, backend,
+                                                                           frozen, hidden):
+    session, model = make(tmp_path, make_config)
+    install(session.ctx, model, name=backend)
+    learning.freeze(session.ctx, frozen)
+    asked = ["What is DNS?", "That's wrong. What is an API?", "Thanks! What is a CPU?"]
+    model.replies = ["Step 1: DNS is a phone book.", "APIs connect programs.", "ok"]
+    say(session, *asked)
+    window = [m.text for m in [c for c in model.calls if c[0].type == "system"][-1]]
+    assert ("Step 1: DNS is a phone book." not in window) is hidden
+    assert "APIs connect programs." in window and all(text in window for text in asked)  # the user's words stay
+    assert "Step 1: DNS is a phone book." in [m.text for m in session.messages()]  # the checkpoint keeps it
+    assert "Step 1: DNS is a phone book." in [r["content"] for r in session.store.history()]  # and the transcript

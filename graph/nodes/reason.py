@@ -40,14 +40,14 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
         tools = [t for t in tools if t not in memory_tools.TOOLS or memory_tools.wanted(said)]
     version = selfprompt.current(ctx)
     where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
-    shaped = feedback.Applied() if ctx.parent_turn or not ctx.settings.learning.feedback else \
-        feedback.applied(store, said, learning_on(ctx, store))
+    heeds = not ctx.parent_turn and ctx.settings.learning.feedback  # the user's feedback shapes this answer
+    learns = heeds and learning_on(ctx, store)
+    shaped = feedback.applied(store, said, learns) if heeds else feedback.Applied()
     styled = "style" not in shaped.arms  # a length preference says it in the system prompt instead
     arms = {**arms, **shaped.arms}  # what the user's feedback asks for wins over the policy's sample
     # in the system prompt, not after the conversation, where SmolLM2-135M takes an instruction for the
     # question ("The answer is: ..."); standing preferences change rarely, so the prefix stays cached
-    told = [text for text in shaped.instructions if text not in version.text]  # not the rules it already has
-    system = prompts.SYSTEM.format(system_prompt="\n\n".join([version.text, *told]),
+    system = prompts.SYSTEM.format(system_prompt=feedback.placed(store, version.text, shaped),
                                    today=date.today().isoformat())
     mode = ctx.settings.reasoning.mode
     if mode == "auto" and arms["think"] != "auto":  # the learned policy decides only what the user left to auto
@@ -59,11 +59,14 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     reserve = ctx.settings.llm.max_tokens + (ctx.settings.reasoning.max_tokens if think else 0)
     reserve += backend.tools_tokens(tools)  # tool definitions travel with every request
     budget = window.budget(backend.context_window, reserve)
-    sent = window.prompt(system, state.get("summary", ""), messages, extra, budget, backend.count_tokens)
+    seen = messages
+    if backend.name == "embedded" and learns:  # SmolLM2 copies its earlier answers, the unwanted ones too
+        seen = window.unrepeated(messages, feedback.complains)
+    sent = window.prompt(system, state.get("summary", ""), seen, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
                                temperature=bandit.TEMPERATURES.get(arms["temperature"], sampling(ctx)),
-                               max_tokens=shaped.max_tokens)
+                               max_tokens=shaped.max_tokens, form=shaped.form)
     learned = {"strategy": arms, "bucket": where, "prompt_version": version.id}
     meta.update(learned)
     answer.response_metadata.update(learned)
