@@ -350,6 +350,9 @@ def tools(args: argparse.Namespace, ctx, console) -> int:
             print("error: the arguments must be a JSON object, like '{\"path\": \"README.md\"}'", file=sys.stderr)
             return 2
         ask = (lambda request: repl.ask(request, console)) if ctx.interactive else None
+        from graph.builder import builder
+
+        ctx.agent_graph = builder  # what `delegate` runs a sub-agent on
         ok, text = registry.run_one(ctx, args.name, call_args, ask)
         print(text if ok else f"error: {text}", file=sys.stdout if ok else sys.stderr)
         return 0 if ok else 1

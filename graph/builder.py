@@ -4,11 +4,14 @@ memories), reward (settle the previous answer's reward, open this one's), self_r
 
 Owns: the nodes and routes. `builder` is the UNCOMPILED graph (LangGraph Studio compiles
 it with its own checkpointer, see langgraph.json); `build_graph(checkpointer)` compiles
-it for the CLI with SQLite.
+it for the CLI with SQLite. The graph hands itself to the tools on the runtime context
+(`Context.agent_graph`), so `delegate` runs a sub-agent on it without importing this module.
 """
 
+from langchain_core.runnables import RunnableConfig
 from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import tools_condition
+from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.nodes.act import act
@@ -19,9 +22,17 @@ from graph.nodes.rewrite import self_rewrite
 from graph.nodes.reward import reward_node
 from graph.state import AgentState, InputState
 
+
+def act_here(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) -> dict:
+    """`act`, with this graph on the context for the tools that run sub-agents (`delegate`)."""
+    if runtime.context is not None and runtime.context.agent_graph is None:
+        runtime.context.agent_graph = builder
+    return act(state, runtime, config)
+
+
 builder = StateGraph(AgentState, context_schema=Context, input_schema=InputState)
 builder.add_node("reason", reason)
-builder.add_node("act", act)
+builder.add_node("act", act_here)
 builder.add_node("reflect", reflect)
 builder.add_node("reward", reward_node)
 builder.add_node("self_rewrite", self_rewrite)

@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -376,6 +376,9 @@ class Context:
     max_rounds: int = 0  # a sub-agent's turn budget (0: agent.max_tool_rounds)
     # where each set key came from (the config file, an environment variable, a flag), read with the settings
     origins: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    # the uncompiled agent graph that `delegate` runs a sub-agent on, put here by builder.py (the tools
+    # cannot import the graph: it imports them); None until the graph has run, and for a sub-agent
+    agent_graph: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self._named_config = bool(self.config)

@@ -5,7 +5,7 @@ a chosen subset of tools, a turn budget (`tools.delegate.max_rounds` tool rounds
 checkpoint (it is thrown away after), and nobody to ask: a tool that needs the user's
 approval is refused for it. Its messages are recorded in the transcript under the
 parent's turn. Sub-agents cannot delegate further.
-Does not own: the graph (builder.py) or the policy (policy.py).
+Does not own: the graph (builder.py puts it on the context as `agent_graph`) or the policy (policy.py).
 """
 
 from __future__ import annotations
@@ -29,8 +29,9 @@ def delegate(task: str, runtime: ToolRuntime[Context], tools: list[str] | None =
     ctx = runtime.context or Context()
     if ctx.parent_turn:
         raise ToolException("a sub-agent cannot delegate further; do the task yourself")
+    if ctx.agent_graph is None:
+        raise ToolException("no sub-agents here: the agent graph is not on this run's context; do the task yourself")
     from graph import tools as registry
-    from graph.builder import builder
 
     names = {t.name for t in registry.available(ctx)} - {"delegate"}
     unknown = sorted(set(tools or []) - names)
@@ -40,7 +41,7 @@ def delegate(task: str, runtime: ToolRuntime[Context], tools: list[str] | None =
     parent = next((m.id for m in reversed(messages) if m.type == "human"), None) or "delegated"
     sub = dataclasses.replace(ctx, interactive=False, only_tools=tuple(sorted(set(tools or names))),
                               parent_turn=parent, max_rounds=ctx.settings.tools.delegate.max_rounds)
-    graph = builder.compile(checkpointer=False)  # its own throwaway state, never the parent's thread
+    graph = ctx.agent_graph.compile(checkpointer=False)  # its own throwaway state, never the parent's thread
     rounds = ctx.settings.tools.delegate.max_rounds
     state = graph.invoke({"messages": [HumanMessage(prompts.DELEGATED.format(task=task), id=str(uuid.uuid4()))]},
                          {"recursion_limit": 4 * rounds + 8}, context=sub)
