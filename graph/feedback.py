@@ -5,9 +5,9 @@ each mapped to bounded changes that do not depend on the model writing text.
 
 Owns: the table (`PREFERENCES`: the cues in English and Japanese, and what each changes: the
 policy's arms, an answer length budget in tokens, one fixed instruction sent with the answer,
-its words, which become a rule on probation once it stands; for bullets and plain text, the
-format made from the answer's text, formats.py, since a small model ignores the instruction; a
-topic ban is `topic:<topic>`, with the fixed instruction topics.INSTRUCTION: `preference`),
+its words, which become a rule on probation once it stands; for bullets, plain text and topic
+bans, the form made from the answer's text, formats.py, since a small model ignores the
+instruction; a topic ban is `topic:<topic>`, with the fixed instruction topics.INSTRUCTION: `preference`),
 reading a message for them (`asked`: anywhere in it, for this answer; `heard`: as feedback on
 the last answer, not inside a new request; `complains`: any sign the last answer was not
 wanted), counting repetitions until a preference stands (`STANDING_AFTER`, or at once with
@@ -22,6 +22,7 @@ probation (selfprompt.py), or when any of this runs (nodes/reward.py, nodes/reas
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -53,7 +54,7 @@ class Preference:
     arms: dict = field(default_factory=dict)  # the policy's arms that carry it out
     against: dict = field(default_factory=dict)  # the arms that work against it
     max_tokens: int | None = None  # the answer's length budget
-    form: str | None = None  # the format made from the answer's text, whatever the model wrote (formats.FORMS)
+    form: Callable[[str], str] | None = None  # made from the answer's text, whatever the model wrote (formats.py)
 
 
 def _cue(pattern: str) -> re.Pattern:
@@ -79,13 +80,13 @@ PREFERENCES: dict[str, Preference] = {
         "bullet points",
         _cue(r"\b(bullet(ed)?( points?| list)?|as a list|in a list|list form)\b|箇条書き"),
         "Format the answer as a short bulleted list: one point per line, each line starting with '- '.",
-        "format", form="bullets"),
+        "format", form=formats.bulleted),
     "plain": Preference(
         "plain text without markdown",
         _cue(r"\b(no markdown|without markdown|plain text|no (bullets|lists|formatting|headings))\b|"
              r"マークダウン(は|を)?(使わ|なし|やめ)|普通の文章で"),
         "Write plain sentences only: no markdown, no lists, no headings, no tables, no bold.",
-        "format", form="plain"),
+        "format", form=formats.plain),
     "table": Preference(
         "tables",
         _cue(r"\b((as|in|use|make it) an? table|tabular)\b|表にして|表で|表形式"),
@@ -115,7 +116,8 @@ def preference(key: str) -> Preference | None:
     """The preference a key names: one of the table's, or a topic ban ("topic:football")."""
     if key.startswith(BAN):
         topic = key[len(BAN):]
-        return Preference(f"not bringing up {topic}", None, topics.INSTRUCTION.format(topic=topic), key)
+        return Preference(f"not bringing up {topic}", None, topics.INSTRUCTION.format(topic=topic), key,
+                          form=formats.leaving_out([topic]))
     return PREFERENCES.get(key)
 
 
@@ -234,12 +236,17 @@ class Applied:
     arms: dict[str, str] = field(default_factory=dict)  # override the policy's choice
     max_tokens: int | None = None
     instructions: list[str] = field(default_factory=list)
-    form: Callable[[str], str] | None = None  # formats.py's, applied to the answer as it is shown
+    forms: list[Callable[[str], str]] = field(default_factory=list)  # formats.py's, in this order
+
+    def form(self, text: str) -> str:
+        """The answer's text in every form that applies (given to llm.respond when there are any)."""
+        return functools.reduce(lambda shaped, form: form(shaped), self.forms, text)
 
 
 def applied(store: Store, text: str, learning_on: bool) -> Applied:
     """What shapes the answer to `text`: the standing preferences, and (while learning is on)
-    the ones the message names; the message wins over a standing rival."""
+    the ones the message names; the message wins over a standing rival. A topic ban leaves the
+    topic's sentences out unless the message brings it up ("unless the user asks")."""
     now = asked(text) if learning_on else []
     groups = {preference(k).group for k in now}
     keys = [k for k in standing(store) if preference(k) and preference(k).group not in groups] + now
@@ -249,7 +256,8 @@ def applied(store: Store, text: str, learning_on: bool) -> Applied:
         out.arms.update(pref.arms)
         out.instructions.append(pref.instruction)
         out.max_tokens = min(filter(None, (out.max_tokens, pref.max_tokens)), default=None)
-        out.form = formats.FORMS[pref.form] if pref.form else out.form
+        if pref.form and not (key.startswith(BAN) and topics.mentions(key[len(BAN):], text)):
+            out.forms.insert(0 if key.startswith(BAN) else len(out.forms), pref.form)  # out before bullets
     return out
 
 

@@ -56,10 +56,14 @@ class Held:
 
     def finish(self, stopped: bool) -> str:
         """Release what is held; `stopped` by the budget: only up to the last sentence end, unless
-        nothing was released yet. Returns the whole answer as shown (in its form)."""
+        nothing was released yet. Returns the whole answer as shown (in its form; as written when
+        its form is empty)."""
         end = last_end(self.pending) if stopped else len(self.pending)
         self._show(end if end or self.released.strip() else len(self.pending))
         self.pending = ""
+        if self.released.strip() and not self.shown.strip():  # the form left nothing (all of it on a
+            self.shown = self.released  # banned topic: the question was about it): the answer as written
+            self.emit("answer", self.shown)
         return self.shown
 
     def _show(self, end: int) -> None:

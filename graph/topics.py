@@ -7,7 +7,8 @@ mention, bring up, discuss; "avoid mentioning", "enough about", "no more talk ab
 "I don't want to hear about"; Japanese: 〜の話(題)/のこと/について + はしないで / やめて /
 話さないで / 言わないで / 触れないで, 〜に触れないで), what a topic may be (a short noun phrase:
 at most `MAX_WORDS` English words or `MAX_CHARS` Japanese characters; a pronoun, "that" or
-「その」, names none), and the fixed instruction a ban adds to the prompt (`INSTRUCTION`).
+「その」, names none), the fixed instruction a ban adds to the prompt (`INSTRUCTION`), and
+whether a text brings a topic up (`mentions`).
 Does not own: what a ban changes or how long it lasts (feedback.py: a standing preference,
 listed by `agent.py learn`, undone by /learn undo).
 """
@@ -50,3 +51,13 @@ def banned(text: str) -> list[str]:
         if 0 < len(topic) <= MAX_CHARS and topic not in JA_NONE:
             found.append(topic)
     return list(dict.fromkeys(found))
+
+
+ARTICLE = re.compile(r"^(?:the|a|an|my|your|our)\s+", re.IGNORECASE)
+
+
+def mentions(topic: str, text: str) -> bool:
+    """Whether `text` brings up `topic`: an English topic as whole words (any case, a plural too,
+    without its article: "the weather" is "weather"), a Japanese one anywhere."""
+    core = re.escape(ARTICLE.sub("", topic))
+    return re.search(rf"(?<![A-Za-z]){core}(?:e?s)?(?![A-Za-z])", text, re.IGNORECASE) is not None

@@ -289,3 +289,14 @@ def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_p
     assert "APIs connect programs." in window and all(text in window for text in asked)  # the user's words stay
     assert "Step 1: DNS is a phone book." in [m.text for m in session.messages()]  # the checkpoint keeps it
     assert "Step 1: DNS is a phone book." in [r["content"] for r in session.store.history()]  # and the transcript
+
+
+def test_a_topic_ban_leaves_the_topic_out_unless_the_user_asks_about_it(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    say(session, "What sports are popular in Brazil?", "Please don't talk about football. What is a stadium?")
+    reply = "A stadium is a big venue. Football is played there. Concerts too!"
+    model.replies = [reply]
+    events = say(session, "Thanks! What is a referee?")
+    assert shown(events) == "A stadium is a big venue. Concerts too!" == session.store.history()[-1]["content"]
+    model.replies = [reply]
+    assert shown(say(session, "What are the rules of football?")) == reply  # asked: "unless the user asks"

@@ -1,6 +1,7 @@
-"""graph/formats.py: bullets and plain text made from the answer's text, on answers as SmolLM2
-and instruction-following models write them, English and Japanese; code fences, lists and tables
-are left alone; and the form of every beginning the stream releases begins the form of the whole."""
+"""graph/formats.py: bullets and plain text made from the answer's text, and a banned topic's
+sentences left out, on answers as SmolLM2 and instruction-following models write them, English
+and Japanese; code fences, lists and tables are left alone; the form of every beginning the
+stream releases begins the form of the whole; a form that leaves nothing shows the answer as written."""
 
 import pytest
 
@@ -55,8 +56,30 @@ Plants make food. 2*3 is 6, e.g. six."""
     assert formats.plain(SMOL) == SMOL and formats.plain(JA) == JA
 
 
-@pytest.mark.parametrize("form", [formats.bulleted, formats.plain])
-@pytest.mark.parametrize("text", [SMOL, JA, MIXED, "Steps: first. Then:\n1. Mix. 2. Bake.\n> Note. Done"])
+SPORT = ("Brazil loves football. Volleyball and basketball are popular too!\n- Football clubs\n- Beach volleyball\n"
+         "```\nsport = 'football'\n```\nFootball. Soccer.  Footballs fly.")
+BANNED = formats.leaving_out(["football"])
+
+
+def test_a_banned_topics_sentences_are_left_out():
+    assert BANNED(SPORT) == ("Volleyball and basketball are popular too!\n- Beach volleyball\n"
+                             "```\nsport = 'football'\n```\nSoccer.")  # the code is kept; a synonym is not a mention
+    assert formats.leaving_out(["サッカー"])("日本ではサッカーが人気です。野球もです！") == "野球もです！"
+    assert formats.leaving_out(["the weather"])("The weather is mild. Tides are not. Weather vanes turn.") == \
+        "Tides are not."
+    assert BANNED("Tennis.  Rugby. Foosball.") == "Tennis.  Rugby. Foosball."  # nothing mentions it: untouched
+
+
+def test_a_form_that_leaves_nothing_shows_the_answer_as_written():
+    seen = []
+    held = sentences.Held(lambda kind, text: seen.append(text), BANNED)
+    held("answer", "Football is a sport. ")
+    held("answer", "Footballs are round.")
+    assert held.finish(stopped=False) == "Football is a sport. Footballs are round." == "".join(seen)
+
+
+@pytest.mark.parametrize("form", [formats.bulleted, formats.plain, BANNED])
+@pytest.mark.parametrize("text", [SMOL, JA, MIXED, SPORT, "Steps: first. Then:\n1. Mix. 2. Bake.\n> Note. Done"])
 def test_the_form_of_each_released_beginning_begins_the_form_of_the_whole(form, text):
     ends = [m.end() for m in sentences.FOLLOWED.finditer(text)]
     assert ends  # the stream releases the answer at these points (sentences.Held)
@@ -64,7 +87,7 @@ def test_the_form_of_each_released_beginning_begins_the_form_of_the_whole(form, 
         assert form(text).startswith(form(text[:end]))
 
 
-@pytest.mark.parametrize("form", [formats.bulleted, formats.plain])
+@pytest.mark.parametrize("form", [formats.bulleted, formats.plain, BANNED])
 def test_held_shows_the_form_as_the_answer_streams(form):
     seen = []
     held = sentences.Held(lambda kind, text: seen.append(text), form)

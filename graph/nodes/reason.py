@@ -66,7 +66,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
                                temperature=bandit.TEMPERATURES.get(arms["temperature"], sampling(ctx)),
-                               max_tokens=shaped.max_tokens, form=shaped.form)
+                               max_tokens=shaped.max_tokens, form=shaped.form if shaped.forms else None)
     learned = {"strategy": arms, "bucket": where, "prompt_version": version.id}
     meta.update(learned)
     answer.response_metadata.update(learned)

@@ -17,10 +17,11 @@ with its reaction, the way a person would):
            cost of making a preference stand after too few repetitions)
   english  asks in Japanese, wants the answer in English (under 10% Japanese characters); else
            「英語で答えてください。」
-  topic    wants no football (football, soccer, サッカー) in the answers; else "Please don't talk
-           about football." (a topic ban: feedback.py's "Do not bring up football unless the user
-           asks."). The scripted model picks football for half its examples; SmolLM2 never brings it
-           up on these questions, so with the embedded model this user measures nothing
+  topic    asks about sports and places without naming football (SPORTS: SmolLM2 never brings
+           football up on the other users' questions), wants no football (football, soccer, サッカー)
+           in the answers; else "Please don't talk about football." (a topic ban: feedback.py's
+           "Do not bring up football unless the user asks.", and its sentences left out:
+           formats.leaving_out). The scripted model picks football for half its examples
 A satisfied user says "Thanks!" (「ありがとう！」). Satisfaction is the user's own rule, judged here,
 not the agent's reward.
 
@@ -70,6 +71,11 @@ from graph import store as stores
 MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*•] |\d+[.)] |\|)|\*\*", re.MULTILINE)
 BULLET = re.compile(r"^\s*([-*•] |\d+[.)] )", re.MULTILINE)
 
+SPORTS = ["what sports are popular in Brazil?", "what sports are popular in England?", "what is a team sport?",
+          "what sports do children play at school?", "what is a stadium?", "what does a referee do?",
+          "what sports are played with a ball?", "what is a good sport to play with friends?",
+          "what is a sports league?", "what games are popular in Europe?"]
+
 
 def words(text: str) -> int:
     return len(re.findall(r"[A-Za-z0-9']+", text)) + round(0.4 * len(JAPANESE.findall(text)))
@@ -82,7 +88,7 @@ class User:
         import random
 
         self.kind, self.rng = kind, random.Random(seed)
-        self.pool = list(JA) if kind == "english" else list(EN)
+        self.pool = list(JA) if kind == "english" else SPORTS if kind == "topic" else list(EN)
         self.question, self.log = "", []
         self.deep = set(self.rng.sample(self.pool, 4)) if kind == "mixed" else set()
 
