@@ -226,7 +226,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
 
     from pathlib import Path
 
-    from graph import repl, views
+    from graph.cli import repl, views
 
     if getattr(args, "follow", False) and args.command == "logs":
         print("error: `logs` is the conversation now; the turn metrics are `agent.py metrics --follow`",
@@ -259,13 +259,13 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     if args.command == "memory":
         return memory(args, ctx, console)
     if args.command == "evolve":
-        from graph.evolution import cli as evolve_cli
+        from graph.cli import evolve
 
-        return evolve_cli.main(args, ctx, console)
+        return evolve.main(args, ctx, console)
     if args.command in ("reward", "prompt", "data", "learn"):
-        from graph import learncli
+        from graph.cli import learning
 
-        return learncli.main(args, ctx, console)
+        return learning.main(args, ctx, console)
     if args.command == "undo":
         from graph.tools import files
 
@@ -324,8 +324,8 @@ def tools(args: argparse.Namespace, ctx, console) -> int:
 
     from rich.table import Table
 
-    from graph import repl
     from graph import tools as registry
+    from graph.cli import repl
 
     ctx.settings  # noqa: B018 - validate the config
     warn = lambda text: print(f"warning: {text}", file=sys.stderr)  # noqa: E731
@@ -376,7 +376,7 @@ def tools(args: argparse.Namespace, ctx, console) -> int:
 def memory(args: argparse.Namespace, ctx, console) -> int:
     import json
 
-    from graph import views
+    from graph.cli import views
     from graph.memory import MemoryUnavailable, memories_for
 
     if not ctx.settings.memory.enabled:

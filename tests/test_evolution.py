@@ -342,7 +342,8 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
 def test_the_evolve_slash_command(tmp_path, make_config, monkeypatch):
     from rich.console import Console
 
-    from graph import commands, learning
+    from graph import learning
+    from graph.cli import slash as commands
     from graph.evolution import runs
     from graph.session import Session
 
@@ -392,7 +393,7 @@ def test_evolve_rollback_is_in_the_learning_log_like_every_rollback(tmp_path, ma
     from rich.console import Console
 
     from graph import learning
-    from graph.evolution import cli
+    from graph.cli import evolve as cli
 
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
     store = store_for(ctx.home)

@@ -18,7 +18,8 @@ from rich.console import Console
 
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
-from graph import commands, monitor, reward, selfprompt, views
+from graph import monitor, reward, selfprompt
+from graph.cli import slash as commands, views
 from graph.context import Context
 from graph.session import Session
 

@@ -453,7 +453,8 @@ def test_junk_proposals_are_rejected_and_logged(tmp_path, make_config, reply, wh
 def test_the_embedded_model_is_asked_for_rules_only_when_told(tmp_path, make_config, mode, asked):
     """SmolLM2-135M cannot write rules (learning.self_rewrite auto skips it); the feedback table's
     fixed rule still reaches its prompt, and `learn` reports the calls and their bound truly."""
-    from graph import feedback, learncli
+    from graph import feedback
+    from graph.cli import learning as learncli
 
     replies = ["Paris.", "Welcome.", *[proposal(["Answer in one short sentence."])] * asked, "Berlin."]
     s, model = make(tmp_path, make_config, replies, learning={"rewrite_every": 1, "self_rewrite": mode})

@@ -25,7 +25,8 @@ from rich.console import Console
 
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
-from graph import monitor, turnlog, views
+from graph import monitor, turnlog
+from graph.cli import views
 from graph.context import Context
 from graph.session import Session
 

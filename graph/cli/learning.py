@@ -27,7 +27,7 @@ from rich.text import Text
 from graph import bandit, feedback, learning, reward, selfprompt, tuning
 from graph.context import Context
 from graph.store import Store, store_for
-from graph.views import printable
+from graph.cli.views import printable
 
 # What each reward component means, in one line (the weights are reward.py's).
 MEANINGS = {

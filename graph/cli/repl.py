@@ -5,7 +5,7 @@ and types.
 
 Owns: how a turn looks on a terminal, reading messages (one per line; several lines between
 \"\"\" as in Ollama, or pasted at once; Tab completing slash commands), Ctrl-C (stop the answer,
-keep what was said), Ctrl-D (leave). Does not own: the slash commands (commands.py), running the turn
+keep what was said), Ctrl-D (leave). Does not own: the slash commands (slash.py), running the turn
 (session.py) or the status/history layouts (views.py).
 """
 
@@ -22,7 +22,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from graph import commands, llm, views
+from graph import llm
+from graph.cli import slash, views
 from graph.embedded import EmbeddedModelMissing
 from graph.llama_process import ModelCrashed
 from graph.nodes.act import unwrapped
@@ -247,7 +248,7 @@ def run(session: Session, console: Console) -> None:
         for line in _lines(session, console):
             upkeep.wait()  # the last turn's upkeep, before anything else touches the session
             if line.startswith("/"):
-                if not commands.command(session, line, console):
+                if not slash.command(session, line, console):
                     return
             else:
                 show_turn(session, line, console)
@@ -334,7 +335,7 @@ def _lines(session: Session, console: Console):
     # a paste arrives as one bracketed paste (prompt_toolkit's default): its lines stay in one message
     prompt = PromptSession(history=FileHistory(str(history)), bottom_toolbar=bar.text,
                            refresh_interval=session.ctx.settings.monitoring.refresh_s,
-                           completer=WordCompleter(commands.NAMES, sentence=True), complete_while_typing=False)
+                           completer=WordCompleter(slash.NAMES, sentence=True), complete_while_typing=False)
     while True:
         try:
             with patch_stdout(raw=True):  # the upkeep's lines print above the prompt

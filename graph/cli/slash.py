@@ -14,7 +14,8 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from graph import thinking, views
+from graph import thinking
+from graph.cli import views
 from graph.session import Session
 
 HELP = """Commands:
@@ -126,7 +127,8 @@ LEARNING = {"good": "/good", "bad": "/bad", "rate": "/rate N (1 to 5)", "reward"
 
 def learning_command(session: Session, name: str, arg: str, console: Console) -> None:
     """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off|undo], /data."""
-    from graph import learncli, selfprompt, tuning
+    from graph import selfprompt, tuning
+    from graph.cli import learning as learncli
 
     ctx, store = session.ctx, session.store
     fine = {"good": not arg, "bad": not arg, "rate": arg in ("1", "2", "3", "4", "5"),
@@ -162,7 +164,8 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
 def evolve_command(session: Session, arg: str, console: Console) -> None:
     """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
     from graph import learning
-    from graph.evolution import archive, cli, runs
+    from graph.cli import evolve as cli
+    from graph.evolution import archive, runs
 
     store = session.store
     if arg == "runs":

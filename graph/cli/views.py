@@ -21,7 +21,8 @@ from graph.store import Store
 
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
-    from graph import learncli, monitor
+    from graph import monitor
+    from graph.cli import learning as learncli
     from graph.evolution import runs
 
     snap = monitor.snapshot(ctx, store, backend, cpu_interval=0.1)
@@ -85,7 +86,7 @@ def _embedded_line(info: dict) -> str:
 
 def status_table(info: dict) -> Table:
     from graph.evolution.runs import summary_line as evolution_line
-    from graph.learncli import summary_line
+    from graph.cli.learning import summary_line
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
