@@ -24,6 +24,12 @@ MOST = 8  # ...unless this many are waiting (then they are indexed while turns g
 LOOK = 0.2  # seconds between looks at whether the program is ending
 
 
+def waiting(store) -> bool:
+    """Do folded turns wait to be indexed? Read from agent.db alone, so a session can ask
+    without loading the memory and its embedder."""
+    return bool(store.read("SELECT EXISTS(SELECT 1 FROM turn_backlog)")[0][0])
+
+
 class Backlog:
     """The waiting turns of one data folder and the thread that indexes them. Thread-safe."""
 

@@ -36,7 +36,7 @@ from filelock import FileLock, Timeout
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.types import Command
 
-from graph import llm, turnlog
+from graph import backlog, llm, turnlog
 from graph.builder import build_graph
 from graph.context import THREAD_ID, Context
 from graph.store import StoreError, connect, explain, store_for
@@ -85,10 +85,8 @@ class Session:
             if turn["msg_id"] != current and not _alive(turn["pid"], turn["started"]):
                 self.store.close_turn(turn["turn"], CRASHED)
                 notices.append(f"turn #{turn['turn']} was interrupted: {CRASHED}. Your message is kept in the history.")
-        if self.ctx.settings.memory.enabled and self.store.read("SELECT EXISTS(SELECT 1 FROM turn_backlog)")[0][0]:
-            from graph.memory import memories_for  # folded turns not indexed yet (an exit or a kill mid-way)
-
-            memories_for(self.ctx).backlog.wake()
+        if queue := self._backlog():  # folded turns not indexed yet (an exit or a kill mid-way)
+            queue.wake()
         state = self.graph.get_state(self.config)
         if state.next and state.next[0] in AFTER_ANSWER:  # the answer is in; its upkeep is not done yet
             notices.extend(text for _, text in self._finish())
@@ -160,12 +158,17 @@ class Session:
     def _index_folded(self) -> Iterator[tuple[str, str]]:
         """Index the turns that compaction folded out of the window in long-term memory, outside
         the turn lock (another terminal's turn may start meanwhile)."""
-        if not (self.ctx.settings.memory.enabled and self.store.read("SELECT EXISTS(SELECT 1 FROM turn_backlog)")[0][0]):
-            return
+        if (queue := self._backlog()) and (problem := queue.index_now()):
+            yield "notice", f"memory is unavailable, old turns are not indexed yet: {problem}"
+
+    def _backlog(self):
+        """The memory's backlog when folded turns wait to be indexed, else None (and the memory
+        with its embedder is not loaded)."""
+        if not (self.ctx.settings.memory.enabled and backlog.waiting(self.store)):
+            return None
         from graph.memory import memories_for
 
-        if problem := memories_for(self.ctx).backlog.index_now():
-            yield "notice", f"memory is unavailable, old turns are not indexed yet: {problem}"
+        return memories_for(self.ctx).backlog
 
     def _finish(self) -> Iterator[tuple[str, str]]:
         """Run the upkeep nodes left after an answer (under the lock)."""

@@ -228,6 +228,10 @@ def connect(path: Path, autocommit: bool = True) -> sqlite3.Connection:
                                isolation_level=None if autocommit else "")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
+        # Checkpoint the write-ahead log every ~1 MB (SQLite's default is ~4 MB) and truncate
+        # it back to that size, so a young data folder is not mostly log.
+        conn.execute("PRAGMA wal_autocheckpoint=256")
+        conn.execute(f"PRAGMA journal_size_limit={1 << 20}")
         return conn
     except sqlite3.DatabaseError as exc:
         raise StoreError(explain(path, exc)) from None

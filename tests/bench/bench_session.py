@@ -33,10 +33,12 @@ checkpoints, SQLite, long-term memory.
 Per-turn overhead is the wall time of a whole turn, upkeep included (and its CPU time:
 process_time, all threads, the background thread's included); the script prints the median
 of the first and of the last 100 turns, the wait until the answer with and without the
-query embedding of recall (reported apart, with the parts of a turn: each graph node,
-recall, the embedding, the rest), database bytes per turn (agent.db with its -wal/-shm
+model and the query embedding of recall (the model: the time spent getting the scripted
+model's next chunk through LangChain's `stream`, what a real model's generation replaces;
+reported apart, with the parts of a turn: each graph node, recall, the embedding, the
+model, the rest), database bytes per turn (agent.db with its -wal/-shm
 files, final size / turns), the ratios ours/peers, and PASS/FAIL lines for our targets
-(the wait until the answer under 15 ms apart from the query embedding, whole turns'
+(the wait until the answer under 15 ms apart from the model and the query embedding, whole turns'
 last-100 within 1.3x of first-100 in wall and CPU time, under 20 KB/turn); it exits 0
 either way. Whole turns alternate between folding (and indexing) and not, so their growth
 is judged on the mean of each 100 turns; the medians are printed too. The peers
@@ -209,6 +211,23 @@ def instrument(builder) -> tuple[dict, dict]:
         entry[1] += time.perf_counter() - start
         parts["indexing"] += time.perf_counter() - start
     memory.Memories.index_turns = indexing
+    stream = ScriptedChat.stream
+
+    def model_stream(self, *args, **kwargs):  # the model itself: the time spent getting its next chunk
+        chunks = stream(self, *args, **kwargs)
+        try:
+            while True:
+                start = time.perf_counter()
+                try:
+                    chunk = next(chunks)
+                except StopIteration:
+                    return
+                finally:
+                    parts["model"] += time.perf_counter() - start
+                yield chunk
+        finally:
+            chunks.close()
+    ScriptedChat.stream = model_stream
     return parts, background
 
 
@@ -232,7 +251,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     parts, background = instrument(builder)
     session = Session(ctx)
     memories_for(ctx).add("The user's bicycle is a blue Brompton", "fact")  # so every turn recalls, the first too
-    times, waits, cpu, split, folds, started = [], [], [], [], 0, time.perf_counter()
+    times, waits, cpu, split, answering, folds, started = [], [], [], [], [], 0, time.perf_counter()
     try:
         for i, (user, answer) in enumerate(zip(users, answers), 1):
             model.replies = [answer, summary]  # the answer; the summary if `compact` folds this turn
@@ -244,6 +263,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
                 if kind == "done":  # the answer is in: what the user waited for
                     break
             answered = time.perf_counter()
+            answering.append({k: v - before.get(k, 0.0) for k, v in parts.items()})
             for kind, data in events:  # the upkeep after it (the REPL runs it while the user types)
                 folds += kind == "status" and str(data).startswith("folded")
             times.append(time.perf_counter() - t0)
@@ -272,15 +292,16 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
         session.saver.conn.close()
         session.store.conn.close()
         store_module._stores.pop(str(home.resolve()), None)
-    return {"times": times, "waits": waits, "cpu": cpu, "split": split, "bytes": size, "wall": time.perf_counter() - started,
+    return {"times": times, "waits": waits, "cpu": cpu, "split": split, "answering": answering, "bytes": size,
+            "wall": time.perf_counter() - started,
             "folds": folds, "wal": wal, "half": half, "live": live, "transcript": transcript,
             "checkpoints": checkpoints, "during": during, "drained": drained, "index_mb": index_mb}
 
 
 def parts_table(ours: dict, first: slice, last: slice) -> list[str]:
     """Median ms of each part of a turn, first and last 100 turns."""
-    def med(key, part):
-        return statistics.median(turn.get(key, 0.0) for turn in ours["split"][part]) * 1000
+    def med(key, part, of="split"):
+        return statistics.median(turn.get(key, 0.0) for turn in ours[of][part]) * 1000
 
     def rest(times, nodes):
         gone = [t - sum(p.get(n, 0.0) for n in nodes) for t, p in zip(times, ours["split"])]
@@ -288,11 +309,11 @@ def parts_table(ours: dict, first: slice, last: slice) -> list[str]:
 
     upkeep = [t - w for t, w in zip(ours["times"], ours["waits"])]
     after = ("reflect", "reward", "self_rewrite", "compact", "indexing")
-    lines = [f"       parts of a turn, median ms first-{WINDOW} / last-{WINDOW} (recall is inside reason, the query "
-             "embedding inside recall):",
+    lines = [f"       parts of a turn, median ms first-{WINDOW} / last-{WINDOW} (recall and the model are inside reason, "
+             "the query embedding inside recall):",
              "         until the answer:"]
-    lines += [f"         {name:<16} {med(name, first):7.2f} / {med(name, last):7.2f}"
-              for name in ("reason", "recall", "query embedding")]
+    lines += [f"         {name:<16} {med(name, first, 'answering'):7.2f} / {med(name, last, 'answering'):7.2f}"
+              for name in ("reason", "recall", "query embedding", "model")]
     lines.append(f"         {'outside nodes':<16} {rest(ours['waits'], ('reason',))}   "
                  "(graph, checkpoints, transcript, lock, recovery check)")
     lines.append(f"         upkeep after the answer (off the user's path): {median_ms(upkeep, first):.2f} / "
@@ -359,7 +380,7 @@ def main() -> None:
     # their median jumps between the two kinds, their mean is what a turn costs on average
     m_first, m_last = mean_ms(ours["times"], first), mean_ms(ours["times"], last)
     mc_first, mc_last = mean_ms(ours["cpu"], first), mean_ms(ours["cpu"], last)
-    net = [t - p.get("query embedding", 0.0) for t, p in zip(ours["waits"], ours["split"])]
+    net = [t - p.get("query embedding", 0.0) - p.get("model", 0.0) for t, p in zip(ours["waits"], ours["answering"])]
     w_first, w_last = median_ms(ours["waits"], first), median_ms(ours["waits"], last)
     n_first, n_last = median_ms(net, first), median_ms(net, last)
     o_kb = ours["bytes"] / args.turns / 1024
@@ -374,7 +395,7 @@ def main() -> None:
           f"{mc_last:.2f} ms)")
     print(f"       until the answer (what the user waits for; the upkeep after it runs while they type): "
           f"first-{WINDOW} {w_first:6.2f} ms, last-{WINDOW} {w_last:6.2f} ms")
-    print(f"       the same without the query embedding: first-{WINDOW} {n_first:6.2f} ms, last-{WINDOW} {n_last:6.2f} ms")
+    print(f"       the same without the model and the query embedding: first-{WINDOW} {n_first:6.2f} ms, last-{WINDOW} {n_last:6.2f} ms")
     for line in parts_table(ours, first, last):
         print(line)
     indexed = {name: entry for name, entry in ours["during"].items()}
