@@ -88,15 +88,11 @@ def set_meta(db, key: str, value) -> None:
 
 
 def _open_chroma(path: str):
-    """A Chroma client reading the index as it is on disk now: Chroma shares one client per folder
-    within a process, and it would not see other processes' writes, so that one is closed first."""
+    """A Chroma client of the index folder (`close()` it before opening it again: Chroma shares
+    one system per folder within a process, which would not see other processes' writes)."""
     import chromadb
-    from chromadb.api.client import SharedSystemClient
     from chromadb.config import Settings
 
-    if (old := SharedSystemClient._identifier_to_system.pop(path, None)) is not None:
-        SharedSystemClient._identifier_to_refcount.pop(path, None)
-        old.stop()
     return chromadb.PersistentClient(path=path, settings=Settings(anonymized_telemetry=False))
 
 
@@ -121,6 +117,8 @@ class Index:
         embedder(self.model)  # loaded before taking the lock: it takes seconds
         with self._flock:
             try:
+                if self._client is not None:  # reopened: read the index as it is on disk now
+                    self._client.close()
                 self._client = _open_chroma(str(self.home / "memory"))
                 if (indexed_with := self.store.get_meta("embedding_model")) != self.model:
                     if self._synced:
