@@ -8,7 +8,7 @@ made once and found again after a restart.
 
 Owns: where the weights of a backend's model are (the embedded GGUF file, or the blob behind the
 Ollama model, read from the `FROM` line of its Modelfile), their size in parameters, whether an
-adapter was made for those weights (the base `lora.to_gguf` records in every adapter), and the
+adapter was made for those weights (`weights_id`, recorded by `lora.to_gguf` in every adapter), and the
 Ollama models that serve adapters (made, deleted).
 Does not own: making adapters (evolution/lora.py), choosing and building the backend (llm.py),
 the GPU memory (vram.py).
@@ -28,6 +28,7 @@ from graph.context import Settings
 
 SUFFIX = "-evolved"  # Ollama models serving adapters are named <model>-evolved:<digest>
 REFUSED = "refused to make a model with an adapter"  # (reported of Ollama 0.34.1 and later: no more ADAPTER)
+BASE_KEY = "agent.lora.base"  # the adapter GGUF's record of its base weights; llama.cpp ignores unknown keys
 
 
 class AdapterError(Exception):
@@ -75,11 +76,27 @@ def parameters(gguf_file: Path) -> int:
     return sum(int(t.n_elements) for t in GGUFReader(gguf_file).tensors)
 
 
+def weights_id(gguf_path: Path) -> str:
+    """An identity of a GGUF's weights: its file name (an Ollama blob is named by its sha256) and size."""
+    path = Path(gguf_path)
+    return f"{path.name}:{path.stat().st_size}"
+
+
+def adapter_base(adapter_gguf: Path) -> str:
+    """The `weights_id` of the base an adapter GGUF was written for (evolution/lora.py's `to_gguf`
+    records it under BASE_KEY); '' when it has none, or is missing, unreadable or no GGUF."""
+    from gguf import GGUFReader
+
+    try:
+        field = GGUFReader(adapter_gguf).fields.get(BASE_KEY)
+        return str(field.contents()) if field else ""
+    except Exception:  # noqa: BLE001 - a corrupt file can fail anywhere in the reader: it has no base
+        return ""
+
+
 def made_for(adapter: str | Path, weights_file: Path) -> bool:
     """Whether `adapter` was trained on these weights."""
-    from graph.evolution import lora
-
-    return lora.adapter_base(adapter) == lora.weights_id(weights_file)
+    return adapter_base(adapter) == weights_id(weights_file)
 
 
 def problem(adapter: str, weights_file: Path, model: str) -> str:

@@ -55,7 +55,7 @@ def test_ollama_adapters_are_made_with_from_and_adapter_and_a_promoted_one_answe
     assert all(g.status in ("scored", "promoted") and len(g.scores) == 2 for g in genomes)
     # each adapter was recorded as made for the weights behind the Ollama model, and made into an Ollama model
     weights = Path(server.weights[SMALL])
-    assert all(lora.adapter_base(g.lora) == lora.weights_id(weights) for g in genomes)
+    assert all(adapters.adapter_base(g.lora) == adapters.weights_id(weights) for g in genomes)
     names = {adapters.ollama_name(ctx.settings, g.lora): g for g in genomes}
     assert {b["model"] for b in server.created} == set(names) and all(b["from"] == SMALL for b in server.created)
     assert all(len(b["adapters"]) == 1 for b in server.created)
@@ -173,7 +173,7 @@ def test_when_ollama_refuses_adapter_models_the_next_runs_train_none_until_ollam
 
     ctx = context(tmp_path, make_config, server, SMALL)
     store = store_for(ctx.home)
-    adapter = _adapter(tmp_path / "adapter.gguf", lora.weights_id(Path(server.weights[SMALL])))
+    adapter = _adapter(tmp_path / "adapter.gguf", adapters.weights_id(Path(server.weights[SMALL])))
     server.refuse_adapters = "adapters are not supported"
     try:
         with pytest.raises(adapters.AdapterError) as refusal:

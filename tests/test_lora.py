@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from graph import tuning
+from graph.adapters import adapter_base, weights_id
 from graph.embedded import default_model_path
 from graph.llama_process import open_llama
 from graph.evolution import lora
@@ -155,7 +156,7 @@ def test_gguf_adapter_has_llama_cpp_names_and_shapes(adapters, tmp_path):
 
     path = lora.to_gguf(adapters[0], tmp_path / "a.gguf")
     embedded = default_model_path()
-    assert lora.adapter_base(path) == lora.weights_id(embedded) == f"{embedded.name}:{embedded.stat().st_size}"
+    assert adapter_base(path) == weights_id(embedded) == f"{embedded.name}:{embedded.stat().st_size}"
     written = gguf.GGUFReader(path)
     assert written.fields["general.type"].contents() == "adapter"
     assert written.fields["adapter.type"].contents() == "lora"
@@ -315,14 +316,14 @@ def test_qwen2_adapter_gives_llama_cpp_the_log_likelihoods_of_peft(tiny_qwen2, t
           f"llama.cpp vs PEFT, most: {np.abs(in_llama_cpp - tuned).max():.4f}")
     assert np.abs(tuned - base).mean() > 0.5  # reordered q/k rows (llama's) would be off by ~1
     assert np.abs(in_llama_cpp - tuned).max() < 0.02
-    assert lora.adapter_base(adapter) == lora.weights_id(tiny_qwen2) == f"tiny-qwen2.gguf:{tiny_qwen2.stat().st_size}"
+    assert adapter_base(adapter) == weights_id(tiny_qwen2) == f"tiny-qwen2.gguf:{tiny_qwen2.stat().st_size}"
 
 
 def test_adapter_base_of_a_bad_file_is_empty(tmp_path):
     (tmp_path / "text.gguf").write_text("not a GGUF file")
     (tmp_path / "empty.gguf").touch()
     for name in ("missing.gguf", "text.gguf", "empty.gguf"):
-        assert lora.adapter_base(tmp_path / name) == ""
+        assert adapter_base(tmp_path / name) == ""
 
 
 def test_corrupt_cache_is_rebuilt(base):

@@ -6,7 +6,7 @@ checkpoint; on CUDA quantized to 4-bit nf4 on load), training a PEFT LoRA adapte
 scoring a model on held-out cases (the LoRA fitness), merging adapters with PEFT's
 `add_weighted_adapter`, searching merge weights with CMA-ES (as LoraHub and Sakana's evolutionary
 model merge do), and writing an adapter as a llama.cpp GGUF LoRA for its base GGUF (llama, qwen2 and
-a few more architectures), with the identity of those base weights inside (`adapter_base`).
+a few more architectures), with the identity of those base weights inside (`adapters.adapter_base`).
 Does not own: the population, archive, lineage and promotion (the rest of graph/evolution), which
 examples to learn from (tuning.py), or running the adapter in the agent (embedded.py).
 
@@ -40,7 +40,6 @@ MIN_DENSITY = 0.1
 MAX_TOKENS = 256  # an example longer than this keeps its last tokens (the answer)
 UNLIKELY_WEIGHT = 0.5  # the unlikelihood term of undesirable answers, against the SFT loss
 BITSANDBYTES = "bitsandbytes==0.50.2"  # as pinned in requirements.txt
-BASE_KEY = "agent.lora.base"  # the adapter GGUF's record of its base weights; llama.cpp ignores unknown keys
 # Whether llama.cpp's convert_hf_to_gguf.py reorders the rows of q and k of an architecture for its RoPE:
 # LlamaModel.permute (SmolLM3Model inherits it); Qwen2Model, Qwen3Model and Gemma3Model keep HF's order.
 PERMUTES_QK = {"llama": True, "smollm3": True, "qwen2": False, "qwen3": False, "gemma3": False}
@@ -374,36 +373,18 @@ def _gguf_field(reader, key: str):
     return reader.fields[key].contents()
 
 
-def weights_id(gguf_path: Path) -> str:
-    """An identity of a GGUF's weights: its file name (an Ollama blob is named by its sha256) and size."""
-    path = Path(gguf_path)
-    return f"{path.name}:{path.stat().st_size}"
-
-
-def adapter_base(adapter_gguf: Path) -> str:
-    """The `weights_id` of the base an adapter GGUF was written for; '' when it has none, or is
-    missing, unreadable or no GGUF."""
-    _require("gguf")
-    import gguf
-
-    try:
-        field = gguf.GGUFReader(adapter_gguf).fields.get(BASE_KEY)
-        return str(field.contents()) if field else ""
-    except Exception:  # noqa: BLE001 - a corrupt file can fail anywhere in the reader: it has no base
-        return ""
-
-
 def to_gguf(adapter_dir: Path, out: Path, base_gguf: Path | None = None) -> Path:
     """Write a PEFT LoRA adapter as a llama.cpp GGUF LoRA for the base GGUF (by default the
     embedded model), as llama.cpp's convert_lora_to_gguf.py does: tensors `blk.N.attn_q.weight.lora_a`
     (rank x in) and `.lora_b` (out x rank), PEFT's orientation, named for the base's architecture;
     where convert_hf_to_gguf.py reorders the q/k rows of each head for llama.cpp's RoPE (llama, not
     qwen2: PERMUTES_QK), `lora_b` of q and k gets the same reordering. The adapter records the base's
-    `weights_id` (`adapter_base` reads it)."""
+    `weights_id` (`adapters.adapter_base` reads it)."""
     _require("gguf", "numpy", "safetensors")
     import gguf
     from safetensors.numpy import load_file
 
+    from graph.adapters import BASE_KEY, weights_id
     from graph.embedded import default_model_path
 
     adapter_dir, base_gguf = Path(adapter_dir), Path(base_gguf or default_model_path())
