@@ -150,7 +150,8 @@ def test_rules_accumulate_and_duplicates_are_not_repeated(tmp_path, make_config)
     assert selfprompt.split(selfprompt.current(s.ctx).text)[1] == ["Always answer in English.", "Never use emoji."]
     assert len(versions(s)) == 3  # the repeat changed nothing (and said why in the log)
     assert any(e["kind"] == "rejected" and "unchanged" in e["detail"] for e in learning.entries(s.store))
-    assert "- Always answer in English.\n- Never use emoji." in answers(model)[-1][0].text
+    # sent with the standing preference last ("Always answer in English." is also feedback.py's english)
+    assert "- Never use emoji.\n- Always answer in English.\n\nAnswer in English only." in answers(model)[-1][0].text
 
 
 # ------------------------------------------------------------------ the user's words: examples
