@@ -26,6 +26,9 @@ from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, mo
 from graph.llama_process import ModelCrashed
 
 STOP = threading.Event()  # set (by Ctrl-C in the REPL) to stop the answer being generated
+NO_JAPANESE = ("内蔵モデル（{model}）は日本語で答えられません。日本語で話すには Ollama（https://ollama.com）を入れて "
+               "`ollama pull {ollama}` を実行し、agent.py を起動し直してください。")
+NO_JAPANESE_EVERY_S = 24 * 3600  # said at most once a day, however many Japanese messages
 
 
 class BackendError(Exception):
@@ -152,6 +155,16 @@ def resolve(settings: Settings, lora: str = "") -> Backend:
     backend.notice = "; ".join(filter(None, [f"{problem}. Using the embedded model {backend.model} meanwhile",
                                              backend.notice]))
     return backend
+
+
+def cannot_answer_japanese(ctx: Context, store) -> str:
+    """The line, in Japanese, that tells a user writing Japanese to the embedded model that it
+    cannot answer in Japanese and how to get Ollama with Qwen2; "" when said in the last day."""
+    now = time.time()
+    if now - float(store.get_meta("no_japanese_said") or 0) < NO_JAPANESE_EVERY_S:
+        return ""
+    store.set_meta("no_japanese_said", now)
+    return NO_JAPANESE.format(model=active(ctx).model, ollama=ctx.settings.llm.ollama.model)
 
 
 _active: dict[tuple, Backend] = {}

@@ -223,3 +223,26 @@ def test_memory_tools_are_not_offered_on_a_plain_question(tmp_path, make_config)
     install(ctx, model, name="ollama")
     list(session.turn("Too long, shorter please. What is photosynthesis?"))
     assert {"remember", "recall", "forget"} <= model.offered[-1]
+
+
+def test_tools_about_the_agent_itself_are_offered_to_the_embedded_model_only_when_asked_about(tmp_path, make_config):
+    """"our solar system" shares a word with "system prompt": SmolLM2 called add_prompt_rule on a
+    plain question, put the rule "add_prompt_rule" into its own prompt and copied the tool's
+    result into its next answers (tests/bench/bench_facts.py). Its prompt, tuning data and
+    evolution tools come only when the message is about them; the other tools stay."""
+    ctx = Context(home=str(tmp_path / "home"), config=str(make_config({})), cwd=str(tmp_path))
+    model = ToolsSeen(replies=[])
+    install(ctx, model, name="embedded")
+    session = Session(ctx)
+    itself = {"add_prompt_rule", "rewrite_prompt", "add_example", "start_evolution", "train_lora"}
+
+    def offered(text):  # the tools of the answer's call (the upkeep's model calls come after, without tools)
+        start = len(model.offered)
+        list(session.turn(text))
+        return model.offered[start]
+
+    plain = offered("What is the largest planet in our solar system?")
+    assert not itself & plain and {"web_search", "run_command"} <= plain
+    assert {"add_prompt_rule", "rewrite_prompt"} <= offered("From now on, add a rule to your prompt: answer in one sentence.")
+    assert "start_evolution" in offered("evolve yourself tonight")
+    assert "start_evolution" in offered("学習して")

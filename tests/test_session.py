@@ -119,3 +119,21 @@ def test_search_and_backup_from_the_cli(tmp_path, make_config):
     with sqlite3.connect(copy) as db:
         assert db.execute("SELECT COUNT(*) FROM transcript").fetchone()[0] == len(s.store.history())
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_user_writing_japanese_to_the_embedded_model_is_told_once_in_japanese(tmp_path, make_config):
+    """The bundled SmolLM2 cannot answer in Japanese: a user who writes Japanese is told so, in
+    Japanese, with how to get Ollama and Qwen2, once (not every turn); not in English, nor on Ollama."""
+    def japanese_notices(session, text):
+        return [data for kind, data in session.turn(text) if kind == "notice" and "日本語" in data]
+
+    ctx = Context(home=str(tmp_path / "home"), config=str(make_config({})), cwd=str(tmp_path))
+    install(ctx, ScriptedChat(replies=[]), name="embedded")
+    session = Session(ctx)
+    assert japanese_notices(session, "What is the capital of France?") == []
+    said = japanese_notices(session, "猫の名前はモチです。")
+    assert len(said) == 1 and "日本語で答えられません" in said[0] and "ollama pull qwen2:7b-instruct" in said[0]
+    assert japanese_notices(session, "ペットの名前は？") == []
+    other = Context(home=str(tmp_path / "other"), config=str(make_config({})), cwd=str(tmp_path))
+    install(other, ScriptedChat(replies=[]), name="ollama")
+    assert japanese_notices(Session(other), "猫の名前はモチです。") == []

@@ -17,7 +17,6 @@ from graph import tools as registry
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
-from graph.tools import recall as memory_tools
 
 
 def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
@@ -35,11 +34,14 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     said = messages[last_human].text if last_human >= 0 else ""
     tools = registry.available(ctx, notify) if rounds < (ctx.max_rounds or ctx.settings.agent.max_tool_rounds) else []
     backend = llm.active(ctx)
-    if backend.name == "embedded":  # its lexical shortlist mistook "too long" for long-term memory; Ollama
+    if backend.name == "embedded":  # the small model picks tools about itself for plain questions; Ollama
         # models choose well, and a tool list that changed per turn would break their cached prompt prefix
-        tools = [t for t in tools if t not in memory_tools.TOOLS or memory_tools.wanted(said)]
+        tools = [t for t in tools if registry.asked_for(t, said)]
     version = selfprompt.current(ctx)
     where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
+    if backend.name == "embedded" and where.startswith("ja") and rounds == 0 and not ctx.parent_turn and \
+            (line := llm.cannot_answer_japanese(ctx, store)):
+        notify(line)
     heeds = not ctx.parent_turn and ctx.settings.learning.feedback  # the user's feedback shapes this answer
     learns = heeds and learning_on(ctx, store)
     shaped = feedback.applied(store, said, learns) if heeds else feedback.Applied()

@@ -48,6 +48,18 @@ def available(ctx: Context, notify: Callable[[str], None] | None = None) -> list
     return tools
 
 
+def asked_for(tool: BaseTool, message: str) -> bool:
+    """Whether the small embedded model may be offered `tool` for this message: the tools about
+    the agent itself (its memory, its prompt and tuning data, its evolution) only when the message
+    is about them. Its lexical shortlist took "too long" for long-term memory and "our solar
+    system" for the system prompt: SmolLM2 then wrote the rule "add_prompt_rule" into its own prompt
+    and copied the tool's result into the following answers (tests/bench/bench_facts.py)."""
+    for module in (recall, learn, evolve):
+        if tool in module.TOOLS:
+            return module.wanted(message)
+    return True
+
+
 def source(tool: BaseTool) -> str:
     return (tool.metadata or {}).get("source", "builtin")
 

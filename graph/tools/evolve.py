@@ -10,6 +10,8 @@ Does not own: the subgraph (evolution/graph.py), the archive, starting runs (evo
 
 from __future__ import annotations
 
+import re
+
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
@@ -18,6 +20,16 @@ from graph.context import Context
 from graph.evolution import adapt, archive, runs
 from graph.store import store_for
 from graph.tools.learn import context_of
+
+
+WANTED = re.compile(r"\b(evolv\w*|evolution|fine-?tun\w*|train\w*|lora|adapters?|variants?|lineage|genomes?|"
+                    r"promot\w*|roll ?back|generations?)\b|進化|学習して|微調整|ファインチューニング|系譜", re.IGNORECASE)
+
+
+def wanted(message: str) -> bool:
+    """Whether the message is about the agent's evolution: the embedded model is offered these
+    tools only then (tools/__init__.py's asked_for)."""
+    return bool(WANTED.search(message))
 
 
 @tool

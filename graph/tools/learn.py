@@ -11,6 +11,7 @@ Does not own: the versions (selfprompt.py), the examples (tuning.py) or the rewa
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from langchain_core.tools import ToolException, tool
@@ -19,6 +20,16 @@ from langgraph.prebuilt import ToolRuntime
 from graph import bandit, learning, reward, selfprompt, tuning
 from graph.context import Context
 from graph.store import store_for
+
+
+WANTED = re.compile(r"\b(prompt|rules?|instructions?|from now on|always|never|examples?|tuning|learn\w*|"
+                    r"(good|bad|great|wrong) answer)\b|プロンプト|ルール|指示|これから|今後|例として|学習", re.IGNORECASE)
+
+
+def wanted(message: str) -> bool:
+    """Whether the message is about the agent's prompt, its tuning examples or its learning: the
+    embedded model is offered these tools only then (tools/__init__.py's asked_for)."""
+    return bool(WANTED.search(message))
 
 
 def context_of(runtime: ToolRuntime[Context], change: str = "") -> Context:
