@@ -2,8 +2,8 @@
 memories), reward (settle the previous answer's reward, open this one's), self_rewrite
 (learned rules, probation, the agent's own prompt rewrites) and compact the window.
 
-Owns: the nodes and routes. `builder` is the UNCOMPILED graph (LangGraph Studio compiles
-it with its own checkpointer, see langgraph.json); `build_graph(checkpointer)` compiles
+Owns: the nodes and routes. `builder` is the UNCOMPILED graph (LangGraph Studio gets it
+from graph/studio.py, on the session's checkpoints); `build_graph(checkpointer)` compiles
 it for the CLI with SQLite. The graph hands itself to the tools on the runtime context
 (`Context.agent_graph`), so `delegate` runs a sub-agent on it without importing this module.
 """
