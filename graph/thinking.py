@@ -6,7 +6,7 @@ chunks, a missing closing tag, text before the tag, a model that ignores the
 instruction), deciding whether a message deserves thinking (`auto` mode), noticing
 degenerate reasoning while it streams (repetition loops, runaway length), scoring a
 finished trace, and splitting a trace into steps for `/why`.
-Does not own: calling the model (llm.py) or showing anything (repl.py).
+Does not own: calling the model (llm.py) or showing anything (cli/repl.py).
 """
 
 from __future__ import annotations

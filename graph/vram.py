@@ -5,7 +5,7 @@ Owns: reading the GPU's free memory (NVML, GPU 0), estimating the KV cache from 
 model's shape (Ollama's `show`), choosing `num_ctx` for `num_ctx: auto`, the spill
 warning and the KV-cache advice shown by `status` (`Plan`), and unloading/reloading the
 chat model around training or evolution (`gpu_job`).
-Does not own: building the chat model (llm.py) or showing the plan (views.py).
+Does not own: building the chat model (llm.py) or showing the plan (cli/status.py).
 
 The estimate: VRAM needed = model file + KV cache(num_ctx) + overhead, where overhead =
 10% of the model + 300 MiB (llama.cpp's compute graph and the logits buffer, which grow

@@ -19,7 +19,8 @@ from rich.console import Console
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph import monitor, reward, selfprompt
-from graph.cli import slash as commands, views
+from graph.cli import slash as commands
+from graph.cli import status as status_cli
 from graph.context import Context
 from graph.session import Session
 
@@ -222,10 +223,10 @@ def test_learn_off_and_on(seeded):
     shown = ok(cli(session, cfg, "learn"))
     assert "learning: frozen" in shown and "self-learning turned off by the user" in shown
     assert "nothing learned from it" in ok(cli(session, cfg, "reward", "--good"))  # recorded while frozen
-    info = views.status(session.ctx, session.store, None)
+    info = status_cli.status(session.ctx, session.store, None)
     assert info["learning"]["state"] == "frozen"
     console = Console(record=True, width=200)
-    console.print(views.status_table(info))
+    console.print(status_cli.status_table(info))
     assert "learning     frozen" in console.export_text()
     assert "self-learning is on again" in ok(cli(session, cfg, "learn", "on"))
     assert json.loads(ok(cli(session, cfg, "learn", "--json")))["state"] == "on"

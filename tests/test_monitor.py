@@ -26,7 +26,7 @@ from rich.console import Console
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph import monitor, turnlog
-from graph.cli import views
+from graph.cli import status as status_cli
 from graph.context import Context
 from graph.session import Session
 
@@ -131,7 +131,7 @@ def test_no_gpu(tmp_path, make_config):
     history = monitor.History()
     history.add(snap)
     assert list(history.vram) == [None]
-    assert views.status(ctx, s.store, s.backend)["gpu"] == []
+    assert status_cli.status(ctx, s.store, s.backend)["gpu"] == []
 
 
 class Memory(SimpleNamespace):
@@ -196,9 +196,9 @@ def test_stubbed_gpu_snapshot_status_line_and_dashboard(nvml, tmp_path, make_con
     assert re.search(r"pid 4242\s+4\.2 GB", text)
     assert "none (no NVIDIA GPU" not in text
 
-    info = views.status(ctx, s.store, s.backend)  # `status --json` carries the same list
+    info = status_cli.status(ctx, s.store, s.backend)  # `status --json` carries the same list
     assert info["gpu"] == cards
-    assert f"{CARD}: 4.4 / 6.0 GB VRAM" in render(views.status_table(info))
+    assert f"{CARD}: 4.4 / 6.0 GB VRAM" in render(status_cli.status_table(info))
 
 
 def test_stubbed_gpu_partial_data_is_shown_as_a_dash(nvml):

@@ -1,34 +1,62 @@
-"""`agent.py evolve`: run the evolution subgraph with a progress bar and a summary table, or
-show the runs and the lineage, or promote / roll back a variant by hand.
+"""`agent.py evolve` and the REPL's /evolve: run the evolution subgraph with a progress bar
+and a summary table, or show the runs and the lineage, or promote / roll back a variant by hand.
 
     evolve [--generations N] [--population P] [--budget-minutes M] [--background]
     evolve --runs | --lineage [RUN] | --promote GENOME | --rollback     [--json]
 
-Owns: those actions on parsed arguments (an expected failure is one `error:` line and exit 1;
-Ctrl-C exits 130 with the run marked stopped) and the layouts of runs, generations and the
-lineage tree. Does not own: the subgraph (graph.py), the archive (archive.py), starting runs
-in the background and promoting by hand (runs.py), parsing (agent.py).
+Owns: the command's parser, those actions on parsed arguments (an expected failure is one
+`error:` line and exit 1; Ctrl-C exits 130 with the run marked stopped) and the layouts of
+runs, generations and the lineage tree. Does not own: the subgraph (evolution/graph.py), the
+archive (evolution/archive.py), starting runs in the background and promoting by hand
+(evolution/runs.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.tree import Tree
+from graph.cli.args import count, minutes
+from graph.cli.output import fail
 
-from graph import learning, selfprompt
-from graph.context import Context
-from graph.evolution import archive
-from graph.evolution.runs import promote_genome_by_hand, start_background
-from graph.store import store_for
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.tree import Tree
+
+    from graph.context import Context
+
+
+def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> None:
+    ev = sub.add_parser("evolve", parents=[common, js],
+                        help="evolve prompt, sampling and LoRA adapter variants (crossover, mutation, selection); lineage, promote",
+                        description="With no option: one evolution run (progress, then a table per generation). "
+                                    "Safe from cron while the REPL is open: one run at a time per data folder.")
+    ev.add_argument("--generations", type=count, metavar="N", help="breeding rounds (default: evolution.generations)")
+    ev.add_argument("--population", type=lambda v: max(2, count(v)), metavar="P", help="genomes per generation (default: evolution.population)")
+    ev.add_argument("--budget-minutes", type=minutes, metavar="M", help="stop breeding after M minutes (default: config)")
+    ev.add_argument("--lora", choices=["auto", "on", "off"],
+                    help="LoRA adapters in this run: on = train and cross them (an error when it cannot), "
+                         "off = prompts and sampling only (default: evolution.lora)")
+    ev.add_argument("--background", action="store_true", help="run in a background process and return at once")
+    ev.add_argument("--trigger", default="cli", choices=["cli", "cron", "auto", "tool"], help=argparse.SUPPRESS)
+    shown = ev.add_mutually_exclusive_group()
+    shown.add_argument("--runs", action="store_true", help="the runs so far, with their outcome")
+    shown.add_argument("--lineage", type=count, nargs="?", const=0, metavar="RUN",
+                       help="the family tree of a run's genomes (default: the last run)")
+    shown.add_argument("--promote", type=count, metavar="GENOME", help="make this genome serve now (on probation)")
+    shown.add_argument("--rollback", action="store_true", help="undo the prompt version evolution promoted")
+    ev.set_defaults(run=main)
 
 
 def main(args, ctx: Context, console: Console) -> int:
+    from graph.evolution import archive
+    from graph.evolution.runs import start_background
+    from graph.store import store_for
+
     ctx.settings  # noqa: B018 - a bad config is one clear error before anything runs
     args.json = getattr(args, "json", False)  # (--json is only set when given)
     store = store_for(ctx.home)
@@ -38,7 +66,7 @@ def main(args, ctx: Context, console: Console) -> int:
     if args.lineage is not None:
         which = args.lineage or (archive.runs(store, 1) or [{}])[-1].get("id")
         if not which:
-            return _fail("no evolution runs yet: `agent.py evolve` starts one")
+            return fail("no evolution runs yet: `agent.py evolve` starts one")
         nodes = archive.lineage(store, which)
         return _out(args, console, nodes, lineage_tree(which, nodes) if nodes else f"run {which} has no genomes")
     if args.promote is not None:
@@ -56,13 +84,17 @@ def main(args, ctx: Context, console: Console) -> int:
 
 
 def run(args, ctx: Context, console: Console, settings: dict) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     from graph import llm
+    from graph.evolution import archive
     from graph.evolution.adapt import AdaptError
     from graph.evolution.graph import evolve
     from graph.evolution.lora import LoraUnavailable
+    from graph.store import store_for
 
     if why := archive.busy(store_for(ctx.home)):
-        return _fail(why)
+        return fail(why)
     e = ctx.settings.evolution
     generations = settings["generations"] or e.generations
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -90,12 +122,12 @@ def run(args, ctx: Context, console: Console, settings: dict) -> int:
         try:
             result = evolve(ctx, args.trigger, show, **settings)
         except archive.Busy as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         except KeyboardInterrupt:
             print("evolution stopped: what was scored is kept (`agent.py evolve --lineage`)", file=sys.stderr)
             return 130
         except (llm.BackendError, AdaptError, LoraUnavailable) as exc:
-            return _fail(f"evolution failed: {exc} (what was scored is kept)")
+            return fail(f"evolution failed: {exc} (what was scored is kept)")
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
         return 0
@@ -104,24 +136,22 @@ def run(args, ctx: Context, console: Console, settings: dict) -> int:
     return 0
 
 
-
-
-
-
 def promote(args, ctx: Context, console: Console, store) -> int:
+    from graph.evolution.runs import promote_genome_by_hand
+
     try:
         done = promote_genome_by_hand(ctx, args.promote)
     except ValueError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     return _out(args, console, {"done": done}, done)
 
 
-
-
 def rollback(args, ctx: Context, console: Console, store) -> int:
+    from graph import learning, selfprompt
+
     version = selfprompt.current(ctx)
     if version.author != "evolution":
-        return _fail(f"the prompt in use (version {version.id}) is not from evolution: nothing to roll back"
+        return fail(f"the prompt in use (version {version.id}) is not from evolution: nothing to roll back"
                      " (`agent.py prompt rollback` undoes any version)")
     undone, back = selfprompt.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")
     selfprompt.attach(store, back.id, {})
@@ -135,6 +165,8 @@ def rollback(args, ctx: Context, console: Console, store) -> int:
 
 
 def runs_table(rows: list[dict]) -> Table:
+    from rich.table import Table
+
     table = Table(title="evolution runs", title_justify="left")
     for column in ("run", "started", "trigger", "status", "generations", "best", "decision"):
         table.add_column(column, overflow="fold")
@@ -149,6 +181,8 @@ def runs_table(rows: list[dict]) -> Table:
 
 
 def generations_table(result: dict) -> Table:
+    from rich.table import Table
+
     took = (result["finished"] or time.time()) - result["started"]
     table = Table(title=f"evolution run {result['id']}: {result['status']} in {took:.0f} s", title_justify="left")
     for column in ("generation", "best fitness", "mean", "Pareto front", "scored"):
@@ -160,6 +194,10 @@ def generations_table(result: dict) -> Table:
 
 
 def lineage_tree(run: int, nodes: list[dict]) -> Tree:
+    from rich.tree import Tree
+
+    from graph import selfprompt
+
     tree = Tree(f"run {run}: genomes by parent (crossover children list their other parent)")
 
     def add(branch, node):
@@ -180,10 +218,6 @@ def lineage_tree(run: int, nodes: list[dict]) -> Tree:
     return tree
 
 
-
-
-
-
 def _num(value) -> str:
     return f"{value:.3f}" if isinstance(value, (int, float)) else "-"
 
@@ -194,8 +228,3 @@ def _out(args, console: Console, data, shown) -> int:
     else:
         console.print(shown, highlight=False)
     return 0
-
-
-def _fail(text: str) -> int:
-    print(f"error: {text}", file=sys.stderr)
-    return 1

@@ -6,7 +6,7 @@ and types.
 Owns: how a turn looks on a terminal, reading messages (one per line; several lines between
 \"\"\" as in Ollama, or pasted at once; Tab completing slash commands), Ctrl-C (stop the answer,
 keep what was said), Ctrl-D (leave). Does not own: the slash commands (slash.py), running the turn
-(session.py) or the status/history layouts (views.py).
+(session.py) or the other commands' layouts (status.py, history.py, ...).
 """
 
 from __future__ import annotations
@@ -23,11 +23,13 @@ from rich.live import Live
 from rich.text import Text
 
 from graph import llm
-from graph.cli import slash, views
+from graph.cli import slash
+from graph.cli.output import printable
 from graph.embedded import EmbeddedModelMissing
 from graph.llama_process import ModelCrashed
 from graph.nodes.act import unwrapped
 from graph.session import Session
+
 
 def banner(session: Session, console: Console) -> None:
     backend = session.backend
@@ -65,7 +67,7 @@ def show_turn(session: Session, text: str, console: Console) -> dict:
                 continue
             thoughts.close()
             if kind == "token":
-                console.print(views.printable(data), end="", markup=False, highlight=False, soft_wrap=True)
+                console.print(printable(data), end="", markup=False, highlight=False, soft_wrap=True)
                 wrote = True
             elif kind in ("notice", "status"):
                 _newline(console, wrote)
@@ -114,7 +116,7 @@ def ask(request: dict, console: Console) -> str:
     args = request["args"]
     shown = args.get("command") if isinstance(args.get("command"), str) else json.dumps(args, ensure_ascii=False)
     console.print(Text.assemble(("? ", "bold yellow"), (request["tool"], "bold"), " wants to run: ",
-                                (views.printable(shown), "bold")))
+                                (printable(shown), "bold")))
     if request.get("reason"):
         console.print(Text(f"  ({request['reason']})", style="dim"))
     choices = "[y]es / [n]o" + (" / [a]lways" if request.get("always") else "")

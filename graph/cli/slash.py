@@ -1,9 +1,10 @@
 """The REPL's slash commands: /help, /status, /history, /search, /think, /why, /tools, /undo,
 /memory, /remember, /forget, /good, /bad, /rate, /reward, /prompt, /learn, /data, /evolve, /quit (/bye).
 
-Owns: parsing a slash line, showing each command's result, and the names to complete (NAMES). Does not own: the REPL loop
-and how a turn is shown (repl.py), or the layouts (views.py; learncli.py for the learning
-commands, shared with `agent.py reward|prompt|data|learn`; evolution/cli.py for /evolve).
+Owns: parsing a slash line, showing each command's result, and the names to complete (NAMES).
+Does not own: the REPL loop and how a turn is shown (repl.py), or the layouts, which each
+command's module shares with its `agent.py` command (status.py, history.py, memory.py,
+reward.py, prompt.py, data.py, learning.py, evolve.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from graph import thinking
-from graph.cli import views
+from graph.cli import history, status
 from graph.session import Session
 
 HELP = """Commands:
@@ -75,13 +76,13 @@ def command(session: Session, line: str, console: Console) -> bool:
     if name == "help":
         console.print(HELP, markup=False, highlight=False)
     elif name == "status":
-        console.print(views.status_table(views.status(session.ctx, session.store, session.backend)))
+        console.print(status.status_table(status.status(session.ctx, session.store, session.backend)))
     elif name == "history":
         n = arg.strip() or "5"
         if not (n.isascii() and n.isdigit() and 1 <= int(n) <= 10**9):
             console.print(Text("usage: /history [N], N from 1 to 1000000000", style="yellow"))
         else:
-            console.print(views.history_view(session.store.history(int(n))))
+            console.print(history.history_view(session.store.history(int(n))))
     elif name == "why":
         console.print(why(session))
     elif name == "think":
@@ -115,7 +116,7 @@ def command(session: Session, line: str, console: Console) -> bool:
         if not arg.strip():
             console.print(Text("usage: /search TEXT", style="yellow"))
         else:
-            console.print(views.history_view(session.store.search(arg.strip()), empty="no matching messages"))
+            console.print(history.history_view(session.store.search(arg.strip()), empty="no matching messages"))
     else:
         console.print(Text(f"unknown command /{name}; /help lists the commands", style="yellow"))
     return True
@@ -128,7 +129,8 @@ LEARNING = {"good": "/good", "bad": "/bad", "rate": "/rate N (1 to 5)", "reward"
 def learning_command(session: Session, name: str, arg: str, console: Console) -> None:
     """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off|undo], /data."""
     from graph import selfprompt, tuning
-    from graph.cli import learning as learncli
+    from graph.cli import data, learning, prompt, reward
+    from graph.cli.output import Problem
 
     ctx, store = session.ctx, session.store
     fine = {"good": not arg, "bad": not arg, "rate": arg in ("1", "2", "3", "4", "5"),
@@ -140,41 +142,41 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
         return
     try:
         if name in ("good", "bad", "rate"):
-            rated = learncli.rate(ctx, "rating" if name == "rate" else name, int(arg) if arg else None)
-            console.print(learncli.rated_text(ctx, rated))
+            rated = reward.rate(ctx, "rating" if name == "rate" else name, int(arg) if arg else None)
+            console.print(reward.rated_text(ctx, rated))
         elif name == "reward":
-            console.print(learncli.rewards_view(learncli.report(store, int(arg or 5)), short=True))
+            console.print(reward.rewards_view(reward.report(store, int(arg or 5)), short=True))
         elif name == "prompt" and arg == "rollback":
-            console.print(Text(learncli.rollback(ctx, "rolled back by the user (/prompt rollback)")))
+            console.print(Text(prompt.rollback(ctx, "rolled back by the user (/prompt rollback)")))
         elif name == "prompt" and arg == "diff":
-            console.print(learncli.diff_view(learncli.diff_pair(ctx)))
+            console.print(prompt.diff_view(prompt.diff_pair(ctx)))
         elif name == "prompt":
-            serving = learncli.version_of(ctx).id
-            console.print(learncli.history_table(store, selfprompt.history(store), serving) if arg == "history"
-                          else learncli.version_view(store, learncli.version_of(ctx, serving), serving))
+            serving = prompt.version_of(ctx).id
+            console.print(prompt.history_table(store, selfprompt.history(store), serving) if arg == "history"
+                          else prompt.version_view(store, prompt.version_of(ctx, serving), serving))
         elif name == "learn":
-            console.print(Text(learncli.undo_preference(ctx)) if arg == "undo" else
-                          Text(learncli.switch(ctx, arg == "off")) if arg else learncli.learn_view(ctx, store, 5))
+            console.print(Text(learning.undo_preference(ctx)) if arg == "undo" else
+                          Text(learning.switch(ctx, arg == "off")) if arg else learning.learn_view(ctx, store, 5))
         else:
-            console.print(learncli.examples_view(store, tuning.listing(store, limit=10)))
-    except learncli.Problem as exc:
+            console.print(data.examples_view(store, tuning.listing(store, limit=10)))
+    except Problem as exc:
         console.print(Text(str(exc), style="yellow"))
 
 
 def evolve_command(session: Session, arg: str, console: Console) -> None:
     """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
     from graph import learning
-    from graph.cli import evolve as cli
+    from graph.cli import evolve
     from graph.evolution import archive, runs
 
     store = session.store
     if arg == "runs":
         rows = archive.runs(store, 10)
-        console.print(cli.runs_table(rows) if rows else Text("no evolution runs yet", style="dim"))
+        console.print(evolve.runs_table(rows) if rows else Text("no evolution runs yet", style="dim"))
     elif arg == "lineage":
         rows = archive.runs(store, 1)
         nodes = archive.lineage(store, rows[-1]["id"]) if rows else []
-        console.print(cli.lineage_tree(rows[-1]["id"], nodes) if nodes else Text("no evolution runs yet", style="dim"))
+        console.print(evolve.lineage_tree(rows[-1]["id"], nodes) if nodes else Text("no evolution runs yet", style="dim"))
     elif arg:
         console.print(Text("usage: /evolve [runs|lineage]", style="yellow"))
     elif why := archive.busy(store) or (learning.frozen(store) and "learning is frozen (/learn on resumes it)"):
@@ -187,6 +189,7 @@ def evolve_command(session: Session, arg: str, console: Console) -> None:
 
 def memory_command(session: Session, name: str, arg: str, console: Console) -> None:
     """/memory [TEXT], /remember TEXT, /forget ID."""
+    from graph.cli.memory import memory_table
     from graph.memory import MemoryUnavailable, memories_for
 
     ctx = session.ctx
@@ -211,6 +214,6 @@ def memory_command(session: Session, name: str, arg: str, console: Console) -> N
         else:
             listed = memories.search(arg, k=10, touch=False) if arg else memories.list(limit=20)
             rows = [{**m.as_dict(), "strength": memories.effective_importance(m)} for m in listed]
-            console.print(views.memory_table(rows, empty="no matching memories" if arg else "(no memories yet)"))
+            console.print(memory_table(rows, empty="no matching memories" if arg else "(no memories yet)"))
     except MemoryUnavailable as exc:
         console.print(Text(f"long-term memory is unavailable: {exc}", style="yellow"))

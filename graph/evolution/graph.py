@@ -16,7 +16,7 @@ made and scored, so a run cut short (budget, Ctrl-C, kill) keeps what it found.
 - promote: the best genome replaces the one in use only if its fitness beats the incumbent's
   by `evolution.promote_margin` on the same cases; it then serves on probation
   (selfprompt: rolled back automatically if live rewards fall).
-Does not own: the operators, the fitness, the archive; the CLI view (evolution/cli.py).
+Does not own: the operators, the fitness, the archive; the CLI view (cli/evolve.py).
 """
 
 from __future__ import annotations

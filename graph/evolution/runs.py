@@ -2,9 +2,9 @@
 chat never waits for evolution; after `evolution.every_turns` turns the session starts one
 by itself), promoting an archived genome by hand, and the last run's summary for `status`.
 
-Owns: those steps, shared by the CLI (cli.py), the REPL's /evolve, the agent's tools
+Owns: those steps, shared by the CLI (graph/cli/evolve.py), the REPL's /evolve, the agent's tools
 (tools/evolve.py) and the session's upkeep. Does not own: the subgraph (graph.py), the
-archive (archive.py) or any layout (cli.py).
+archive (archive.py) or any layout (graph/cli/evolve.py).
 """
 
 from __future__ import annotations

@@ -1,28 +1,48 @@
-"""What `history` and `status` show, as rich renderables or JSON-ready dicts.
+"""`agent.py status` and the REPL's /status: backend, model, data folder, turns, memories,
+learning, evolution, live metrics, and the settings that differ from their defaults with
+where each came from.
 
-Owns: gathering the status facts (backend, model, data folder, turns, memories, learning,
-live metrics, the settings that differ from their defaults and where each came from) and laying out the transcript and memories for people (the learning
-commands' layouts are in learncli.py). Used by the CLI subcommands and the REPL's
-slash commands alike. Does not own: the data (store.py) or the backend (llm.py).
+Owns: the command's parser and handler, gathering those facts into one JSON-ready dict, and
+their layout. Does not own: the data (store.py), the backend (llm.py), the metrics
+(monitor.py) or the learning and evolution summaries (cli/learning.py, evolution/runs.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import re
+from typing import TYPE_CHECKING
 
-from rich.console import Group
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.table import Table
 
-from graph import cpu, llm
-from graph.context import THREAD_ID, Context, Settings
-from graph.store import Store
+    from graph import llm
+    from graph.context import Context
+    from graph.store import Store
+
+
+def add(sub, common: argparse.ArgumentParser) -> None:
+    s = sub.add_parser("status", parents=[common], help="backend, model, data folder, turns, live metrics")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context, console) -> int:
+    from graph.session import Session
+
+    session = Session(ctx)
+    info = status(ctx, session.store, session.backend)
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=1))
+    else:
+        console.print(status_table(info))
+    return 0
 
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
-    from graph import monitor
-    from graph.cli import learning as learncli
+    from graph import cpu, monitor
+    from graph.cli import learning
+    from graph.context import THREAD_ID
     from graph.evolution import runs
 
     snap = monitor.snapshot(ctx, store, backend, cpu_interval=0.1)
@@ -38,7 +58,7 @@ def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
         "thread_id": THREAD_ID,
         "turns": store.turns(),
         "memories": snap["agent"]["memories"] if ctx.settings.memory.enabled else None,
-        "learning": learncli.summary(ctx, store),
+        "learning": learning.summary(ctx, store),
         "evolution": runs.summary(store),
         "db_bytes": store.size_bytes(),
         "context_window": backend.context_window if backend else None,
@@ -64,6 +84,8 @@ def settings_origins(ctx: Context) -> dict[str, dict]:
             tree = tree[part]
         return tree
 
+    from graph.context import Settings
+
     current, default = ctx.settings.model_dump(), Settings().model_dump()
     shown = {"llm.ollama.base_url": {"value": ctx.settings.llm.ollama.base_url,
                                      "from": ctx.origins.get("llm.ollama.base_url", "default")}}
@@ -85,8 +107,11 @@ def _embedded_line(info: dict) -> str:
 
 
 def status_table(info: dict) -> Table:
-    from graph.evolution.runs import summary_line as evolution_line
+    from rich.table import Table
+    from rich.text import Text
+
     from graph.cli.learning import summary_line
+    from graph.evolution.runs import summary_line as evolution_line
 
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
@@ -129,47 +154,3 @@ def status_table(info: dict) -> Table:
 def _short(value, width: int = 60) -> str:
     text = " ".join(str(value).split())
     return text if len(text) <= width else text[:width] + "…"
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def printable(text: str) -> str:
-    """Text without terminal control characters (stored text and model output may carry them)."""
-    return _CONTROL.sub("", text)
-
-
-def history_view(rows: list[dict], empty: str = "(no messages yet)") -> Group:
-    parts = []
-    for row in rows:
-        row = {**row, "content": printable(row["content"]), "reasoning": printable(row["reasoning"] or "") or None}
-        head = Text(f"#{row['turn']} ", style="dim")
-        if row["role"] == "user":
-            parts.append(head + Text("you: ", style="bold cyan") + Text(row["content"]))
-        elif row["role"] == "assistant":
-            if row["reasoning"]:
-                parts.append(head + Text("thought: " + row["reasoning"], style="dim italic"))
-            for call in row["tool_calls"]:
-                parts.append(head + Text(f"→ {call['name']}({json.dumps(call['args'], ensure_ascii=False)})",
-                                         style="magenta"))
-            if row["content"] or not row["tool_calls"]:
-                mark = f"  [{row['meta']['interrupted']}]" if row["meta"].get("interrupted") else ""
-                parts.append(head + Text("agent: ", style="bold green") + Text(row["content"])
-                             + Text(mark, style="yellow"))
-        else:
-            parts.append(head + Text(f"← {row['name']}: ", style="magenta") + Text(row["content"], style="dim"))
-    return Group(*parts) if parts else Group(Text(empty, style="dim"))
-
-
-def memory_table(rows: list[dict], empty: str = "(no memories yet)") -> Table | Text:
-    """Memories (Memory.as_dict() rows, with `strength` = importance after fading) as a table."""
-    if not rows:
-        return Text(empty, style="dim")
-    table = Table("id", "type", "strength", "memory", box=None, pad_edge=False)
-    for row in rows:
-        strength = f"{row.get('strength', row['importance']):.2f}" + (" 📌" if row["pinned"] else "")
-        text = printable(row["text"])
-        if row["status"] != "active":
-            text += f"  [{row['status']}" + (f" → {row['replaced_by']}" if row.get("replaced_by") else "") + "]"
-        table.add_row(row["id"], row["type"], strength, text)
-    return table
