@@ -7,8 +7,9 @@ a list item, a table row, a heading or a quote is left alone, and so is a lead-i
 with a colon) and `plain` (markdown taken out: heading and list markers, quote marks, bold and
 italics, inline code ticks; a table row becomes its cells joined by commas, its separator row
 goes), and `leaving_out` (the sentences that bring up a banned topic go: topics.mentions). All
-leave code fences and the code inside them alone, and all work line by line and sentence by sentence, so the format of an answer's beginning (cut at a sentence end) is the
-beginning of the format of the whole answer: sentences.Held applies them while the answer streams.
+leave code fences and the code inside them alone, and all work line by line and sentence by
+sentence, so the form of an answer's beginning (cut at a sentence end) is the beginning of the
+form of the whole answer: sentences.Held applies them while the answer streams.
 Does not own: where a sentence ends (sentences.py), what a topic is (topics.py) or which answers
 get a form (feedback.py).
 """
