@@ -6,9 +6,10 @@ SQLite checkpoints) is shown as one fixed UUID, SESSION_THREAD, which `app`'s li
 at start-up. `checkpointer` keeps that thread in the session's own SqliteSaver, its id renamed
 both ways, and any other thread (an evolution run, a copy) in memory. `agent`, a graph factory,
 runs the agent graph only on the session thread: each run holds the session's turn lock from
-start to end (a REPL, -m or cron turn waits for it, and it waits for theirs), first finishes an
-upkeep another process left pending, and afterwards prunes old checkpoints, indexes folded
-turns and starts a due evolution run, as `Session.upkeep` does for the CLI. A state edit from
+start to end (a REPL, -m or cron turn waits for it, and it waits for theirs), first repairs
+what the CLI's recovery would (an upkeep left pending, a step cut short) unless an approval
+waits, and afterwards prunes old checkpoints, indexes folded turns and starts a due
+evolution run, as `Session.upkeep` does for the CLI. A state edit from
 Studio takes the lock too; deleting the session's thread or checkpoints is refused. If the
 session cannot be opened safely (a newer agent's schema, a corrupt or locked database), the
 server does not start and serves nothing.
@@ -169,11 +170,20 @@ async def agent(config: RunnableConfig, runtime: ServerRuntime):
             raise ValueError(f"this server serves the session in {session.ctx.home}, not {home}")
     await asyncio.to_thread(session.lock.acquire)
     try:
-        await asyncio.to_thread(_upkeep, session)  # another process's answer whose upkeep is not done
+        await asyncio.to_thread(_settle, session)
         yield builder
     finally:
         await asyncio.to_thread(session.lock.release)
         await asyncio.to_thread(_upkeep, session)  # pruning, folded turns, a due evolution run
+
+
+def _settle(session: Session) -> None:
+    """Before a run, under the lock: what the CLI's recovery does before a turn (finish an
+    upkeep left pending, close a step cut short by a kill or a cancelled run), unless the
+    session waits for an approval, which this run may be resuming."""
+    if not session.graph.get_state(session.config).interrupts:
+        for text in session.recover():
+            log.info("session: %s", text)
 
 
 def _upkeep(session: Session) -> None:
