@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """agent.py — a self-learning local AI agent in one endless conversation.
 
-Usage: python agent.py [-m TEXT] [logs|history|status|tools|memory|reward|prompt|data|learn|undo|backup|monitor|metrics|evolve]
-                       [--home DIR] [--config FILE] [--version]
+Usage: python agent.py [-m TEXT | COMMAND] [--home DIR] [--config FILE] [--version]
+COMMAND: logs, history, backup, monitor, metrics, tools, memory, reward, prompt, data, learn,
+undo, evolve, status, studio (`python agent.py --help` lists them).
 The commands live in graph/cli/ (main.py parses and dispatches); heavy libraries are imported
 only after the arguments are read, so --help is instant.
 """
