@@ -164,10 +164,7 @@ async def agent(config: RunnableConfig, runtime: ServerRuntime):
         return
     session = _session
     if runtime.access_context == "threads.create_run":
-        context = runtime.context
-        home = context.get("home") if isinstance(context, dict) else getattr(context, "home", "")
-        if home and Path(home).expanduser().resolve() != Path(session.ctx.home):
-            raise ValueError(f"this server serves the session in {session.ctx.home}, not {home}")
+        await asyncio.to_thread(_check_home, session, runtime.context)
     await asyncio.to_thread(session.lock.acquire)
     try:
         await asyncio.to_thread(_settle, session)
@@ -175,6 +172,13 @@ async def agent(config: RunnableConfig, runtime: ServerRuntime):
     finally:
         await asyncio.to_thread(session.lock.release)
         await asyncio.to_thread(_upkeep, session)  # pruning, folded turns, a due evolution run
+
+
+def _check_home(session: Session, context) -> None:
+    """A run's context may name a data folder, but only the one this server serves."""
+    home = context.get("home") if isinstance(context, dict) else getattr(context, "home", "")
+    if home and Path(home).expanduser().resolve() != Path(session.ctx.home):
+        raise ValueError(f"this server serves the session in {session.ctx.home}, not {home}")
 
 
 def _settle(session: Session) -> None:

@@ -178,6 +178,11 @@ def test_studio_shows_the_session_and_its_turns_join_it(studio, make_config):
     client.runs.join(elsewhere["thread_id"], failed["run_id"])
     assert client.runs.get(elsewhere["thread_id"], failed["run_id"])["status"] == "error"
     assert "the agent has one session" in tail(log)
+    other = client.runs.create(SESSION_THREAD, "agent", context={"home": str(home.parent / "other")},
+                               input={"messages": [{"role": "user", "content": "hi"}]})
+    client.runs.join(SESSION_THREAD, other["run_id"])
+    assert client.runs.get(SESSION_THREAD, other["run_id"])["status"] == "error"
+    assert f"this server serves the session in {home}, not" in tail(log)
     with pytest.raises(BadRequestError, match="cannot delete"):
         client.threads.delete(SESSION_THREAD)
     assert len(client.threads.get_state(SESSION_THREAD)["values"]["messages"]) == 6
