@@ -197,7 +197,7 @@ def _upkeep(session: Session) -> None:
 
 @asynccontextmanager
 async def _lifespan(_app):
-    """Create the session thread (once; the server keeps no state of its own between starts)."""
+    """Create the session thread in the server's list of threads (kept if it is there already)."""
     from langgraph_sdk import get_client
 
     await get_client().threads.create(thread_id=SESSION_THREAD, if_exists="do_nothing", graph_id="agent",
