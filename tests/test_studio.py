@@ -105,9 +105,11 @@ def studio(tmp_path):
     assert (home / "studio" / ".langgraph_api").is_dir()
 
 
-def config_for(make_config, **llm):
-    return make_config({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 32, **llm},
-                        "reasoning": {"mode": "off"}, "agent": {"max_tool_rounds": 0}})
+def config_for(make_config):
+    """Short answers from the embedded model; no tools, and no long-term memory (whose embedder,
+    loaded in each process, would take most of the test's time)."""
+    return make_config({"llm": {"backend": "embedded", "temperature": 0, "max_tokens": 32},
+                        "reasoning": {"mode": "off"}, "agent": {"max_tool_rounds": 0}, "memory": {"enabled": False}})
 
 
 def said(home: Path) -> list[tuple[str, str]]:
