@@ -68,6 +68,7 @@ class EmbeddedSettings(_Strict):
     n_ctx: int = Field(4096, ge=512, le=32768)
     n_threads: int = Field(0, ge=0, le=256)
     extra_buffers: Literal["auto", "on", "off"] = "auto"
+    history_turns: int = Field(1, ge=0, le=100)
 
 
 class LLMSettings(_Strict):

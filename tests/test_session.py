@@ -137,3 +137,27 @@ def test_a_user_writing_japanese_to_the_embedded_model_is_told_once_in_japanese(
     other = Context(home=str(tmp_path / "other"), config=str(make_config({})), cwd=str(tmp_path))
     install(other, ScriptedChat(replies=[]), name="ollama")
     assert japanese_notices(Session(other), "猫の名前はモチです。") == []
+
+
+def test_the_embedded_model_sees_only_the_last_exchanges_word_for_word(tmp_path, make_config):
+    """SmolLM2 copies earlier answers into new ones: it is shown `llm.embedded.history_turns`
+    earlier exchanges (1 by default; measured with tests/bench/bench_facts.py), Ollama models the
+    whole window; the session's state keeps every message either way."""
+    def shown(session, model, text):
+        list(session.turn(text))
+        return " ".join(m.text for m in model.calls[0])
+
+    questions = ["What is the capital of Japan?", "What is the largest planet?", "What do bees make?"]
+    for name, settings, seen in (("embedded", {}, questions[1:]), ("embedded", {"llm": {"embedded": {"history_turns": 0}}},
+                                 questions[2:]), ("ollama", {}, questions)):
+        home = tmp_path / f"{name}-{len(seen)}"
+        ctx = Context(home=str(home), config=str(make_config(settings, name=f"{home.name}.yaml")), cwd=str(tmp_path))
+        model = ScriptedChat(replies=[])
+        install(ctx, model, name=name)
+        session = Session(ctx)
+        for question in questions[:2]:
+            list(session.turn(question))
+        model.calls = []
+        prompt = shown(session, model, questions[2])
+        assert [q for q in questions if q in prompt] == seen, name
+        assert [m.text for m in session.messages() if m.type == "human"] == questions

@@ -64,6 +64,8 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     seen = messages
     if backend.name == "embedded" and learns:  # SmolLM2 copies its earlier answers, the unwanted ones too
         seen = window.unrepeated(messages, feedback.complains)
+    if backend.name == "embedded":  # ...and any earlier answer: it sees the last few exchanges only
+        seen = window.recent(seen, ctx.settings.llm.embedded.history_turns)
     sent = window.prompt(system, state.get("summary", ""), seen, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
