@@ -278,7 +278,7 @@ def test_standing_preferences_come_after_the_rules_the_agent_writes(tmp_path, ma
     ("embedded", False, True), ("ollama", False, False), ("embedded", True, False)])
 def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_path, make_config, backend,
                                                                            frozen, hidden):
-    session, model = make(tmp_path, make_config)
+    session, model = make(tmp_path, make_config, llm={"embedded": {"history_turns": 5}})  # shown: all but those
     install(session.ctx, model, name=backend)
     learning.freeze(session.ctx, frozen)
     asked = ["What is DNS?", "That's wrong. What is an API?", "Thanks! What is a CPU?"]
