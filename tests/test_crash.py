@@ -309,7 +309,7 @@ def spawn_repl(harness, log, home, cfg):
 
 def test_one_shot_while_a_repl_is_open(tmp_path, make_config, harness):
     home, log = tmp_path / "home", tmp_path / "prompts.jsonl"
-    cfg = config(make_config, max_tokens=32)
+    cfg = config(make_config, max_tokens=32, llm={"embedded": {"history_turns": 5}})  # the model sees every turn
     child = spawn_repl(harness, log, home, cfg)
     try:
         child.sendline("My name is Alice.")
