@@ -49,7 +49,7 @@ FACTS = [
     ("What is 2 + 2?", ["four", "4"]),
     ("What is the square root of 9?", ["three", "3"]),
     ("At what temperature in degrees Celsius does water boil at sea level?", ["100", "one hundred"]),
-    ("At what temperature in degrees Celsius does water freeze?", ["0", "zero"]),
+    ("At what temperature in degrees Celsius does water freeze?", ["0 degrees", "0°", "0 °C", "zero"]),
     ("What is frozen water called?", ["ice"]),
     ("What is the chemical formula of water?", ["H2O"]),
     ("What is the chemical symbol for gold?", ["Au"]),
@@ -72,7 +72,9 @@ FACTS = [
 
 
 def right(answer: str, accepted: list[str]) -> bool:
-    return any(re.search(rf"(?<!\w){re.escape(a)}(?!\w)", answer, re.IGNORECASE) for a in accepted)
+    """Does the answer contain an accepted answer, not as part of a longer word or number ("-18.0°C" is not 0°)?"""
+    return any(re.search(r"(?<![\w.\-])" + re.escape(a) + (r"(?!\w|[.,]\d)" if a[-1].isalnum() else ""), answer,
+                         re.IGNORECASE) for a in accepted)
 
 
 def raw_answers(questions: list[str], max_tokens: int) -> list[tuple[str, float]]:
