@@ -46,7 +46,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     from importlib.util import find_spec
 
     if find_spec("langgraph_api") is None or find_spec("langgraph_cli") is None:
-        print("error: studio needs the LangGraph server: pip install -r tests/requirements.txt (langgraph-cli[inmem])",
+        print("error: studio needs the LangGraph server: pip install -r requirements.txt (langgraph-cli[inmem])",
               file=sys.stderr)
         return 1
     from graph.context import ROOT
