@@ -43,7 +43,7 @@ def test_ollama_adapters_are_made_with_from_and_adapter_and_a_promoted_one_answe
     from graph.session import Session
 
     ctx = context(tmp_path, make_config, server, SMALL, eval_cases=2, lora="on", lora_steps=8, lora_iterations=2,
-                  answer_tokens=24)
+                  answer_tokens=24, budget_minutes=60)  # every genome scored on a busy machine too (5 min did not)
     store = store_for(ctx.home)
     teach(store, held_out=True)
     assert adapt.trainable(ctx) == ""
