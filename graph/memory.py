@@ -306,3 +306,13 @@ def memories_for(ctx: Context) -> Memories:
             _memories[key] = Memories(ctx.home, settings, key[1])
         _memories[key].cfg = settings
         return _memories[key]
+
+
+def close_all() -> None:
+    """Stop every data folder's indexing thread and close its index, as at the end of a
+    process; `memories_for` opens them again."""
+    with _memories_lock:
+        for each in _memories.values():
+            each.backlog.stop()
+            each.index.close()
+        _memories.clear()

@@ -137,6 +137,13 @@ class Index:
                                         "folder aside and it is rebuilt from agent.db") from None
             self._gen = self.store.get_meta("index_gen")
 
+    def close(self) -> None:
+        """Let go of the Chroma client; the next use opens the index again."""
+        with self.lock:
+            if self._client is not None:
+                self._client.close()
+            self._client = self.mems = self.turns = None
+
     @contextmanager
     def reading(self):
         """The index, open and up to date, for this thread."""

@@ -67,8 +67,7 @@ def _release_files() -> None:
     from graph import store
 
     if "graph.memory" in sys.modules:
-        for each in sys.modules["graph.memory"]._memories.values():
-            each.backlog.stop()  # its thread would go on writing to the files closed below
+        sys.modules["graph.memory"].close_all()  # before the files below: its thread writes to them
     for each in store._stores.values():
         each.conn.close()
     store._stores.clear()
@@ -77,11 +76,6 @@ def _release_files() -> None:
             for handler in log.handlers[:]:
                 handler.close()
                 log.removeHandler(handler)
-    if "graph.memory" in sys.modules:
-        from chromadb.api.client import SharedSystemClient
-
-        sys.modules["graph.memory"]._memories.clear()
-        SharedSystemClient.clear_system_cache()
     gc.collect()  # sessions' own SQLite connections close when they are collected
 
 

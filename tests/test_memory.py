@@ -237,8 +237,8 @@ def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
     store.append(HumanMessage("Where can I print my boarding pass?", id="u1"))
     store.append(AIMessage("The printer is on the third floor.", id="a1"))
     mem.index_turns([1])  # from the transcript: what a rebuild reads back
+    memory.close_all()  # as the process ends
     shutil.rmtree(Path(ctx().home) / "memory")
-    memory._memories.clear()  # as a new process would
     again = memories_for(ctx())
     assert texts(again.search("Where is the printer?")) == ["The printer is on the third floor"]
     assert again.search_turns("printing a boarding pass")[0]["turn"] == 1

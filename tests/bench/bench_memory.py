@@ -98,7 +98,7 @@ def run(n: int, args) -> dict:
                 "turn_ms_p95": round(p95(turn), 1), "reopen_ms": round(statistics.median(reopen), 1),
                 "chroma_mb": round(sum(f.stat().st_size for f in (home / "memory").rglob("*") if f.is_file()) / 2**20, 1)}
     finally:
-        memory._memories.clear()
+        memory.close_all()
         shutil.rmtree(home, ignore_errors=True)
 
 
