@@ -1,0 +1,1 @@
+"""Web front ends: the HTTP/WebSocket API and the Streamlit UI."""
