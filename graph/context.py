@@ -260,6 +260,17 @@ class EvolutionSettings(_Strict):
     lora_iterations: int = Field(4, ge=1, le=1000)
 
 
+class ServerSettings(_Strict):
+    """`agent.py serve`: the HTTP/WebSocket API (graph/web/)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    auth: bool = True
+    cors_origins: list[str] = []
+    max_body_kb: int = Field(256, ge=1, le=102400)
+    approval_timeout_s: float = Field(600.0, gt=0, le=86400)
+
+
 class Settings(_Strict):
     llm: LLMSettings = LLMSettings()
     agent: AgentSettings = AgentSettings()
@@ -271,6 +282,7 @@ class Settings(_Strict):
     memory: MemorySettings = MemorySettings()
     learning: LearningSettings = LearningSettings()
     evolution: EvolutionSettings = EvolutionSettings()
+    web: ServerSettings = ServerSettings()
     mcpServers: dict[str, McpServer] = {}  # noqa: N815 - the common mcpServers JSON key, pasted as is
 
 

@@ -40,7 +40,7 @@ def test_missing_file_means_defaults(tmp_path):
 
 @pytest.mark.parametrize("settings, expected", [
     ({"llm": {"backnd": "auto"}}, "unknown key 'llm.backnd' (allowed here: backend, temperature"),
-    ({"colour": 1}, "unknown key 'colour' (allowed here: llm, agent, reasoning, session, monitoring, repl, tools, memory, learning, evolution, mcpServers)"),
+    ({"colour": 1}, "unknown key 'colour' (allowed here: llm, agent, reasoning, session, monitoring, repl, tools, memory, learning, evolution, web, mcpServers)"),
     ({"llm": {"backend": "gpt"}}, "llm.backend must be one of auto, ollama or embedded (got 'gpt')"),
     ({"llm": {"ollama": {"num_ctx": 10}}}, "llm.ollama.num_ctx: must be auto or a number of tokens from 512"),
     ({"llm": {"ollama": {"max_num_ctx": 10}}}, "llm.ollama.max_num_ctx: Input should be greater than or equal to 512"),
