@@ -1,0 +1,72 @@
+"""`agent.py ui`: the Streamlit web UI on the session, in this process.
+
+Owns: the ui command: checking that the session opens (one line and exit 1 if not, before
+the server starts) and that the port is free (one line and exit 1 if it is taken), printing
+the URL, then running Streamlit's server on graph/web/ui/app.py offline (no usage statistics,
+no browser unless --browser, no file watcher) until Ctrl-C, which stops the answer being
+written (the part written is kept) and the server. Does not own: the pages (graph/web/ui/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import socket
+import sys
+
+
+def add(sub, common: argparse.ArgumentParser) -> None:
+    ui = sub.add_parser("ui", parents=[common], help="the web UI (Streamlit): chat, monitoring, learning, evolution",
+                        description="Serve the web UI on the same endless session as the REPL, -m and the API.")
+    ui.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    ui.add_argument("--port", type=int, default=8501, help="port (default: 8501)")
+    ui.add_argument("--browser", action="store_true", help="open the UI in the browser")
+    ui.set_defaults(run=run)
+
+
+def taken(host: str, port: int) -> str:
+    """Why the UI cannot listen on host:port ("" when it can)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} on {host} is taken (another program listens there); choose one with --port"
+            return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return ""
+
+
+def run(args: argparse.Namespace, ctx, console) -> int:
+    from pathlib import Path
+
+    from graph.session import Session
+
+    if not 0 < args.port < 65536:
+        print(f"error: --port must be from 1 to 65535, got {args.port}", file=sys.stderr)
+        return 2
+    if problem := taken(args.host, args.port):
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    Session(ctx)  # a bad config or data folder: one line (main.py), and no server
+    from streamlit.web import bootstrap
+
+    settings = {"server.address": args.host, "server.port": args.port, "server.headless": not args.browser,
+             "server.fileWatcherType": "none", "server.runOnSave": False, "browser.gatherUsageStats": False,
+             "logger.hideWelcomeMessage": True, "client.toolbarMode": "minimal", "global.developmentMode": False,
+             "browser.serverAddress": args.host, "browser.serverPort": args.port}
+    flags = {name.replace(".", "_"): value for name, value in settings.items()}  # as `streamlit run` passes them
+    bootstrap.load_config_options(flags)
+    script = Path(__file__).resolve().parent.parent / "web" / "ui" / "app.py"
+    passed = [f"--{name}={getattr(ctx, name)}" for name in ("home", "config")]
+    passed += [f"--{name}={getattr(args, name)}" for name in ("backend", "think") if getattr(args, name, "")]
+    console.print(f"web UI: http://{args.host}:{args.port} (session {ctx.home}; Ctrl-C stops it)", highlight=False)
+    try:
+        bootstrap.run(str(script), False, passed, flags)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        from graph import llm
+
+        llm.STOP.set()  # a turn still being written stops; what was written is kept
+    console.print("web UI stopped; the session is kept.", highlight=False)
+    return 0
