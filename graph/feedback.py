@@ -10,7 +10,7 @@ bans, the form made from the answer's text, formats.py, since a small model igno
 instruction; a topic ban is `topic:<topic>`, with the fixed instruction topics.INSTRUCTION: `preference`),
 reading a message for them (`asked`: anywhere in it, for this answer; `heard`: as feedback on
 the last answer, not inside a new request; `complains`: any sign the last answer was not
-wanted), counting repetitions until a preference stands (`STANDING_AFTER`, or at once with
+wanted; `unwanted`: that, or a /bad rating, for an earlier exchange), counting repetitions until a preference stands (`STANDING_AFTER`, or at once with
 "from now on"), the standing preferences (meta key `preferences`), the policy evidence feedback
 gives (`evidence`), what applies to one answer (`applied`), where the user's preferences stand
 in the system prompt (`placed`: last, after the rules the agent wrote), and undo.
@@ -28,6 +28,8 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from langchain_core.messages import BaseMessage
 
 from graph import bandit, formats, learning, reward, selfprompt, topics
 from graph.context import Context
@@ -149,6 +151,19 @@ def complains(text: str) -> bool:
     """Whether the message says the answer before it was not wanted: a complaint, correction or
     thumbs down the reward reads, or named feedback ("use bullet points", 「英語で」)."""
     return reward.disliked(text) or bool(heard(text))
+
+
+def unwanted(store: Store) -> Callable[[BaseMessage, BaseMessage], bool]:
+    """Whether the user disowned an exchange: `unwanted(question, next message)` is true when the
+    next message `complains`, or the answer was rated bad by hand (/bad, /rate 1-2: reward.rated_down)."""
+    def judged(question: BaseMessage, reaction: BaseMessage) -> bool:
+        if complains(reaction.text):
+            return True
+        turn = store.turn_of(question.id)
+        rated = reward.get(store, turn) if turn is not None else None
+        return rated is not None and reward.rated_down(rated)
+
+    return judged
 
 
 def _resolve(keys: list[str]) -> list[str]:

@@ -224,6 +224,12 @@ def of_prompt(store: Store, version: int, last: int | None = None) -> list[float
     return [r[0] for r in reversed(rows)]
 
 
+def rated_down(item: Reward) -> bool:
+    """Whether the user rated the answer bad (/bad, /rate 1-2, a thumbs down): an explicit rating
+    decides the reward alone (`combine`), so a negative reward with one is that rating."""
+    return item.reward < 0 and bool({*EXPLICIT, "rating"} & item.components.keys())
+
+
 def served(store: Store, version: int) -> int:
     """How many settled rewards a prompt version has (of_prompt's length, counted by SQLite)."""
     return store.read("SELECT COUNT(*) FROM rewards WHERE prompt_version=? AND settled IS NOT NULL", (version,))[0][0]

@@ -3,8 +3,8 @@
 Owns: laying out the prompt as [system prompt + summary][recent messages][per-turn
 material], fitted to the context window with room for the answer (the system prompt is
 never cut: the oldest messages go first, and a single message too long to fit loses its
-middle), leaving out the exchanges whose answer the user complained about (`unrepeated`, for
-the embedded model), and choosing the turns to fold away when the window has grown past its share.
+middle), leaving out the exchanges whose answer the user complained about or rated bad (`unrepeated`,
+for the embedded model), and choosing the turns to fold away when the window has grown past its share.
 Does not own: counting tokens (the backend's tokenizer, llm.py), writing the summary
 (llm.summarize) or the transcript (store.py).
 """
@@ -78,12 +78,14 @@ def foldable(messages: list[BaseMessage], keep_turns: int) -> list[BaseMessage]:
     return list(messages[: starts[-keep_turns]])
 
 
-def unrepeated(messages: list[BaseMessage], complains: Callable[[str], bool]) -> list[BaseMessage]:
-    """`messages` without the turns (question, tool steps, answer) whose next user message
-    `complains` about them: a small model copies its earlier answers, the unwanted ones too. The
-    whole exchange goes, as SmolLM2-135M derailed on a question left without its answer (two user
-    messages in a row: it recited its system prompt in 2-3 of 4 samples) and copied a placeholder
-    answer ("(answer left out)": 4 of 4). The messages themselves (state, transcript) stay."""
+def unrepeated(messages: list[BaseMessage], unwanted: Callable[[BaseMessage, BaseMessage], bool]
+               ) -> list[BaseMessage]:
+    """`messages` without the turns (question, tool steps, answer) that `unwanted(question, the
+    user's next message)` marks (a complaint, a /bad rating): a small model copies its earlier
+    answers, the unwanted ones too. The whole exchange goes, as SmolLM2-135M derailed on a question
+    left without its answer (two user messages in a row: it recited its system prompt in 2-3 of 4
+    samples) and copied a placeholder answer ("(answer left out)": 4 of 4). The messages
+    themselves (state, transcript) stay."""
     starts = [i for i, m in enumerate(messages) if m.type == "human"]
-    hidden = {i for a, b in zip(starts, starts[1:]) if complains(messages[b].text) for i in range(a, b)}
+    hidden = {i for a, b in zip(starts, starts[1:]) if unwanted(messages[a], messages[b]) for i in range(a, b)}
     return [m for i, m in enumerate(messages) if i not in hidden]

@@ -16,6 +16,7 @@ from pydantic import Field
 from test_learning_loop import say
 
 from graph import bandit, feedback, learning, prompts, selfprompt
+from graph.actions import learning as learning_actions
 from graph.cli import learning as learncli
 from graph.context import Context
 from graph.session import Session
@@ -118,15 +119,15 @@ def test_said_twice_it_stands_is_shown_listed_and_undone(tmp_path, make_config, 
     assert SHORT in sent(model) and model.seen[-1]["max_tokens"]
     version = selfprompt.current(session.ctx)
     assert version.status == "probation" and SHORT in selfprompt.split(version.text)[1]
-    listed = learncli.summary(session.ctx, session.store)["preferences"]
+    listed = learning_actions.summary(session.ctx, session.store)["preferences"]
     assert [p["key"] for p in listed] == ["short"] and listed[0]["how"] == "said 2 times"
-    assert "shorter answers" in learncli.undo_preference(session.ctx)
+    assert "shorter answers" in learning_actions.undo_preference(session.ctx)
     assert not feedback.standing(session.store)
     assert SHORT not in selfprompt.split(selfprompt.current(session.ctx).text)[1]
     say(session, "Thanks! What is a volcano?")
     assert SHORT not in sent(model) and model.seen[-1]["max_tokens"] is None
-    with pytest.raises(learncli.Problem, match="no standing preference"):
-        learncli.undo_preference(session.ctx)
+    with pytest.raises(learning_actions.Problem, match="no standing preference"):
+        learning_actions.undo_preference(session.ctx)
 
 
 def test_from_now_on_stands_at_once_and_undo_takes_the_users_words_out(tmp_path, make_config):
@@ -138,7 +139,7 @@ def test_from_now_on_stands_at_once_and_undo_takes_the_users_words_out(tmp_path,
     assert selfprompt.split(selfprompt.current(session.ctx).text)[1] == [words]
     say(session, "What is a CPU?")
     assert feedback.PREFERENCES["bullets"].instruction in sent(model)
-    learncli.undo_preference(session.ctx)
+    learning_actions.undo_preference(session.ctx)
     assert words not in selfprompt.current(session.ctx).text
 
 
@@ -164,7 +165,7 @@ def test_a_topic_ban_stands_adds_its_fixed_instruction_is_listed_and_undone(tmp_
     ban = "Do not bring up football unless the user asks."
     say(session, "Thanks! What is a CPU?")
     assert ban in sent(model) and SHORT in sent(model)  # the ban beside the length preference
-    listed = {p["key"]: p for p in learncli.summary(session.ctx, session.store)["preferences"]}
+    listed = {p["key"]: p for p in learning_actions.summary(session.ctx, session.store)["preferences"]}
     assert listed["topic:football"]["says"] == "not bringing up football"
     assert ban in selfprompt.split(selfprompt.current(session.ctx).text)[1]  # its rule, on probation
     assert feedback.undo(session.ctx, "topic:football") == "undone: not bringing up football (no longer applied)"
@@ -234,7 +235,7 @@ def test_by_default_one_complaint_stands(tmp_path, make_config):
 def test_learn_lists_preferences_and_extra_calls(tmp_path, make_config):
     session, _ = make(tmp_path, make_config)
     say(session, "What is DNS?", "Too long. What is an API?", "Too long. What is a CPU?")
-    info = learncli.summary(session.ctx, session.store)
+    info = learning_actions.summary(session.ctx, session.store)
     assert info["extra_calls"]["turns"] == 3 and info["extra_calls"]["calls"] == 0
     assert "shorter answers since turn" in str(learncli.preferences_text(info["preferences"]))
     json.dumps(info)  # `learn --json` prints it
@@ -291,6 +292,25 @@ def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_p
     kept = [m.text for m in session.messages()]  # the checkpoint keeps all of it
     assert "Step 1: DNS is a phone book." in kept and "What is DNS?" in kept
     assert "Step 1: DNS is a phone book." in [r["content"] for r in session.store.history()]  # and the transcript
+
+
+@pytest.mark.parametrize("rating, hidden", [("bad", True), (1, True), (2, True), (3, False), ("good", False)])
+def test_an_answer_rated_bad_is_not_shown_to_the_embedded_model(tmp_path, make_config, rating, hidden):
+    from graph.nodes import reward as rewards
+
+    session, model = make(tmp_path, make_config, llm={"embedded": {"history_turns": 5}})
+    install(session.ctx, model, name="embedded")
+    model.replies = ["Step 1: DNS is a phone book.", "APIs connect programs.", "ok"]
+    say(session, "What is DNS?")
+    rewards.rate(session.ctx, "rating" if isinstance(rating, int) else rating, rating if isinstance(rating, int) else None)
+    say(session, "What is an API?", "What is a CPU?")  # no complaint in the words: the rating alone
+    window = [m.text for m in [c for c in model.calls if c[0].type == "system"][-1]]
+    assert ("Step 1: DNS is a phone book." not in window) is hidden and ("What is DNS?" not in window) is hidden
+    assert "APIs connect programs." in window and "What is an API?" in window
+    if hidden:  # re-rated good: shown again
+        rewards.rate(session.ctx, "good", turn=1)
+        say(session, "What is a haiku?")
+        assert "Step 1: DNS is a phone book." in [m.text for m in [c for c in model.calls if c[0].type == "system"][-1]]
 
 
 def test_a_topic_ban_leaves_the_topic_out_unless_the_user_asks_about_it(tmp_path, make_config):

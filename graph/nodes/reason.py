@@ -63,7 +63,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     budget = window.budget(backend.context_window, reserve)
     seen = messages
     if backend.name == "embedded" and learns:  # SmolLM2 copies its earlier answers, the unwanted ones too
-        seen = window.unrepeated(messages, feedback.complains)
+        seen = window.unrepeated(messages, feedback.unwanted(store))
     if backend.name == "embedded":  # ...and any earlier answer: it sees the last few exchanges only
         seen = window.recent(seen, ctx.settings.llm.embedded.history_turns)
     sent = window.prompt(system, state.get("summary", ""), seen, extra, budget, backend.count_tokens)
