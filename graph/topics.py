@@ -8,7 +8,8 @@ mention, bring up, discuss; "avoid mentioning", "enough about", "no more talk ab
 話さないで / 言わないで / 触れないで, 〜に触れないで), what a topic may be (a short noun phrase:
 at most `MAX_WORDS` English words or `MAX_CHARS` Japanese characters; a pronoun, "that" or
 「その」, names none), the fixed instruction a ban adds to the prompt (`INSTRUCTION`), and
-whether a text brings a topic up (`mentions`).
+whether a text brings a topic up (`mentions`: by the topic's name or one of its other names, `SAME`:
+a small fixed table, English and Japanese, so "football" is also "soccer" and サッカー).
 Does not own: what a ban changes or how long it lasts (feedback.py: a standing preference,
 listed by `agent.py learn`, undone by /learn undo).
 """
@@ -54,10 +55,26 @@ def banned(text: str) -> list[str]:
 
 
 ARTICLE = re.compile(r"^(?:the|a|an|my|your|our)\s+", re.IGNORECASE)
+# Other names of a topic, both ways: a ban on one is a ban on all (English in the singular: a plural matches too).
+SAME = [("football", "soccer", "サッカー", "フットボール"), ("baseball", "野球"), ("basketball", "バスケ"),
+        ("tennis", "テニス"), ("sport", "スポーツ"), ("weather", "天気", "天候"), ("politics", "政治"),
+        ("religion", "宗教"), ("money", "finance", "お金"), ("work", "job", "仕事"), ("cat", "猫", "ネコ"),
+        ("dog", "犬", "イヌ"), ("car", "automobile", "車"), ("movie", "film", "映画"), ("music", "音楽"),
+        ("video game", "ゲーム"), ("food", "食べ物"), ("war", "戦争")]
+_GROUP = {name: group for group in SAME for name in group}
+
+
+def names(topic: str) -> list[str]:
+    """The topic without its article ("the weather" is "weather"), then its other names (`SAME`)."""
+    core = ARTICLE.sub("", topic.strip())
+    key = core.lower()
+    singular = [key[:-1], key[:-2]] if key.endswith("s") else []  # "cats", "taxes"
+    group = next((_GROUP[k] for k in [key, *singular] if k in _GROUP), ())
+    return [core, *(name for name in group if name != key)]
 
 
 def mentions(topic: str, text: str) -> bool:
-    """Whether `text` brings up `topic`: an English topic as whole words (any case, a plural too,
-    without its article: "the weather" is "weather"), a Japanese one anywhere."""
-    core = re.escape(ARTICLE.sub("", topic))
-    return re.search(rf"(?<![A-Za-z]){core}(?:e?s)?(?![A-Za-z])", text, re.IGNORECASE) is not None
+    """Whether `text` brings up `topic`, by any of its `names`: an English name as whole words (any
+    case, a plural too), a Japanese one anywhere."""
+    return any(re.search(rf"(?<![A-Za-z]){re.escape(name)}(?:e?s)?(?![A-Za-z])", text, re.IGNORECASE)
+               for name in names(topic))

@@ -57,17 +57,29 @@ Plants make food. 2*3 is 6, e.g. six."""
 
 
 SPORT = ("Brazil loves football. Volleyball and basketball are popular too!\n- Football clubs\n- Beach volleyball\n"
-         "```\nsport = 'football'\n```\nFootball. Soccer.  Footballs fly.")
+         "```\nsport = 'football'\n```\nFootball. Soccer.  Footballs fly. Rugby.")
 BANNED = formats.leaving_out(["football"])
 
 
 def test_a_banned_topics_sentences_are_left_out():
     assert BANNED(SPORT) == ("Volleyball and basketball are popular too!\n- Beach volleyball\n"
-                             "```\nsport = 'football'\n```\nSoccer.")  # the code is kept; a synonym is not a mention
+                             "```\nsport = 'football'\n```\nRugby.")  # the code is kept; "soccer" is football too (topics.SAME)
     assert formats.leaving_out(["サッカー"])("日本ではサッカーが人気です。野球もです！") == "野球もです！"
     assert formats.leaving_out(["the weather"])("The weather is mild. Tides are not. Weather vanes turn.") == \
         "Tides are not."
     assert BANNED("Tennis.  Rugby. Foosball.") == "Tennis.  Rugby. Foosball."  # nothing mentions it: untouched
+
+
+@pytest.mark.parametrize("banned, text, kept", [
+    ("football", "Soccer is popular. Rugby too.", "Rugby too."),
+    ("football", "ブラジルではサッカーが人気です。バレーボールも。", "バレーボールも。"),
+    ("サッカー", "Brazil loves soccer. And football! Volleyball too.", "Volleyball too."),
+    ("soccer", "Football clubs. Tennis.", "Tennis."),
+    ("the weather", "今日は天気がいい。Weather is mild. Tides are not.", "Tides are not."),
+    ("cats", "A cat sleeps. 猫は寝る。Dogs bark.", "Dogs bark."),
+    ("Star Wars", "Star Wars is a film. Movies are fun.", "Movies are fun.")])  # no other names: itself only
+def test_a_ban_covers_the_topics_other_names(banned, text, kept):
+    assert formats.leaving_out([banned])(text) == kept
 
 
 def test_a_form_that_leaves_nothing_shows_the_answer_as_written():
