@@ -20,6 +20,7 @@ from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph import monitor, reward, selfprompt
 from graph.cli import slash as commands
+from graph.actions import status as status_actions
 from graph.cli import status as status_cli
 from graph.context import Context
 from graph.session import Session
@@ -223,7 +224,7 @@ def test_learn_off_and_on(seeded):
     shown = ok(cli(session, cfg, "learn"))
     assert "learning: frozen" in shown and "self-learning turned off by the user" in shown
     assert "nothing learned from it" in ok(cli(session, cfg, "reward", "--good"))  # recorded while frozen
-    info = status_cli.status(session.ctx, session.store, None)
+    info = status_actions.status(session.ctx, session.store, None)
     assert info["learning"]["state"] == "frozen"
     console = Console(record=True, width=200)
     console.print(status_cli.status_table(info))

@@ -455,7 +455,7 @@ def test_the_embedded_model_is_asked_for_rules_only_when_told(tmp_path, make_con
     """SmolLM2-135M cannot write rules (learning.self_rewrite auto skips it); the feedback table's
     fixed rule still reaches its prompt, and `learn` reports the calls and their bound truly."""
     from graph import feedback
-    from graph.cli import learning as learncli
+    from graph.actions import learning as learning_actions
 
     replies = ["Paris.", "Welcome.", *[proposal(["Answer in one short sentence."])] * asked, "Berlin."]
     s, model = make(tmp_path, make_config, replies, learning={"rewrite_every": 1, "self_rewrite": mode})
@@ -464,7 +464,7 @@ def test_the_embedded_model_is_asked_for_rules_only_when_told(tmp_path, make_con
     assert len(metaprompts(model)) == int(asked)
     say(s, "Too long. What is the capital of Germany?")
     assert feedback.PREFERENCES["short"].instruction in selfprompt.split(selfprompt.current(s.ctx).text)[1]
-    calls = learncli.summary(s.ctx, s.store)["extra_calls"]
+    calls = learning_actions.summary(s.ctx, s.store)["extra_calls"]
     assert calls["calls"] == int(asked) and calls["model_rewrites"] is asked and (calls["bound"] > 0) is asked
     assert calls["per_turn"] <= calls["bound"] or not asked
 

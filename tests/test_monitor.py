@@ -26,6 +26,7 @@ from rich.console import Console
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph import monitor, turnlog
+from graph.actions import status as status_actions
 from graph.cli import status as status_cli
 from graph.context import Context
 from graph.session import Session
@@ -131,7 +132,7 @@ def test_no_gpu(tmp_path, make_config):
     history = monitor.History()
     history.add(snap)
     assert list(history.vram) == [None]
-    assert status_cli.status(ctx, s.store, s.backend)["gpu"] == []
+    assert status_actions.status(ctx, s.store, s.backend)["gpu"] == []
 
 
 class Memory(SimpleNamespace):
@@ -196,7 +197,7 @@ def test_stubbed_gpu_snapshot_status_line_and_dashboard(nvml, tmp_path, make_con
     assert re.search(r"pid 4242\s+4\.2 GB", text)
     assert "none (no NVIDIA GPU" not in text
 
-    info = status_cli.status(ctx, s.store, s.backend)  # `status --json` carries the same list
+    info = status_actions.status(ctx, s.store, s.backend)  # `status --json` carries the same list
     assert info["gpu"] == cards
     assert f"{CARD}: 4.4 / 6.0 GB VRAM" in render(status_cli.status_table(info))
 

@@ -147,16 +147,12 @@ def promote(args, ctx: Context, console: Console, store) -> int:
 
 
 def rollback(args, ctx: Context, console: Console, store) -> int:
-    from graph import learning, selfprompt
+    from graph.actions import Problem, prompt
 
-    version = selfprompt.current(ctx)
-    if version.author != "evolution":
-        return fail(f"the prompt in use (version {version.id}) is not from evolution: nothing to roll back"
-                     " (`agent.py prompt rollback` undoes any version)")
-    undone, back = selfprompt.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")
-    selfprompt.attach(store, back.id, {})
-    learning.log(store, "rollback", f"version {undone.id} (from evolution) rolled back to {back.id} by the user "
-                                    "(agent.py evolve --rollback)")
+    try:
+        undone, back = prompt.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)", evolved_only=True)
+    except Problem as exc:
+        return fail(str(exc))
     text = f"prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again"
     return _out(args, console, {"undone": undone.id, "serving": back.id}, text)
 

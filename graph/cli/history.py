@@ -2,7 +2,7 @@
 the REPL's /history and /search print too.
 
 Owns: those commands' parsers and handlers, and laying out transcript rows for people.
-Does not own: the transcript or the backup itself (store.py).
+Does not own: the actions (actions/history.py) or the transcript and the backup (store.py).
 """
 
 from __future__ import annotations
@@ -42,11 +42,12 @@ def history(args: argparse.Namespace, ctx: Context, console) -> int:
         return 2
     if not _has_data(ctx):
         return 1
+    from graph.actions import history as act
     from graph.store import store_for
 
     ctx.settings  # noqa: B018 - validate the config even for read-only commands
     store = store_for(ctx.home)
-    rows = store.search(args.search) if args.search else store.history(args.last)
+    rows = act.search(store, args.search) if args.search else act.history(store, args.last)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
     else:
@@ -57,10 +58,11 @@ def history(args: argparse.Namespace, ctx: Context, console) -> int:
 def backup(args: argparse.Namespace, ctx: Context, console) -> int:
     if not _has_data(ctx):
         return 1
+    from graph.actions import history as act
     from graph.store import store_for
 
-    path = store_for(ctx.home).backup()
-    console.print(f"backup written: {path} ({path.stat().st_size / 2**20:.1f} MB)", highlight=False)
+    made = act.backup(store_for(ctx.home))
+    console.print(f"backup written: {made['path']} ({made['bytes'] / 2**20:.1f} MB)", highlight=False)
     return 0
 
 

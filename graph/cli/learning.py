@@ -2,8 +2,8 @@
 preferences (and undoing the newest), the learning log, and the learning at a glance that
 `status` shows.
 
-Owns: the command's parser and handler, and those layouts. Does not own: the freeze switch
-and the log (learning.py), preferences (feedback.py), or rewrites (nodes/rewrite.py).
+Owns: the command's parser and handler, and those layouts. Does not own: the actions
+(actions/learning.py), the freeze switch and the log (learning.py) or preferences (feedback.py).
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from graph.actions import learning as act
 from graph.cli.args import count
-from graph.cli.output import Out, Problem, handled, printable, when
+from graph.cli.output import Out, handled, printable, when
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -31,52 +32,6 @@ def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> No
     lrn.set_defaults(run=run)
 
 
-def state(ctx: Context, store: Store) -> str:
-    """on, frozen (by the user) or off (learning.enabled in config.yaml)."""
-    from graph import learning
-
-    if not ctx.settings.learning.enabled:
-        return "off"
-    return "frozen" if learning.frozen(store) else "on"
-
-
-def summary(ctx: Context, store: Store) -> dict:
-    """The learning at a glance: state, prompt version serving, mean of the last 20 settled
-    rewards, tuning examples. Reads only (no prompt version is created)."""
-    from graph import monitor, reward, tuning
-
-    values = monitor.recent_rewards(store)
-    mean = reward.mean(values)
-    return {"state": state(ctx, store), "prompt_version": monitor.prompt_version(store),
-            "reward_avg": None if mean is None else round(mean, 3), "rewards": len(values),
-            "examples": sum(tuning.counts(store).values()), "preferences": preferences(store),
-            "extra_calls": extra_calls(ctx, store)}
-
-
-def preferences(store: Store) -> list[dict]:
-    """The standing preferences from the user's feedback, oldest first."""
-    from graph import feedback
-
-    return [{"key": key, "says": feedback.preference(key).says, "turn": p["turn"], "how": p["how"], "rule": p["rule"]}
-            for key, p in feedback.standing(store).items() if feedback.preference(key)]
-
-
-def extra_calls(ctx: Context, store: Store, last: int = 100) -> dict:
-    """The learning loop's own model calls (prompt rewrites) over the last `last` answered turns,
-    and their bound for the model that answered last: one per `learning.rewrite_every` turns at
-    most, none while a version is on probation or learning is frozen, none from a model that is
-    not asked to write rules (rewrite.asks_model: the embedded one by default)."""
-    from graph.nodes.rewrite import asks_model
-
-    rows = store.read("SELECT MIN(turn), COUNT(*) FROM (SELECT turn FROM rewards ORDER BY turn DESC LIMIT ?)", (last,))
-    first, turns = rows[0] if rows else (None, 0)
-    calls = store.read("SELECT COUNT(*) FROM learning_log WHERE kind='rewrite' AND turn >= ?", (first or 0,))[0][0]
-    every = ctx.settings.learning.rewrite_every
-    asked = asks_model(ctx, store.last_answer_meta().get("backend", ""))
-    return {"calls": calls, "turns": turns, "per_turn": round(calls / turns, 3) if turns else 0.0,
-            "bound": round(1 / every, 3) if every and asked else 0.0, "model_rewrites": asked}
-
-
 def summary_line(info: dict) -> str:
     words = {"on": "on", "frozen": "frozen by you (`learn on` or /learn on resumes it)",
              "off": "off (learning.enabled in config.yaml)"}
@@ -90,25 +45,6 @@ def summary_line(info: dict) -> str:
                      f" ({calls['per_turn']:.2f}/turn, at most {calls['bound']:.2f}"
                      f"{'' if calls['model_rewrites'] else ': this model is not asked to rewrite its prompt'})")
     return " · ".join(parts)
-
-
-def switch(ctx: Context, off: bool) -> str:
-    from graph import learning
-
-    line = learning.freeze(ctx, off)
-    if not off and not ctx.settings.learning.enabled:
-        line += " (but learning.enabled is false in config.yaml, which keeps it off)"
-    return line
-
-
-def undo_preference(ctx: Context) -> str:
-    """End the newest standing preference (`learn undo`, /learn undo)."""
-    from graph import feedback
-
-    try:
-        return feedback.undo(ctx)
-    except ValueError as exc:
-        raise Problem(str(exc)) from None
 
 
 def preferences_text(items: list[dict]) -> Text:
@@ -128,11 +64,9 @@ def learn_view(ctx: Context, store: Store, last: int = 10) -> Group:
     from rich.table import Table
     from rich.text import Text
 
-    from graph import learning
-
-    info = summary(ctx, store)
+    info = act.overview(ctx, store, last)
     parts = [Text.assemble(("learning: ", "bold"), summary_line(info)), preferences_text(info["preferences"])]
-    entries = learning.entries(store, last)
+    entries = info["log"]
     if entries:
         table = Table("when", "what", "detail", box=None, pad_edge=False, title=f"learning log (last {len(entries)})",
                       title_justify="left", title_style="bold")
@@ -151,13 +85,11 @@ def run(args: argparse.Namespace, ctx: Context, console) -> int:
 def command(args, ctx: Context, out: Out, store: Store) -> None:
     from rich.text import Text
 
-    from graph import learning
-
     if args.switch == "undo":
-        line = undo_preference(ctx)
-        out({**summary(ctx, store), "undone": line}, Text(line))
+        line = act.undo_preference(ctx)
+        out({**act.summary(ctx, store), "undone": line}, Text(line))
     elif args.switch:
-        line = switch(ctx, args.switch == "off")
-        out(summary(ctx, store), line)
+        line = act.switch(ctx, args.switch == "off")
+        out(act.summary(ctx, store), line)
     else:
-        out({**summary(ctx, store), "log": learning.entries(store, args.last)}, learn_view(ctx, store, args.last))
+        out(act.overview(ctx, store, args.last), learn_view(ctx, store, args.last))

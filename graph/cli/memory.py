@@ -2,19 +2,17 @@
 memories' layout, which the REPL's /memory prints too.
 
 Owns: the command's parser and handler, and laying out memories for people.
-Does not own: the memories and their index (memory.py, vectors.py) or consolidation
-(nodes/reflect.py).
+Does not own: the actions (actions/memory.py) or the memories and their index (memory.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from typing import TYPE_CHECKING
 
 from graph.cli.args import count
-from graph.cli.output import printable
+from graph.cli.output import Problem, fail, printable
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -46,68 +44,48 @@ def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> No
 
 
 def memory(args: argparse.Namespace, ctx: Context, console) -> int:
-    from graph.memory import MemoryUnavailable, memories_for
+    from graph.actions import memory as act
 
-    if not ctx.settings.memory.enabled:
-        print("error: long-term memory is turned off (memory.enabled in config.yaml)", file=sys.stderr)
-        return 1
     args.json = getattr(args, "json", False)
     try:
-        memories = memories_for(ctx)
         if args.action == "consolidate":
-            from graph.nodes.reflect import consolidate
-
-            report = consolidate(ctx)
+            report = act.consolidate(ctx)
             print(json.dumps(report) if args.json else
                   f"merged {report['merged']} memories into {report['summaries']} summaries; "
                   f"dropped {report['dropped']} faded ones")
             return 0
         if args.action == "add":
-            found, what = memories.add(args.text, args.type, args.importance / 5, pinned=args.pin, source="user")
-            rows = [found.as_dict()]
+            found, what = act.add(ctx, args.text, args.type, args.importance / 5, pinned=args.pin)
+            rows = [found]
             note = {"merged": "already known: strengthened", "superseded": "remembered; it replaces an older one"}
             if not args.json:
-                console.print(f"{note.get(what, 'remembered')}: [{found.id}] {found.text}", highlight=False,
+                console.print(f"{note.get(what, 'remembered')}: [{found['id']}] {found['text']}", highlight=False,
                               markup=False)
                 return 0
         elif args.action == "forget":
-            try:
-                rows = [memories.forget(args.id).as_dict()]
-            except KeyError as exc:
-                print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
-                return 1
+            rows = [act.forget(ctx, args.id)]
             if not args.json:
                 console.print(f"forgot [{rows[0]['id']}] {rows[0]['text']}", highlight=False, markup=False)
                 return 0
         elif args.action == "search":
-            found = memories.search(args.text, k=10, touch=False)
-            turns = memories.search_turns(args.text, k=3)
+            found = act.search(ctx, args.text)
             if args.json:
-                print(json.dumps({"memories": [m.as_dict() for m in found], "turns": turns}, ensure_ascii=False,
-                                 indent=1))
+                print(json.dumps(found, ensure_ascii=False, indent=1))
                 return 0
-            console.print(memory_table([row(memories, m) for m in found], empty="no matching memories"))
-            for t in turns:
+            console.print(memory_table(found["memories"], empty="no matching memories"))
+            for t in found["turns"]:
                 console.print(f"turn {t['turn']} ({t['similarity']:.2f}): {' '.join(t['text'].split())[:200]}",
                               highlight=False, markup=False)
             return 0
         else:
-            listed = memories.list(status=None if getattr(args, "all", False) else "active",
-                                   limit=getattr(args, "last", None))
-            rows = [row(memories, m) for m in listed]
+            rows = act.listing(ctx, getattr(args, "all", False), getattr(args, "last", None))
             if not args.json:
                 console.print(memory_table(rows))
                 return 0
-    except MemoryUnavailable as exc:
-        print(f"error: long-term memory is unavailable: {exc}", file=sys.stderr)
-        return 1
+    except Problem as exc:
+        return fail(str(exc))
     print(json.dumps(rows, ensure_ascii=False, indent=1))
     return 0
-
-
-def row(memories, m) -> dict:
-    """A memory as a dict with its `strength`: its importance after fading."""
-    return {**m.as_dict(), "strength": round(memories.effective_importance(m), 3)}
 
 
 def memory_table(rows: list[dict], empty: str = "(no memories yet)") -> Table | Text:

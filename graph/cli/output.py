@@ -1,8 +1,9 @@
 """What every command prints the same way: the facts as JSON (--json) or a layout for people,
 a user's mistake as one `error:` line, and the text helpers the layouts share.
 
-Owns: Out, Problem, fail, handled, printable, when, one_line. Does not own: any command's layout
-(each module of graph/cli lays out its own). Imports only the standard library.
+Owns: Out, fail, handled, printable, when, one_line. Does not own: any command's layout
+(each module of graph/cli lays out its own). Imports only the standard library and
+graph/actions/__init__.py (Problem).
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import re
 import sys
 import time
 
-
-class Problem(Exception):
-    """Something the user can fix; the message says what."""
+from graph.actions import Problem  # commands raise it too; the actions raise their own, shown as `error:`
 
 
 class Out:

@@ -1,9 +1,9 @@
 """`agent.py prompt` and the REPL's /prompt: the agent's system prompt versions shown, listed,
 compared, set by the user, or rolled back.
 
-Owns: the command's parser and handler, logging the user's own changes in the learning log,
-and the layouts of versions, their history and diffs. Does not own: the versions
-(selfprompt.py) or the learning log (learning.py).
+Owns: the command's parser and handler, and the layouts of versions, their history and
+diffs. Does not own: the actions, which log each change (actions/prompt.py), or the
+versions (selfprompt.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from graph.actions import prompt as act
 from graph.cli.args import count
 from graph.cli.output import Out, Problem, handled, printable, when
 
@@ -51,26 +52,6 @@ def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> No
             pset.error("give exactly one of VERSION, --text TEXT or --file FILE")
 
     pset.set_defaults(check=one_prompt)
-
-
-def version_of(ctx: Context, number: int | None = None) -> selfprompt.Version:
-    from graph import selfprompt
-    from graph.store import store_for
-
-    store = store_for(ctx.home)
-    serving = selfprompt.current(ctx)
-    if number is None:
-        return serving
-    found = selfprompt.get(store, number)
-    if found is None:
-        raise Problem(f"no prompt version {number} (`agent.py prompt history` lists them)")
-    return found
-
-
-def version_dict(store: Store, version: selfprompt.Version, serving: int) -> dict:
-    from graph import selfprompt
-
-    return {**version.as_dict(), "serving": version.id == serving, "stats": selfprompt.stats(store, version.id)}
 
 
 def _stats_text(stats: dict, short: bool = False) -> str:
@@ -113,24 +94,12 @@ def history_table(store: Store, versions: list[selfprompt.Version], serving: int
     return table
 
 
-def diff_pair(ctx: Context, a: int | None = None, b: int | None = None
-              ) -> tuple[selfprompt.Version, selfprompt.Version] | None:
-    """(from, to): the serving version against its parent by default, A against the serving
-    one, or A against B. None when the serving version is the first."""
-    serving = version_of(ctx)
-    if a is None:
-        return (version_of(ctx, serving.parent), serving) if serving.parent else None
-    return version_of(ctx, a), version_of(ctx, b) if b is not None else serving
-
-
 def diff_view(pair: tuple[selfprompt.Version, selfprompt.Version] | None) -> Text:
     from rich.text import Text
 
-    from graph import selfprompt
-
     if pair is None:
         return Text("this is the first prompt version: nothing to compare it with", style="dim")
-    text = selfprompt.diff(*pair)
+    text = act.diff(pair)
     if not text:
         return Text(f"versions {pair[0].id} and {pair[1].id} have the same text", style="dim")
     out = Text()
@@ -142,41 +111,11 @@ def diff_view(pair: tuple[selfprompt.Version, selfprompt.Version] | None) -> Tex
     return out
 
 
-def set_prompt(ctx: Context, number: int | None = None, text: str | None = None, why: str = "") -> selfprompt.Version:
-    """The user's own prompt: an earlier version's text again, or a new text; active at once."""
-    from graph import learning, selfprompt
-    from graph.store import store_for
-
-    try:
-        if number is not None:
-            version = selfprompt.set_version(ctx, number, why or f"the user went back to version {number}")
-        else:
-            version = selfprompt.propose(ctx, text or "", "user", why or "set by the user", probation=False)
-    except ValueError as exc:
-        raise Problem(f"prompt not changed: {exc}") from None
-    learning.log(store_for(ctx.home), "prompt", f"version {version.id} set by the user: {version.rationale}")
-    return version
-
-
-def rollback(ctx: Context, why: str) -> str:
-    from graph import learning, selfprompt
-    from graph.store import store_for
-
-    try:
-        undone, back = selfprompt.rollback(ctx, why)
-    except ValueError as exc:
-        raise Problem(str(exc)) from None
-    learning.log(store_for(ctx.home), "rollback", f"version {undone.id} rolled back to {back.id} by the user: {why}")
-    return f"rolled back prompt version {undone.id}; version {back.id} is serving again"
-
-
 def run(args: argparse.Namespace, ctx: Context, console) -> int:
     return handled(command, args, ctx, console)
 
 
 def command(args, ctx: Context, out: Out, store: Store) -> None:
-    from graph import selfprompt
-
     action = args.action or "show"
     if action == "set":
         text = args.text
@@ -187,23 +126,26 @@ def command(args, ctx: Context, out: Out, store: Store) -> None:
                 raise Problem(f"{args.file}: cannot read it ({exc.strerror})") from None
             except UnicodeDecodeError:
                 raise Problem(f"{args.file}: not UTF-8 text") from None
-        version = set_prompt(ctx, args.version, text, args.why or "")
-        out(version_dict(store, version, version.id), f"prompt version {version.id} is active now (after version"
+        version = act.set_prompt(ctx, args.version, text, args.why or "")
+        out(act.version_dict(store, version, version.id), f"prompt version {version.id} is active now (after version"
             f" {version.parent}); `agent.py prompt diff` shows the change")
         return
     if action == "rollback":
-        line = rollback(ctx, args.why or "rolled back by the user")
-        version = version_of(ctx)
-        out(version_dict(store, version, version.id), line)
+        undone, back = act.rollback(ctx, args.why or "rolled back by the user")
+        out(act.version_dict(store, back, back.id), rolled_back(undone, back))
         return
-    serving = version_of(ctx).id
+    serving = act.current(ctx).id
     if action == "show":
-        version = version_of(ctx, getattr(args, "version", None))
-        out(version_dict(store, version, serving), version_view(store, version, serving))
+        version = act.version(ctx, getattr(args, "version", None))
+        out(act.version_dict(store, version, serving), version_view(store, version, serving))
     elif action == "history":
-        versions = selfprompt.history(store)
-        out([version_dict(store, v, serving) for v in versions], history_table(store, versions, serving))
+        versions = act.history(store)
+        out([act.version_dict(store, v, serving) for v in versions], history_table(store, versions, serving))
     else:
-        pair = diff_pair(ctx, args.a, args.b)
-        out({"from": pair[0].id if pair else None, "to": pair[1].id if pair else serving,
-             "diff": selfprompt.diff(*pair) if pair else ""}, diff_view(pair))
+        pair = act.diff_pair(ctx, args.a, args.b)
+        out({"from": pair[0].id if pair else None, "to": pair[1].id if pair else serving, "diff": act.diff(pair)},
+            diff_view(pair))
+
+
+def rolled_back(undone: selfprompt.Version, back: selfprompt.Version) -> str:
+    return f"rolled back prompt version {undone.id}; version {back.id} is serving again"

@@ -275,11 +275,12 @@ class Upkeep:
         self.thread.start()
 
     def _run(self) -> None:
+        from graph.actions import memory
         from graph.nodes import reflect
 
         show_upkeep(self.session, self.console)
         if reflect.consolidation_due(self.session.ctx):
-            _background(self.session, lambda: reflect.consolidate(self.session.ctx))
+            _background(self.session, lambda: memory.consolidate(self.session.ctx))
 
     def wait(self) -> None:
         if self.thread is None:

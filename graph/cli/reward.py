@@ -2,9 +2,9 @@
 explained component by component, the reward curve, the learned strategy policy, and rating
 an answer by hand.
 
-Owns: the command's parser and handler, the words that explain each reward component, and
-the layouts of rewards, the curve and the policy. Does not own: the rewards (reward.py), the
-policy (bandit.py) or explicit ratings (nodes/reward.py).
+Owns: the command's parser and handler, and the layouts of rewards, the curve and the
+policy. Does not own: the actions and the words that explain each reward component
+(actions/rewards.py), the rewards (reward.py) or the policy (bandit.py).
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from graph.actions import rewards as act
+from graph.actions.learning import state
 from graph.cli.args import count
-from graph.cli.learning import state
-from graph.cli.output import Out, Problem, handled, when
+from graph.cli.output import Out, handled, when
 
 if TYPE_CHECKING:
     from rich.console import Group
@@ -24,25 +25,6 @@ if TYPE_CHECKING:
     from graph import reward
     from graph.context import Context
     from graph.store import Store
-
-# What each reward component means, in one line (the weights are reward.py's).
-MEANINGS = {
-    "praise": "your next message thanked or praised the answer",
-    "correction": "your next message said the answer was wrong",
-    "complaint": "your next message complained about its form (too long, too vague, confusing...)",
-    "reasked": "you asked nearly the same thing again (the answer did not help)",
-    "followed_up": "you went on with the same topic (the answer was used)",
-    "silence": "a long silence before your next message (learning.silence_minutes)",
-    "stopped": "you stopped the answer while it was written (Ctrl-C)",
-    "tool_errors": "tool calls failed while answering (-0.2 each, at most 3)",
-    "good": "you marked it good (/good, or 'good example' in words)",
-    "bad": "you marked it bad (/bad, or 'bad example' in words)",
-    "rating": "your /rate 1-5 (1 = -1, 3 = 0, 5 = +1)",
-    "thumbs_up": "a thumbs-up (or similar) emoji in your next message",
-    "thumbs_down": "a thumbs-down (or angry) emoji in your next message",
-}
-BLOCK = 10  # turns per point of the reward curve
-
 
 def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> None:
     r = sub.add_parser("reward", parents=[common, js], help="rewards of the answers, explained; the learned policy",
@@ -71,28 +53,6 @@ def _strategy(item: reward.Reward, full: bool = True) -> str:
     return f"{item.bucket}: {arms}" if item.bucket else arms
 
 
-def curve(store: Store, points: int = 30) -> list[dict]:
-    """The mean settled reward per BLOCK turns (the latest `points` blocks), oldest first."""
-    rows = store.read("SELECT (turn - 1) / ? AS block, AVG(reward), COUNT(*) FROM rewards WHERE settled IS NOT NULL"
-                      " GROUP BY block ORDER BY block DESC LIMIT ?", (BLOCK, points))
-    return [{"first": b * BLOCK + 1, "last": (b + 1) * BLOCK, "mean": round(m, 3), "n": n}
-            for b, m, n in reversed(rows)]
-
-
-def policy(store: Store) -> dict:
-    """What the strategy policy has learned: every tried arm, and the best arms per bucket."""
-    from graph import bandit
-
-    arms = bandit.table(store)
-    return {"arms": arms, "best": {where: bandit.best(store, where) for where in sorted({a["bucket"] for a in arms})}}
-
-
-def report(store: Store, last: int) -> dict:
-    from graph import reward
-
-    return {"rewards": reward.recent(store, last, settled_only=False), "curve": curve(store), "policy": policy(store)}
-
-
 def rewards_table(items: list[reward.Reward]) -> Table | Text:
     from rich.table import Table
     from rich.text import Text
@@ -118,7 +78,7 @@ def curve_line(points: list[dict]) -> Text:
     if not points:
         return Text("reward curve: no settled rewards yet", style="dim")
     line = sparkline([p["mean"] for p in points], width=len(points), low=-1.0, high=1.0)
-    return Text.assemble((f"mean reward per {BLOCK} turns ", "bold"),
+    return Text.assemble((f"mean reward per {act.BLOCK} turns ", "bold"),
                          f"(turns {points[0]['first']}–{points[-1]['last']}, -1…+1): ", (line, "cyan"),
                          f"  {points[0]['mean']:+.2f} → {points[-1]['mean']:+.2f}")
 
@@ -147,15 +107,6 @@ def rewards_view(data: dict, short: bool = False) -> Group:
     return Group(*parts)
 
 
-def explained(store: Store, turn: int) -> reward.Reward:
-    from graph import reward
-
-    item = reward.get(store, turn)
-    if item is None:
-        raise Problem(f"turn {turn} has no reward (only answered turns get one; `agent.py reward` lists them)")
-    return item
-
-
 def explain_view(item: reward.Reward) -> Group:
     from rich.console import Group
     from rich.table import Table
@@ -170,7 +121,7 @@ def explain_view(item: reward.Reward) -> Group:
     if item.components:
         table = Table("component", "value", "meaning", box=None, pad_edge=False)
         for key, value in item.components.items():
-            table.add_row(key, f"{value:+.2f}", MEANINGS.get(key, ""))
+            table.add_row(key, f"{value:+.2f}", act.MEANINGS.get(key, ""))
         parts.append(table)
         explicit = [k for k in item.components if k in (*reward.EXPLICIT, "rating")]
         parts.append(Text(f"an explicit rating ({explicit[-1]}) decides alone; the other components are kept but not "
@@ -183,16 +134,6 @@ def explain_view(item: reward.Reward) -> Group:
         parts.append(Text("content from outside (web, files, tool servers) was in this turn: it never becomes tuning "
                           "data", style="yellow"))
     return Group(*parts)
-
-
-def rate(ctx: Context, kind: str, stars: int | None = None, turn: int | None = None) -> reward.Reward:
-    """Explicit feedback (good, bad, rating) on an answer, the latest by default."""
-    from graph.nodes.reward import rate as give
-
-    try:
-        return give(ctx, kind, stars, turn)
-    except ValueError as exc:
-        raise Problem(str(exc)) from None
 
 
 def rated_text(ctx: Context, item: reward.Reward) -> Text:
@@ -214,11 +155,11 @@ def run(args: argparse.Namespace, ctx: Context, console) -> int:
 
 def command(args, ctx: Context, out: Out, store: Store) -> None:
     if args.good or args.bad or args.rate is not None:
-        item = rate(ctx, "good" if args.good else "bad" if args.bad else "rating", args.rate, args.turn)
+        item = act.rate(ctx, "good" if args.good else "bad" if args.bad else "rating", args.rate, args.turn)
         out(item.as_dict(), rated_text(ctx, item))
     elif args.turn is not None:
-        item = explained(store, args.turn)
-        out({**item.as_dict(), "meanings": {k: MEANINGS.get(k, "") for k in item.components}}, explain_view(item))
+        item = act.explain(store, args.turn)
+        out({**item.as_dict(), "meanings": {k: act.MEANINGS.get(k, "") for k in item.components}}, explain_view(item))
     else:
-        data = report(store, args.last)
+        data = act.report(store, args.last)
         out({**data, "rewards": [r.as_dict() for r in data["rewards"]]}, rewards_view(data))

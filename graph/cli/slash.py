@@ -16,6 +16,8 @@ from rich.text import Text
 from rich.tree import Tree
 
 from graph import thinking
+from graph.actions import history as conversation
+from graph.actions import status as snapshot
 from graph.cli import history, status
 from graph.session import Session
 
@@ -52,7 +54,7 @@ NAMES = sorted(set(re.findall(r"(?<![\w/])/[a-z]+", HELP)))  # every command HEL
 
 def why(session: Session) -> Tree | Text:
     """The last reasoning, in full, as a tree of steps."""
-    row = session.store.last_reasoning()
+    row = conversation.why(session.store)
     if row is None:
         return Text("no reasoning yet: the agent thinks first when /think is on, or in auto mode for "
                     "multi-step questions", style="dim")
@@ -76,13 +78,13 @@ def command(session: Session, line: str, console: Console) -> bool:
     if name == "help":
         console.print(HELP, markup=False, highlight=False)
     elif name == "status":
-        console.print(status.status_table(status.status(session.ctx, session.store, session.backend)))
+        console.print(status.status_table(snapshot.status(session.ctx, session.store, session.backend)))
     elif name == "history":
         n = arg.strip() or "5"
         if not (n.isascii() and n.isdigit() and 1 <= int(n) <= 10**9):
             console.print(Text("usage: /history [N], N from 1 to 1000000000", style="yellow"))
         else:
-            console.print(history.history_view(session.store.history(int(n))))
+            console.print(history.history_view(conversation.history(session.store, int(n))))
     elif name == "why":
         console.print(why(session))
     elif name == "think":
@@ -116,7 +118,7 @@ def command(session: Session, line: str, console: Console) -> bool:
         if not arg.strip():
             console.print(Text("usage: /search TEXT", style="yellow"))
         else:
-            console.print(history.history_view(session.store.search(arg.strip()), empty="no matching messages"))
+            console.print(history.history_view(conversation.search(session.store, arg.strip()), empty="no matching messages"))
     else:
         console.print(Text(f"unknown command /{name}; /help lists the commands", style="yellow"))
     return True
@@ -128,7 +130,10 @@ LEARNING = {"good": "/good", "bad": "/bad", "rate": "/rate N (1 to 5)", "reward"
 
 def learning_command(session: Session, name: str, arg: str, console: Console) -> None:
     """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off|undo], /data."""
-    from graph import selfprompt, tuning
+    from graph import tuning
+    from graph.actions import learning as learning_actions
+    from graph.actions import prompt as versions
+    from graph.actions import rewards
     from graph.cli import data, learning, prompt, reward
     from graph.cli.output import Problem
 
@@ -142,21 +147,21 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
         return
     try:
         if name in ("good", "bad", "rate"):
-            rated = reward.rate(ctx, "rating" if name == "rate" else name, int(arg) if arg else None)
+            rated = rewards.rate(ctx, "rating" if name == "rate" else name, int(arg) if arg else None)
             console.print(reward.rated_text(ctx, rated))
         elif name == "reward":
-            console.print(reward.rewards_view(reward.report(store, int(arg or 5)), short=True))
+            console.print(reward.rewards_view(rewards.report(store, int(arg or 5)), short=True))
         elif name == "prompt" and arg == "rollback":
-            console.print(Text(prompt.rollback(ctx, "rolled back by the user (/prompt rollback)")))
+            console.print(Text(prompt.rolled_back(*versions.rollback(ctx, "rolled back by the user (/prompt rollback)"))))
         elif name == "prompt" and arg == "diff":
-            console.print(prompt.diff_view(prompt.diff_pair(ctx)))
+            console.print(prompt.diff_view(versions.diff_pair(ctx)))
         elif name == "prompt":
-            serving = prompt.version_of(ctx).id
-            console.print(prompt.history_table(store, selfprompt.history(store), serving) if arg == "history"
-                          else prompt.version_view(store, prompt.version_of(ctx, serving), serving))
+            serving = versions.current(ctx)
+            console.print(prompt.history_table(store, versions.history(store), serving.id) if arg == "history"
+                          else prompt.version_view(store, serving, serving.id))
         elif name == "learn":
-            console.print(Text(learning.undo_preference(ctx)) if arg == "undo" else
-                          Text(learning.switch(ctx, arg == "off")) if arg else learning.learn_view(ctx, store, 5))
+            console.print(Text(learning_actions.undo_preference(ctx)) if arg == "undo" else
+                          Text(learning_actions.switch(ctx, arg == "off")) if arg else learning.learn_view(ctx, store, 5))
         else:
             console.print(data.examples_view(store, tuning.listing(store, limit=10)))
     except Problem as exc:
@@ -189,31 +194,24 @@ def evolve_command(session: Session, arg: str, console: Console) -> None:
 
 def memory_command(session: Session, name: str, arg: str, console: Console) -> None:
     """/memory [TEXT], /remember TEXT, /forget ID."""
+    from graph.actions import memory
     from graph.cli.memory import memory_table
-    from graph.memory import MemoryUnavailable, memories_for
+    from graph.cli.output import Problem
 
     ctx = session.ctx
-    if not ctx.settings.memory.enabled:
-        console.print(Text("long-term memory is turned off (memory.enabled in config.yaml)", style="yellow"))
-        return
-    if name != "memory" and not arg:
-        console.print(Text(f"usage: /{name} {'TEXT' if name == 'remember' else 'ID'}", style="yellow"))
-        return
     try:
-        memories = memories_for(ctx)
-        if name == "remember":
-            found, what = memories.add(arg, "fact", 0.9, pinned=True, source="user")
+        memory.memories(ctx)  # turned off or unavailable: said before anything else
+        if name != "memory" and not arg:
+            console.print(Text(f"usage: /{name} {'TEXT' if name == 'remember' else 'ID'}", style="yellow"))
+        elif name == "remember":
+            found, what = memory.add(ctx, arg, "fact", 0.9, pinned=True)
             console.print(Text(f"{'already known, now pinned' if what == 'merged' else 'remembered'}: "
-                               f"[{found.id}] {found.text}"))
+                               f"[{found['id']}] {found['text']}"))
         elif name == "forget":
-            try:
-                found = memories.forget(arg)
-                console.print(Text(f"forgot [{found.id}] {found.text}"))
-            except KeyError as exc:
-                console.print(Text(str(exc.args[0] if exc.args else exc), style="yellow"))
+            found = memory.forget(ctx, arg)
+            console.print(Text(f"forgot [{found['id']}] {found['text']}"))
         else:
-            listed = memories.search(arg, k=10, touch=False) if arg else memories.list(limit=20)
-            rows = [{**m.as_dict(), "strength": memories.effective_importance(m)} for m in listed]
+            rows = memory.search(ctx, arg, turns=0)["memories"] if arg else memory.listing(ctx, last=20)
             console.print(memory_table(rows, empty="no matching memories" if arg else "(no memories yet)"))
-    except MemoryUnavailable as exc:
-        console.print(Text(f"long-term memory is unavailable: {exc}", style="yellow"))
+    except Problem as exc:
+        console.print(Text(str(exc), style="yellow"))

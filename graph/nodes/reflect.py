@@ -7,8 +7,8 @@ against what the user actually said (a small model invents). An explicit "rememb
 「覚えて」 is kept as the user said it, with high importance; a turn whose tools did work
 leaves a short "result" memory. Merging near-duplicates and superseding older facts is
 memory.py's job. Failures here never cost the turn: the answer is already in.
-Also here: the model-assisted consolidation pass (`consolidate`, run by `memory consolidate`
-and, every `memory.consolidate_every` new memories, by the REPL when it is idle).
+Also here: whether the consolidation pass is due (every `memory.consolidate_every` new
+memories; the REPL then runs actions/memory.py's `consolidate` when it is idle).
 Does not own: storing, ranking or forgetting memories (memory.py), or recalling them (reason.py).
 """
 
@@ -121,18 +121,6 @@ def _words(text: str) -> set[str]:
 def _clip(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= LONGEST else text[: LONGEST - 1] + "…"
-
-
-def consolidate(ctx: Context) -> dict:
-    """Merge related memories into summaries written by the model, drop low-value ones."""
-    from graph.memory import memories_for
-
-    def merge(texts: list[str]) -> str:
-        items = "\n".join(f"- {t}" for t in texts)
-        no_thinking = {"reasoning": False} if llm.active(ctx).think_style == "native" else {}
-        return llm.active(ctx).chat.invoke(prompts.CONSOLIDATE.format(items=items), **no_thinking).text.strip()
-
-    return memories_for(ctx).consolidate(merge)  # it records when it ran ("consolidated_at")
 
 
 def consolidation_due(ctx: Context) -> bool:

@@ -15,12 +15,11 @@ import re
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph import selfprompt
+from graph.actions import Problem, prompt
 from graph.context import Context
 from graph.evolution import adapt, archive, runs
 from graph.store import store_for
 from graph.tools.learn import context_of
-
 
 WANTED = re.compile(r"\b(evolv\w*|evolution|fine-?tun\w*|train\w*|lora|adapters?|variants?|lineage|genomes?|"
                     r"promot\w*|roll ?back|generations?)\b|進化|学習して|微調整|ファインチューニング|系譜", re.IGNORECASE)
@@ -112,11 +111,10 @@ def promote_variant(genome: int, runtime: ToolRuntime[Context]) -> str:
 def rollback_variant(runtime: ToolRuntime[Context]) -> str:
     """Undo the promoted evolved variant (back to the prompt before it)."""
     ctx = context_of(runtime, "rolling back an evolved variant")
-    version = selfprompt.current(ctx)
-    if version.author != "evolution":
-        raise ToolException(f"the prompt in use (version {version.id}) is not from evolution")
-    undone, back = selfprompt.rollback(ctx, "rolled back by the agent")
-    selfprompt.attach(store_for(ctx.home), back.id, {})
+    try:
+        undone, back = prompt.rollback(ctx, "rolled back by the agent", by="(agent tool)", evolved_only=True)
+    except Problem as exc:
+        raise ToolException(str(exc)) from None
     return f"Prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again."
 
 

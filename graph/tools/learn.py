@@ -6,7 +6,8 @@ Every change is self-modification (metadata acts="self"): while web or MCP conte
 window it needs the user's yes (policy.py); nothing changes while learning is frozen or
 turned off (learning.py); the agent's own prompt changes go on probation and are rolled back
 if the reward falls. Expected failures are ToolExceptions.
-Does not own: the versions (selfprompt.py), the examples (tuning.py) or the rewards (reward.py).
+Does not own: the actions, which log each change (graph/actions), the versions (selfprompt.py),
+the examples (tuning.py) or the rewards (reward.py).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
 from graph import bandit, learning, reward, selfprompt, tuning
+from graph.actions import Problem, prompt
 from graph.context import Context
 from graph.store import store_for
-
 
 WANTED = re.compile(r"\b(prompt|rules?|instructions?|from now on|always|never|examples?|tuning|learn\w*|"
                     r"(good|bad|great|wrong) answer)\b|プロンプト|ルール|指示|これから|今後|例として|学習", re.IGNORECASE)
@@ -45,11 +46,9 @@ def context_of(runtime: ToolRuntime[Context], change: str = "") -> Context:
 
 def _propose(ctx: Context, text: str, why: str) -> str:
     try:
-        version = selfprompt.propose(ctx, text, "agent", why or "no reason given")
-    except ValueError as exc:
-        learning.log(store_for(ctx.home), "rejected", f"prompt change by the agent ({why}): {exc}")
-        raise ToolException(f"prompt not changed: {exc}") from None
-    learning.log(store_for(ctx.home), "prompt", f"version {version.id} on probation (agent tool): {why}")
+        version = prompt.propose(ctx, text, why)
+    except Problem as exc:
+        raise ToolException(str(exc)) from None
     return (f"Prompt version {version.id} is now in use, on probation for {ctx.settings.learning.probation_turns}"
             " rewarded turns (rolled back automatically if the user's reactions get worse).")
 
@@ -58,8 +57,8 @@ def _propose(ctx: Context, text: str, why: str) -> str:
 def show_prompt(runtime: ToolRuntime[Context]) -> str:
     """Show your own current system prompt (its version, status and learned rules)."""
     ctx = context_of(runtime)
-    version = selfprompt.current(ctx)
-    stats = selfprompt.stats(store_for(ctx.home), version.id)
+    version = prompt.current(ctx)
+    stats = prompt.version_dict(store_for(ctx.home), version, version.id)["stats"]
     mean = "no rewards yet" if stats["mean"] is None else f"mean reward {stats['mean']:+.2f} over {stats['turns']} turns"
     return f"Version {version.id} ({version.status}, by {version.author}; {mean}):\n{version.text}"
 
@@ -69,7 +68,7 @@ def add_prompt_rule(rule: str, why: str, runtime: ToolRuntime[Context]) -> str:
     """Add a rule to your own system prompt, e.g. when the user asks you to answer differently
     from now on ("be more concise", "answer in Japanese"). rule: one short imperative sentence."""
     ctx = context_of(runtime, "changing the system prompt")
-    return _propose(ctx, selfprompt.with_rule(selfprompt.current(ctx).text, rule), why)
+    return _propose(ctx, selfprompt.with_rule(prompt.current(ctx).text, rule), why)
 
 
 @tool
@@ -85,10 +84,9 @@ def rollback_prompt(why: str, runtime: ToolRuntime[Context]) -> str:
     """Go back to the previous version of your system prompt (when the user dislikes a change)."""
     ctx = context_of(runtime, "rolling back the system prompt")
     try:
-        undone, back = selfprompt.rollback(ctx, why or "asked to roll back")
-    except ValueError as exc:
+        undone, back = prompt.rollback(ctx, why or "asked to roll back", by="(agent tool)")
+    except Problem as exc:
         raise ToolException(str(exc)) from None
-    learning.log(store_for(ctx.home), "rollback", f"version {undone.id} rolled back to {back.id} (agent tool): {why}")
     return f"Rolled back from version {undone.id} to version {back.id}."
 
 

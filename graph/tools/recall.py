@@ -8,7 +8,7 @@ tools add nothing, and the small embedded model picked `remember` after any mess
 Writing or deleting a memory is self-modification (metadata acts="self"): while web or MCP
 content is in the window it needs the user's yes (policy.py), so a page cannot plant or
 erase memories. Expected failures (unknown id, memory unavailable) are ToolExceptions.
-Does not own: storing and ranking memories (memory.py).
+Does not own: the actions (actions/memory.py) or storing and ranking memories (memory.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from typing import Literal
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
+from graph.actions import Problem
+from graph.actions import memory as act
 from graph.context import Context
 
 WANTED = re.compile(r"\b(remember|recall|forget|forgot|memor(y|ies|ize|ise)|keep in mind|note that|"
@@ -32,16 +34,8 @@ def wanted(message: str) -> bool:
     return bool(WANTED.search(message))
 
 
-def _memories(runtime: ToolRuntime[Context]):
-    from graph.memory import MemoryUnavailable, memories_for
-
-    ctx = runtime.context or Context()
-    if not ctx.settings.memory.enabled:
-        raise ToolException("long-term memory is turned off (memory.enabled in config.yaml)")
-    try:
-        return memories_for(ctx)
-    except MemoryUnavailable as exc:
-        raise ToolException(f"long-term memory is unavailable: {exc}") from None
+def _ctx(runtime: ToolRuntime[Context]) -> Context:
+    return runtime.context or Context()
 
 
 @tool
@@ -49,20 +43,25 @@ def remember(text: str, runtime: ToolRuntime[Context],
              kind: Literal["fact", "preference", "decision", "result", "note"] = "fact", importance: int = 4) -> str:
     """Keep something in long-term memory for future conversations: a fact about the user, a
     preference, a decision or a result worth keeping. importance: 1 (minor) to 5 (essential)."""
-    memory, what = _memories(runtime).add(text, kind, max(1, min(5, importance)) / 5, source="agent")
-    return {"merged": f"Already known; strengthened memory {memory.id}: {memory.text}",
-            "superseded": f"Remembered as {memory.id} (it replaces an older {kind}): {memory.text}"}.get(
-        what, f"Remembered as {memory.id}: {memory.text}")
+    try:
+        memory, what = act.add(_ctx(runtime), text, kind, max(1, min(5, importance)) / 5, source="agent")
+    except Problem as exc:
+        raise ToolException(str(exc)) from None
+    return {"merged": f"Already known; strengthened memory {memory['id']}: {memory['text']}",
+            "superseded": f"Remembered as {memory['id']} (it replaces an older {kind}): {memory['text']}"}.get(
+        what, f"Remembered as {memory['id']}: {memory['text']}")
 
 
 @tool
 def recall(query: str, runtime: ToolRuntime[Context]) -> str:
     """Search long-term memory, and parts of the conversation too old to be in view, for what
     you know about something. Returns memories with their ids, most relevant first."""
-    memories = _memories(runtime)
-    found = memories.search(query, k=8)
-    lines = [f"[{m.id}] ({m.type}) {m.text}" for m in found]
-    lines += [f"[turn {t['turn']}] {' '.join(t['text'].split())[:500]}" for t in memories.search_turns(query, k=3)]
+    try:
+        found = act.search(_ctx(runtime), query, k=8, touch=True)
+    except Problem as exc:
+        raise ToolException(str(exc)) from None
+    lines = [f"[{m['id']}] ({m['type']}) {m['text']}" for m in found["memories"]]
+    lines += [f"[turn {t['turn']}] {' '.join(t['text'].split())[:500]}" for t in found["turns"]]
     return "\n".join(lines) or f"Nothing remembered about {query!r}."
 
 
@@ -70,10 +69,10 @@ def recall(query: str, runtime: ToolRuntime[Context]) -> str:
 def forget(memory_id: str, runtime: ToolRuntime[Context]) -> str:
     """Forget one long-term memory by its id (as shown by recall), e.g. when the user says it is wrong."""
     try:
-        memory = _memories(runtime).forget(memory_id)
-    except KeyError as exc:
-        raise ToolException(str(exc.args[0] if exc.args else exc)) from None
-    return f"Forgot {memory.id}: {memory.text}"
+        memory = act.forget(_ctx(runtime), memory_id)
+    except Problem as exc:
+        raise ToolException(str(exc)) from None
+    return f"Forgot {memory['id']}: {memory['text']}"
 
 
 remember.metadata = {"acts": "self"}
