@@ -30,8 +30,9 @@ PRAISE = re.compile(r"\b(thanks?|thank you|thx|great|perfect|excellent|awesome|h
                     r"できました|動きました", re.IGNORECASE)
 CORRECTION = re.compile(r"^\s*(no|nope)\b|\b(wrong|incorrect|not correct|not right|not true|that'?s not|that is not|you'?re mistaken|"
                         r"mistake|not what i (asked|meant|wanted)|didn'?t ask|doesn'?t work|does not work|"
-                        r"didn'?t work|useless)\b|違う|違います|ちがう|間違|まちが|そうじゃな|そうではな|誤り|"
-                        r"動かな|使えな|意味不明", re.IGNORECASE)
+                        r"didn'?t work|useless|(doesn'?t|does not|didn'?t|did not) answer (my|the) question|"
+                        r"not an answer)\b|違う|違います|ちがう|間違|まちが|そうじゃな|そうではな|誤り|"
+                        r"動かな|使えな|意味不明|答えになって(い)?(な|ません)|質問に答えて", re.IGNORECASE)
 # Complaints about the previous answer (see `complaint`). TOPIC cues ask it to drop a subject ("stop
 # talking about football", 「サッカーの話はやめて」) and always count. STYLE cues ("too long", "in detail",
 # 「短く」) count unless their sentence is a new request of its own (REQUEST-shaped: a question,

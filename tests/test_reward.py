@@ -37,7 +37,8 @@ def test_praise(message):
 
 @pytest.mark.parametrize("message", [
     "That's wrong.", "No, Lyon is not the capital", "This is incorrect", "That's not what I asked",
-    "It doesn't work", "違います", "それは間違いです", "そうじゃなくて", "動かないよ", "意味不明"])
+    "It doesn't work", "違います", "それは間違いです", "そうじゃなくて", "動かないよ", "意味不明",
+    "That doesn't answer my question.", "You did not answer the question", "答えになっていません", "質問に答えてください"])
 def test_correction(message):
     assert cues(message)["correction"] == reward.WEIGHTS["correction"]
     assert "praise" not in cues(message) and "followed_up" not in cues(message)
