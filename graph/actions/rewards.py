@@ -79,8 +79,10 @@ def policy(store: Store) -> dict:
     return {"arms": arms, "best": {where: bandit.best(store, where) for where in sorted({a["bucket"] for a in arms})}}
 
 
-def report(store: Store, last: int = 20) -> dict:
-    """The last `last` rewards (settled or waiting, Reward objects), the curve and the policy."""
+def report(store: Store, last: int = 20, settled_only: bool = False) -> dict:
+    """The last `last` rewards (Reward objects; settled_only: not those still waiting for the
+    user's next message), the curve and the policy."""
     from graph import reward
 
-    return {"rewards": reward.recent(store, last, settled_only=False), "curve": curve(store), "policy": policy(store)}
+    return {"rewards": reward.recent(store, last, settled_only=settled_only), "curve": curve(store),
+            "policy": policy(store)}

@@ -1,8 +1,9 @@
 """`agent.py data` and the REPL's /data: the tuning examples listed, shown, added by the
 user, deleted, and exported as JSON lines for TRL (sft, kto, dpo).
 
-Owns: the command's parser and handler, logging the user's own changes in the learning log,
-and the layouts of examples and their counts. Does not own: the examples (tuning.py).
+Owns: the command's parser and handler, and the layouts of examples and their counts.
+Does not own: the actions, which log each change (actions/examples.py), or the examples
+(tuning.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import sys
 from typing import TYPE_CHECKING
 
+from graph.actions import examples as act
 from graph.cli.args import count
 from graph.cli.output import Out, Problem, handled, one_line, printable, when
 
@@ -94,15 +96,6 @@ def examples_view(store: Store, items: list[tuning.Example]) -> Group:
     return Group(examples_table(items), counts_text(tuning.counts(store)))
 
 
-def example_of(store: Store, example_id: int) -> tuning.Example:
-    from graph import tuning
-
-    found = tuning.get(store, example_id)
-    if found is None:
-        raise Problem(f"no example {example_id} (`agent.py data list` lists them)")
-    return found
-
-
 def example_view(e: tuning.Example) -> Group:
     from rich.console import Group
     from rich.text import Text
@@ -120,65 +113,32 @@ def example_view(e: tuning.Example) -> Group:
     return Group(*parts)
 
 
-def add_example(ctx: Context, label: str, turn: int | None = None, user: str = "", answer: str = "",
-                why: str = "") -> tuning.Example:
-    """An example made by the user: from a turn of the transcript (with the system prompt that
-    answered it), or from a question and an answer written by hand."""
-    from graph import learning, reward, selfprompt, tuning
-    from graph.store import store_for
-
-    store = store_for(ctx.home)
-    row = reward.get(store, turn) if turn is not None else None
-    try:
-        if turn is not None:
-            version = selfprompt.get(store, row.prompt_version) if row and row.prompt_version else None
-            messages = tuning.from_turn(store, turn, version.text if version else "")
-        else:
-            messages = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        example = tuning.add(store, messages, label, "user", why or "added by the user",
-                             value=row.reward if row else None, turn=turn,
-                             eval_share=ctx.settings.learning.eval_share)
-    except ValueError as exc:
-        raise Problem(str(exc)) from None
-    learning.log(store, "example", f"#{example.id} {label} added by the user"
-                 + (f" from turn {turn}" if turn is not None else "") + f": {example.why}", turn)
-    return example
-
-
 def run(args: argparse.Namespace, ctx: Context, console) -> int:
     return handled(command, args, ctx, console)
 
 
 def command(args, ctx: Context, out: Out, store: Store) -> None:
-    from graph import learning, tuning
-
     action = args.action or "list"
     if action == "export":
         export(store, args.format, args.split, args.out)
     elif action == "list":
-        items = tuning.listing(store, getattr(args, "label", None), getattr(args, "split", None),
+        items = act.listing(store, getattr(args, "label", None), getattr(args, "split", None),
                                getattr(args, "source", None), getattr(args, "last", None))
         out([e.as_dict() for e in items], examples_view(store, items))
     elif action == "show":
-        found = example_of(store, args.id)
+        found = act.get(store, args.id)
         out(found.as_dict(), example_view(found))
     elif action == "add":
-        found = add_example(ctx, args.label, args.turn, args.user or "", args.answer or "", args.why or "")
+        found = act.add(ctx, args.label, args.turn, args.user or "", args.answer or "", args.why or "")
         out(found.as_dict(), f"added example #{found.id} ({found.label}, {found.split} split)")
     else:
-        try:
-            found = tuning.remove(store, args.id)
-        except ValueError as exc:
-            raise Problem(str(exc)) from None
-        learning.log(store, "example", f"#{found.id} deleted by the user", found.turn)
+        found = act.remove(ctx, args.id)
         out(found.as_dict(), f"removed example #{found.id} ({found.label}: {one_line(found.question, 60)})")
 
 
 def export(store: Store, fmt: str, split: str | None, path: str | None) -> None:
     """JSON lines in a TRL trainer's format, to stdout or a file (UTF-8 either way)."""
-    from graph import tuning
-
-    records = tuning.export(store, fmt, split)
+    records = act.export(store, fmt, split)
     if path is None:
         if hasattr(sys.stdout, "reconfigure"):
             sys.stdout.reconfigure(encoding="utf-8")  # training files are UTF-8 whatever the console's code page

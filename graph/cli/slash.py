@@ -130,10 +130,9 @@ LEARNING = {"good": "/good", "bad": "/bad", "rate": "/rate N (1 to 5)", "reward"
 
 def learning_command(session: Session, name: str, arg: str, console: Console) -> None:
     """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off|undo], /data."""
-    from graph import tuning
+    from graph.actions import examples, rewards
     from graph.actions import learning as learning_actions
     from graph.actions import prompt as versions
-    from graph.actions import rewards
     from graph.cli import data, learning, prompt, reward
     from graph.cli.output import Problem
 
@@ -163,7 +162,7 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
             console.print(Text(learning_actions.undo_preference(ctx)) if arg == "undo" else
                           Text(learning_actions.switch(ctx, arg == "off")) if arg else learning.learn_view(ctx, store, 5))
         else:
-            console.print(data.examples_view(store, tuning.listing(store, limit=10)))
+            console.print(data.examples_view(store, examples.listing(store, last=10)))
     except Problem as exc:
         console.print(Text(str(exc), style="yellow"))
 

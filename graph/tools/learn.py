@@ -18,8 +18,9 @@ from typing import Literal
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph import bandit, learning, reward, selfprompt, tuning
-from graph.actions import Problem, prompt
+from graph import learning, selfprompt
+from graph.actions import Problem, examples, prompt, rewards
+from graph.actions import learning as actions_learning
 from graph.context import Context
 from graph.store import store_for
 
@@ -90,13 +91,6 @@ def rollback_prompt(why: str, runtime: ToolRuntime[Context]) -> str:
     return f"Rolled back from version {undone.id} to version {back.id}."
 
 
-def _latest_turn(ctx: Context) -> int:
-    rows = store_for(ctx.home).read("SELECT MAX(turn) FROM rewards")
-    if not rows or rows[0][0] is None:
-        raise ToolException("there is no earlier answer yet")
-    return rows[0][0]
-
-
 @tool
 def add_example(label: Literal["desirable", "undesirable"], why: str, runtime: ToolRuntime[Context],
                 turn: int = 0, better_answer: str = "") -> str:
@@ -104,20 +98,13 @@ def add_example(label: Literal["desirable", "undesirable"], why: str, runtime: T
     (never like this). turn: which turn (0 = your previous answer); better_answer: optionally
     the answer you should have given, kept as a desirable example instead."""
     ctx = context_of(runtime, "adding a tuning example")
-    store = store_for(ctx.home)
-    turn = turn or _latest_turn(ctx)
     try:
-        messages = tuning.from_turn(store, turn)
-        if better_answer.strip():
-            messages = [*messages[:-1], {"role": "assistant", "content": better_answer.strip()}]
-            label = "desirable"
-        row = reward.get(store, turn)
-        example = tuning.add(store, messages, label, "agent", why, value=row.reward if row else None, turn=turn,
-                             eval_share=ctx.settings.learning.eval_share)
-    except ValueError as exc:
+        example = examples.add(ctx, "desirable" if better_answer.strip() else label,
+                               turn or examples.latest_turn(store_for(ctx.home)), answer=better_answer, why=why,
+                               source="agent")
+    except Problem as exc:
         raise ToolException(str(exc)) from None
-    learning.log(store, "example", f"#{example.id} {label} from turn {turn} (agent tool): {why}", turn)
-    return f"Kept as {label} example #{example.id} ({example.split} split)."
+    return f"Kept as {example.label} example #{example.id} ({example.split} split)."
 
 
 @tool
@@ -127,11 +114,10 @@ def edit_example(example_id: int, runtime: ToolRuntime[Context], label: str = ""
     or its split (train/eval). Empty arguments are left as they are."""
     ctx = context_of(runtime, "editing a tuning example")
     try:
-        example = tuning.edit(store_for(ctx.home), example_id, label or None, answer or None, split or None,
-                              why or None)
-    except ValueError as exc:
+        example = examples.edit(ctx, example_id, label or None, answer or None, split or None, why or None,
+                                by="(agent tool)")
+    except Problem as exc:
         raise ToolException(str(exc)) from None
-    learning.log(store_for(ctx.home), "example", f"#{example_id} edited (agent tool): {why}")
     return f"Example #{example.id} is now {example.label} ({example.split})."
 
 
@@ -140,10 +126,9 @@ def delete_example(example_id: int, why: str, runtime: ToolRuntime[Context]) -> 
     """Delete one of your tuning examples (e.g. it was wrongly labelled)."""
     ctx = context_of(runtime, "deleting a tuning example")
     try:
-        example = tuning.remove(store_for(ctx.home), example_id)
-    except ValueError as exc:
+        example = examples.remove(ctx, example_id, why, by="(agent tool)")
+    except Problem as exc:
         raise ToolException(str(exc)) from None
-    learning.log(store_for(ctx.home), "example", f"#{example_id} deleted (agent tool): {why}")
     return f"Deleted example #{example.id}."
 
 
@@ -151,7 +136,7 @@ def delete_example(example_id: int, why: str, runtime: ToolRuntime[Context]) -> 
 def list_examples(runtime: ToolRuntime[Context], label: str = "", limit: int = 10) -> str:
     """List your tuning examples, newest first (label: desirable, undesirable or empty for both)."""
     ctx = context_of(runtime)
-    found = tuning.listing(store_for(ctx.home), label=label or None, limit=max(1, min(50, limit)))
+    found = examples.listing(store_for(ctx.home), label or None, last=max(1, min(50, limit)))
     lines = [f"#{e.id} {e.label} ({e.source}, {e.split}, reward {e.reward if e.reward is not None else '—'}):"
              f" Q: {e.question[:80]!r} A: {e.answer[:80]!r}" for e in found]
     return "\n".join(lines) or "No tuning examples yet."
@@ -163,16 +148,16 @@ def learning_status(runtime: ToolRuntime[Context]) -> str:
     what the strategy policy has learned, your tuning data, and whether learning is frozen."""
     ctx = context_of(runtime)
     store = store_for(ctx.home)
-    recent = reward.recent(store, 20)
-    version = selfprompt.current(ctx)
+    report = rewards.report(store, 20, settled_only=True)
+    version = prompt.current(ctx)
     lines = [
-        "learning: " + ("frozen by the user" if learning.frozen(store) else "on" if ctx.settings.learning.enabled
-                        else "off in config.yaml"),
-        "recent rewards: " + (", ".join(f"{r.reward:+.1f}" for r in recent) or "none yet"),
+        "learning: " + {"on": "on", "frozen": "frozen by the user", "off": "off in config.yaml"}[
+            actions_learning.state(ctx, store)],
+        "recent rewards: " + (", ".join(f"{r.reward:+.1f}" for r in report["rewards"]) or "none yet"),
         f"prompt: version {version.id} ({version.status})",
-        "tuning data: " + (", ".join(f"{k} {v}" for k, v in tuning.counts(store).items()) or "none"),
+        "tuning data: " + (", ".join(f"{k} {v}" for k, v in examples.counts(store).items()) or "none"),
     ]
-    for row in bandit.table(store):
+    for row in report["policy"]["arms"]:
         lines.append(f"policy {row['bucket']} {row['factor']}={row['arm']}: {row['mean']:+.2f} over {row['n']}")
     return "\n".join(lines)
 
