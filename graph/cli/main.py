@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from graph.cli import args as shared
-from graph.cli import data, evolve, history, learning, memory, monitor, prompt, reward, status, studio, tools
+from graph.cli import data, evolve, history, learning, memory, monitor, prompt, reward, serve, status, studio, tools
 
 DESCRIPTION = """A local AI agent in one endless conversation. With no command it opens the
 REPL (or reads one message per line from piped stdin); the same session continues
@@ -40,6 +40,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     evolve.add(sub, common, js)
     status.add(sub, common)
     studio.add(sub, common)
+    serve.add(sub, common)
     args = parser.parse_args(argv)
     if check := getattr(args, "check", None):
         check(args)
