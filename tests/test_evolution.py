@@ -389,18 +389,15 @@ def test_a_background_run_gets_the_sessions_data_folder_config_backend_and_setti
 
 
 def test_evolve_rollback_is_in_the_learning_log_like_every_rollback(tmp_path, make_config):
-    import argparse
-
-    from rich.console import Console
-
     from graph import learning
-    from graph.cli import evolve as cli
+    from graph.actions import evolution as actions
 
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
     store = store_for(ctx.home)
     first = selfprompt.current(ctx)
     evolved = selfprompt.propose(ctx, first.text + "\nAnswer in one short paragraph.", "evolution", "won run 1")
-    assert cli.rollback(argparse.Namespace(json=True), ctx, Console(record=True), store) == 0
+    undone, back = actions.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")
+    assert (undone.id, back.id) == (evolved.id, first.id)
     assert selfprompt.current(ctx).text == first.text
     [entry] = [e for e in learning.entries(store) if e["kind"] == "rollback"]
     assert f"version {evolved.id} (from evolution) rolled back" in entry["detail"]

@@ -6,9 +6,8 @@ and a summary table, or show the runs and the lineage, or promote / roll back a 
 
 Owns: the command's parser, those actions on parsed arguments (an expected failure is one
 `error:` line and exit 1; Ctrl-C exits 130 with the run marked stopped) and the layouts of
-runs, generations and the lineage tree. Does not own: the subgraph (evolution/graph.py), the
-archive (evolution/archive.py), starting runs in the background and promoting by hand
-(evolution/runs.py).
+runs, generations and the lineage tree. Does not own: the actions (actions/evolution.py), the
+subgraph (evolution/graph.py) or the archive (evolution/archive.py).
 """
 
 from __future__ import annotations
@@ -19,6 +18,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
+from graph.actions import Problem
+from graph.actions import evolution as act
 from graph.cli.args import count, minutes
 from graph.cli.output import fail
 
@@ -53,48 +54,42 @@ def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> No
 
 
 def main(args, ctx: Context, console: Console) -> int:
-    from graph.evolution import archive
-    from graph.evolution.runs import start_background
     from graph.store import store_for
 
     ctx.settings  # noqa: B018 - a bad config is one clear error before anything runs
     args.json = getattr(args, "json", False)  # (--json is only set when given)
     store = store_for(ctx.home)
-    if args.runs:
-        rows = archive.runs(store, 20)
-        return _out(args, console, rows, runs_table(rows) if rows else "no evolution runs yet")
-    if args.lineage is not None:
-        which = args.lineage or (archive.runs(store, 1) or [{}])[-1].get("id")
-        if not which:
-            return fail("no evolution runs yet: `agent.py evolve` starts one")
-        nodes = archive.lineage(store, which)
-        return _out(args, console, nodes, lineage_tree(which, nodes) if nodes else f"run {which} has no genomes")
-    if args.promote is not None:
-        return promote(args, ctx, console, store)
-    if args.rollback:
-        return rollback(args, ctx, console, store)
     settings = {"generations": args.generations, "population": args.population, "budget_minutes": args.budget_minutes,
                 "lora": args.lora}
-    if args.background:
-        pid = start_background(ctx, "cli", settings)
-        console.print(f"evolution started in the background (process {pid}); `agent.py status` shows its progress",
-                      highlight=False)
-        return 0
-    return run(args, ctx, console, settings)
+    try:
+        if args.runs:
+            rows = act.runs(store, 20)
+            return _out(args, console, rows, runs_table(rows) if rows else "no evolution runs yet")
+        if args.lineage is not None:
+            which, nodes = act.lineage(store, args.lineage or None)
+            return _out(args, console, nodes, lineage_tree(which, nodes) if nodes else f"run {which} has no genomes")
+        if args.promote is not None:
+            done = act.promote(ctx, args.promote)
+            return _out(args, console, {"done": done}, done)
+        if args.rollback:
+            undone, back = act.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")
+            return _out(args, console, {"undone": undone.id, "serving": back.id},
+                        f"prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again")
+        if args.background:
+            pid = act.start(ctx, "cli", settings)
+            console.print(f"evolution started in the background (process {pid}); `agent.py status` shows its progress",
+                          highlight=False)
+            return 0
+        if why := act.busy(store):  # before the progress bars appear
+            return fail(why)
+        return run(args, ctx, console, settings)
+    except Problem as exc:
+        return fail(str(exc))
 
 
 def run(args, ctx: Context, console: Console, settings: dict) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from graph import llm
-    from graph.evolution import archive
-    from graph.evolution.adapt import AdaptError
-    from graph.evolution.graph import evolve
-    from graph.evolution.lora import LoraUnavailable
-    from graph.store import store_for
-
-    if why := archive.busy(store_for(ctx.home)):
-        return fail(why)
     e = ctx.settings.evolution
     generations = settings["generations"] or e.generations
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -120,41 +115,16 @@ def run(args, ctx: Context, console: Console, settings: dict) -> int:
                             total=event.get("steps", event.get("iterations")) or max(done, 1))
 
         try:
-            result = evolve(ctx, args.trigger, show, **settings)
-        except archive.Busy as exc:
-            return fail(str(exc))
+            result = act.run(ctx, args.trigger, show, settings)
         except KeyboardInterrupt:
             print("evolution stopped: what was scored is kept (`agent.py evolve --lineage`)", file=sys.stderr)
             return 130
-        except (llm.BackendError, AdaptError, LoraUnavailable) as exc:
-            return fail(f"evolution failed: {exc} (what was scored is kept)")
     if args.json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
         return 0
     console.print(generations_table(result))
     console.print(result["summary"].get("decision", ""), highlight=False)
     return 0
-
-
-def promote(args, ctx: Context, console: Console, store) -> int:
-    from graph.evolution.runs import promote_genome_by_hand
-
-    try:
-        done = promote_genome_by_hand(ctx, args.promote)
-    except ValueError as exc:
-        return fail(str(exc))
-    return _out(args, console, {"done": done}, done)
-
-
-def rollback(args, ctx: Context, console: Console, store) -> int:
-    from graph.actions import Problem, prompt
-
-    try:
-        undone, back = prompt.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)", evolved_only=True)
-    except Problem as exc:
-        return fail(str(exc))
-    text = f"prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again"
-    return _out(args, console, {"undone": undone.id, "serving": back.id}, text)
 
 
 # ------------------------------------------------------------------ layouts

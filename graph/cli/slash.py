@@ -170,23 +170,30 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
 def evolve_command(session: Session, arg: str, console: Console) -> None:
     """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
     from graph import learning
+    from graph.actions import Problem
+    from graph.actions import evolution as act
     from graph.cli import evolve
-    from graph.evolution import archive, runs
 
     store = session.store
     if arg == "runs":
-        rows = archive.runs(store, 10)
+        rows = act.runs(store, 10)
         console.print(evolve.runs_table(rows) if rows else Text("no evolution runs yet", style="dim"))
     elif arg == "lineage":
-        rows = archive.runs(store, 1)
-        nodes = archive.lineage(store, rows[-1]["id"]) if rows else []
-        console.print(evolve.lineage_tree(rows[-1]["id"], nodes) if nodes else Text("no evolution runs yet", style="dim"))
+        try:
+            which, nodes = act.lineage(store)
+        except Problem:
+            which, nodes = None, []
+        console.print(evolve.lineage_tree(which, nodes) if nodes else Text("no evolution runs yet", style="dim"))
     elif arg:
         console.print(Text("usage: /evolve [runs|lineage]", style="yellow"))
-    elif why := archive.busy(store) or (learning.frozen(store) and "learning is frozen (/learn on resumes it)"):
-        console.print(Text(f"no new run: {why}", style="yellow"))
+    elif learning.frozen(store):
+        console.print(Text("no new run: learning is frozen (/learn on resumes it)", style="yellow"))
     else:
-        pid = runs.start_background(session.ctx, "cli", {})
+        try:
+            pid = act.start(session.ctx, "cli")
+        except Problem as exc:
+            console.print(Text(f"no new run: {exc}", style="yellow"))
+            return
         console.print(Text(f"evolution started in the background (process {pid}); /status shows its progress,"
                            " /evolve lineage what it bred"))
 

@@ -5,7 +5,7 @@ A run goes to a background process (`agent.py evolve --background`): the chat ne
 and `status` / evolution_status show its progress. Starting, promoting and rolling back are
 self-modification (acts="self": after web or MCP content they need the user's yes) and are
 refused while learning is frozen or off. Expected failures are ToolExceptions.
-Does not own: the subgraph (evolution/graph.py), the archive, starting runs (evolution/runs.py).
+Does not own: the actions (actions/evolution.py), the subgraph (evolution/graph.py) or the archive.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import re
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.actions import Problem, prompt
+from graph.actions import Problem, evolution
 from graph.context import Context
-from graph.evolution import adapt, archive, runs
+from graph.evolution import runs
 from graph.store import store_for
 from graph.tools.learn import context_of
 
@@ -39,10 +39,11 @@ def start_evolution(runtime: ToolRuntime[Context], generations: int | None = Non
     user asks you to evolve, improve or train yourself (「学習して」「進化して」). Leave the numbers
     out to use the configured ones."""
     ctx = context_of(runtime, "starting an evolution run")
-    if why := archive.busy(store_for(ctx.home)):
-        raise ToolException(why)
-    pid = runs.start_background(ctx, "tool", {"generations": generations, "population": population,
-                                             "budget_minutes": budget_minutes})
+    try:
+        pid = evolution.start(ctx, "tool", {"generations": generations, "population": population,
+                                            "budget_minutes": budget_minutes})
+    except Problem as exc:
+        raise ToolException(str(exc)) from None
     minutes = budget_minutes or ctx.settings.evolution.budget_minutes
     return (f"Evolution started in the background (process {pid}, at most about {minutes:g} minutes of breeding). "
             "Tell the user they can keep chatting; `agent.py status` shows its progress.")
@@ -54,10 +55,10 @@ def train_lora(runtime: ToolRuntime[Context]) -> str:
     by a CMA-ES-searched merge, promote the best variant on probation. Use it when the user asks
     you to fine-tune or train on the examples."""
     ctx = context_of(runtime, "training LoRA adapters")
-    store = store_for(ctx.home)
-    if why := archive.busy(store) or adapt.skip(ctx, store, "on"):
-        raise ToolException(f"no LoRA training now: {why}")
-    pid = runs.start_background(ctx, "tool", {"lora": "on"})
+    try:
+        pid = evolution.start(ctx, "tool", lora=True)
+    except Problem as exc:
+        raise ToolException(str(exc)) from None
     return f"LoRA training started in the background (process {pid}); `agent.py status` shows its progress."
 
 
@@ -65,10 +66,10 @@ def train_lora(runtime: ToolRuntime[Context]) -> str:
 def evolution_status(runtime: ToolRuntime[Context]) -> str:
     """Evolution status: progress, best fitness per generation, what was promoted."""
     store = store_for(context_of(runtime).home)
-    rows = archive.runs(store, 5)
+    rows = evolution.runs(store, 5)
     if not rows:
         return "No evolution run yet."
-    lines = [runs.summary_line(runs.summary(store))]
+    lines = [runs.summary_line(evolution.status(store))]
     for r in rows:
         best = [g["best"] for g in r["summary"].get("generations", []) if g["best"] is not None]
         lines.append(f"run {r['id']} ({r['trigger']}): {r['status']}; best fitness per generation "
@@ -80,9 +81,9 @@ def evolution_status(runtime: ToolRuntime[Context]) -> str:
 def show_lineage(runtime: ToolRuntime[Context], run: int | None = None) -> str:
     """Evolution lineage: the family tree of evolved variants (default: the latest evolution),
     with operator, parents, fitness and status of each genome."""
-    store = store_for(context_of(runtime).home)
-    which = run or (archive.runs(store, 1) or [{}])[-1].get("id")
-    if not which:
+    try:
+        which, nodes = evolution.lineage(store_for(context_of(runtime).home), run)
+    except Problem:
         return "No evolution run yet."
     lines = []
 
@@ -93,7 +94,7 @@ def show_lineage(runtime: ToolRuntime[Context], run: int | None = None) -> str:
                          f" fitness {fit} {n['status']}")
             walk(n["children"], depth + 1)
 
-    walk(archive.lineage(store, which), 0)
+    walk(nodes, 0)
     return f"Run {which}:\n" + "\n".join(lines) if lines else f"Run {which} has no genomes."
 
 
@@ -102,8 +103,8 @@ def promote_variant(genome: int, runtime: ToolRuntime[Context]) -> str:
     """Promote one evolved variant (a genome id from show_lineage) to serve, on probation."""
     ctx = context_of(runtime, "promoting an evolved variant")
     try:
-        return runs.promote_genome_by_hand(ctx, genome, who="the agent")
-    except ValueError as exc:
+        return evolution.promote(ctx, genome, who="the agent")
+    except Problem as exc:
         raise ToolException(str(exc)) from None
 
 
@@ -112,7 +113,7 @@ def rollback_variant(runtime: ToolRuntime[Context]) -> str:
     """Undo the promoted evolved variant (back to the prompt before it)."""
     ctx = context_of(runtime, "rolling back an evolved variant")
     try:
-        undone, back = prompt.rollback(ctx, "rolled back by the agent", by="(agent tool)", evolved_only=True)
+        undone, back = evolution.rollback(ctx, "rolled back by the agent", by="(agent tool)")
     except Problem as exc:
         raise ToolException(str(exc)) from None
     return f"Prompt version {undone.id} (from evolution) rolled back; version {back.id} serves again."
