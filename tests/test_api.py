@@ -139,6 +139,65 @@ def test_rating_an_answer_over_the_api_sets_its_reward(api):
     assert "error" in server.http.post("/ratings", json={"kind": "meh"}).json()
 
 
+def test_prompt_versions_over_the_api(api):
+    server = api(["Hi."])
+    server.turn("hello")
+    http = server.http
+    first = http.get("/prompt").json()
+    assert first["serving"] and first["id"] == 1
+    text = first["text"].rstrip("\n") + "\nAnswer in one short sentence (短く).\n"
+    made = http.post("/prompt", json={"text": text, "why": "shorter"})
+    assert made.status_code == 200, made.text
+    assert made.json()["text"] == text.strip() and made.json()["serving"]
+    assert [v["id"] for v in http.get("/prompt/versions").json()] == [1, 2]
+    diff = http.get("/prompt/diff").json()
+    assert (diff["from"], diff["to"]) == (1, 2) and "+Answer in one short sentence (短く)." in diff["diff"]
+    assert http.post("/prompt", json={"why": "neither"}).status_code == 400
+    assert http.get("/prompt", params={"version": 9}).status_code == 400
+    back = http.post("/prompt/rollback", json={"why": "too short"}).json()
+    assert back["undone"]["id"] == 2 and back["serving"]["id"] == 1
+    assert http.get("/prompt").json()["id"] == 1
+
+
+def test_tuning_data_and_evolution_over_the_api(api):
+    server = api(["Tokyo is the capital of Japan."])
+    server.turn("日本の首都は？")
+    http = server.http
+    made = http.post("/examples", json={"label": "desirable", "turn": 1, "why": "right"})
+    assert made.status_code == 200, made.text
+    listed = http.get("/examples").json()
+    assert [e["id"] for e in listed["examples"]] == [made.json()["id"]] and sum(listed["counts"].values()) == 1
+    assert http.post("/examples", json={"label": "meh", "turn": 1}).status_code == 422
+    export = http.get("/examples/export", params={"format": "sft"})
+    records = [json.loads(line) for line in export.text.splitlines()]
+    assert export.headers["content-type"].startswith("application/x-ndjson") and len(records) == 1
+    assert "日本の首都は？" in json.dumps(records[0], ensure_ascii=False)
+    assert http.delete(f"/examples/{made.json()['id']}").status_code == 200
+    assert http.get("/examples").json()["examples"] == []
+    assert http.delete("/examples/999").status_code == 400
+
+    assert http.get("/evolution/runs").json() == []
+    lineage = http.get("/evolution/lineage")
+    assert lineage.status_code == 400 and "no evolution runs yet" in lineage.json()["error"]
+    assert http.post("/evolution/genomes/42/promote").status_code == 400
+
+
+def test_memory_over_the_api(api):
+    server = api(settings={"memory": {"enabled": True}})
+    http = server.http
+    added = http.post("/memory", json={"text": "The user's cat is called Mochi (猫のもち).", "kind": "fact"})
+    assert added.status_code == 200, added.text
+    assert added.json()["what"] == "added"
+    memory_id = added.json()["memory"]["id"]
+    assert [m["id"] for m in http.get("/memory").json()] == [memory_id]
+    found = http.get("/memory/search", params={"q": "what is the cat's name?"}).json()
+    assert found["memories"][0]["id"] == memory_id
+    assert http.post("/memory", json={"text": "x", "kind": "gossip"}).status_code == 422
+    assert http.delete(f"/memory/{memory_id}").status_code == 200
+    assert http.get("/memory").json() == []
+    assert http.delete("/memory/nope").status_code == 400
+
+
 def test_every_request_needs_the_token(api, tmp_path):
     server = api()
     path = auth.token_file(str(tmp_path / "home"))

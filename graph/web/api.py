@@ -14,7 +14,6 @@ origins (auth.py), binding and start-up (cli/serve.py).
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 from contextlib import asynccontextmanager
 
@@ -35,10 +34,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
 
 from graph import actions
-from graph.actions import history as history_actions
-from graph.actions import rewards as reward_actions
-from graph.actions import status as status_actions
 from graph.session import Session
+from graph.web import resources
 from graph.web.auth import Guard
 from graph.web.turns import Conflict, Turns, Unknown
 
@@ -49,12 +46,6 @@ class TurnIn(BaseModel):
 
 class AnswerIn(BaseModel):
     answer: str = Field(description="yes, no or always (always only where the request allows it)")
-
-
-class RatingIn(BaseModel):
-    kind: str = Field(description="good, bad or rating")
-    stars: int | None = Field(None, ge=1, le=5, description="1-5, with kind rating")
-    turn: int | None = Field(None, ge=1, description="the turn rated (default: the latest answer)")
 
 
 def create_app(session: Session, secret: str | None) -> FastAPI:
@@ -72,7 +63,7 @@ def create_app(session: Session, secret: str | None) -> FastAPI:
     app.state.turns = turns
     _errors(app)
     _turn_routes(app, turns)
-    _data_routes(app, session)
+    app.include_router(resources.router(session))
 
     @app.get("/docs", include_in_schema=False)
     def docs(token: str = "") -> HTMLResponse:
@@ -199,48 +190,6 @@ async def _socket(ws: WebSocket, turns: Turns) -> None:
     finally:
         for task in tasks:
             task.cancel()
-
-
-def _data_routes(app: FastAPI, session: Session) -> None:
-    ctx, store = session.ctx, session.store
-
-    @app.get("/history", tags=["history"])
-    def history(search: str = "", before: int | None = None, turns: int = 20, limit: int = 50) -> dict:
-        """A page of the conversation (the `turns` turns before turn `before`, newest when absent;
-        `before` in the answer pages further back), or with `search` the latest `limit` messages
-        containing it."""
-        if search:
-            return {"messages": history_actions.search(store, search, limit), "before": None}
-        return history_actions.page(store, before, turns)
-
-    @app.get("/status", tags=["status"])
-    def status() -> dict:
-        """The session, model, memory, learning and machine at a glance (what `agent.py status` shows)."""
-        return _plain(status_actions.status(ctx, store, session.backend))
-
-    @app.get("/rewards", tags=["learning"])
-    def rewards(last: int = 20) -> dict:
-        """The latest rewards, the reward curve and what the strategy policy learned."""
-        return {"report": _plain(reward_actions.report(store, last)), "curve": _plain(reward_actions.curve(store)),
-                "meanings": reward_actions.MEANINGS}
-
-    @app.post("/ratings", tags=["learning"])
-    def rate(body: RatingIn) -> dict:
-        """Rate an answer (the latest by default): good, bad, or 1-5 stars; returns its reward after."""
-        return _plain(reward_actions.rate(ctx, body.kind, body.stars, body.turn))
-
-
-def _plain(value):
-    """An action's result as JSON-ready data (dataclasses and models become dicts)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return _plain(dataclasses.asdict(value))
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
 
 
 def _errors(app: FastAPI) -> None:

@@ -26,6 +26,7 @@ from graph import llm
 from graph.embedded import EmbeddedModelMissing
 from graph.nodes.act import unwrapped
 from graph.session import Session
+from graph.web.plain import plain
 
 ANSWERS = ("yes", "no", "always")
 log = logging.getLogger("uvicorn.error")  # shown by uvicorn
@@ -191,16 +192,4 @@ def jsonable(kind: str, data: object) -> object:
     if kind == "tool_result" and isinstance(data, ToolMessage):
         return {"tool_call_id": data.tool_call_id, "name": data.name, "status": data.status,
                 "content": unwrapped(data)}
-    if kind == "done":
-        return {key: _plain(value) for key, value in dict(data).items()}
-    return data if isinstance(data, (str, int, float, bool, type(None))) else _plain(data)
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return str(value)
+    return plain(data)
