@@ -1,0 +1,233 @@
+"""The web UI in a real browser: `agent.py ui` started as the user starts it (a subprocess on a
+free loopback port, a temporary data folder), driven through the project's own Playwright MCP
+client (graph/tools/mcp.py: Playwright MCP with Debian's Chromium, as tests/test_browser.py).
+
+With the real embedded model: a message typed in the page streams its answer live, a thumbs-up
+under it is recorded as the turn's reward (the learning view's reward numbers change), and the
+learning view shows the prompt version serving. With a scripted model (for determinism, through
+a small harness that makes it the UI process's backend): a command waits for approval, the Yes
+button runs it and its output is shown; an answer holding `<img src=x onerror=...>` is shown as
+text and never runs; Japanese renders; a second `ui` on the same port says so in one line; Ctrl-C
+stops the server cleanly. Screenshots go to the test's tmp folder (their paths are printed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import ROOT, agent_env
+from graph import reward
+from graph.context import Context
+from graph.store import store_for
+from graph.tools import mcp
+from tooling import call
+
+START_TIMEOUT_S = 90
+TURN_TIMEOUT_S = 120
+
+HARNESS = '''
+import json, sys
+sys.path[:0] = [{root!r}, {tests!r}]
+from fakes import ScriptedChat
+from graph import llm
+
+model = ScriptedChat(replies=json.loads(open(sys.argv[1], encoding="utf-8").read()))
+llm.resolve = lambda settings, lora="": llm.Backend("fake", "scripted", model, 4096)
+import agent
+sys.exit(agent.main(sys.argv[2:]))
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class UI:
+    """A running `agent.py ui` (stopped with Ctrl-C, as a user stops it)."""
+
+    def __init__(self, tmp_path: Path, config: Path, harness: list | None = None):
+        self.home, self.port, self.log = tmp_path / "home", free_port(), tmp_path / "ui.log"
+        work = tmp_path / "work"
+        work.mkdir(exist_ok=True)
+        argv = [str(ROOT / "agent.py")]
+        if harness is not None:
+            (tmp_path / "replies.json").write_text(json.dumps(harness, ensure_ascii=False), encoding="utf-8")
+            (tmp_path / "harness.py").write_text(HARNESS.format(root=str(ROOT), tests=str(ROOT / "tests")))
+            argv = [str(tmp_path / "harness.py"), str(tmp_path / "replies.json")]
+        self.out = self.log.open("w", encoding="utf-8")
+        self.proc = subprocess.Popen([sys.executable, *argv, "ui", "--port", str(self.port), "--config", str(config)],
+                                     cwd=work, env=agent_env(self.home), stdin=subprocess.DEVNULL, stdout=self.out,
+                                     stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{self.port}/"
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"agent.py ui exited with {self.proc.returncode}:\n{self.text()}")
+            try:
+                if httpx.get(self.url + "_stcore/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        pytest.fail(f"agent.py ui did not answer within {START_TIMEOUT_S} s:\n{self.text()}")
+
+    def text(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.out.close()
+        return self.proc.returncode
+
+
+def button(label: str) -> str:
+    """A Streamlit button in a snapshot (its label is a paragraph inside it): its ref is group 1."""
+    return rf'button [^\n]*\[ref=(\w+)\][^\n]*\n(?:\s*- generic [^\n]*\n){{0,3}}\s*- paragraph [^\n]*: "?{re.escape(label)}"?\n'
+
+
+class Browser:
+    """Chromium through the project's Playwright MCP client."""
+
+    def __init__(self, tmp_path: Path, make_config):
+        config = make_config({"tools": {"browser": {"enabled": True, "tools": ["*"]}}}, name="driver.yaml")
+        self.ctx = Context(home=str(tmp_path / "driver"), config=str(config))
+        self.tools = {t.name: t for t in mcp.tools(self.ctx, lambda line: pytest.fail(line))}
+        self.shots = Path(self.ctx.home) / "browser" / "output"  # where Playwright MCP may write
+
+    def __call__(self, name: str, **args) -> str:
+        result = call(self.tools[name], self.ctx, **args)
+        assert result.status != "error", f"{name}: {result.text}"
+        return result.text
+
+    def snapshot(self) -> str:
+        return self("browser_snapshot")
+
+    def wait_for(self, pattern: str, timeout: float = TURN_TIMEOUT_S, seen: list | None = None) -> str:
+        """The page's snapshot once `pattern` (a regular expression) is in it; every snapshot
+        taken meanwhile is appended to `seen`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            page = self.snapshot()
+            if seen is not None:
+                seen.append(page)
+            if re.search(pattern, page):
+                return page
+            if time.monotonic() > deadline:
+                pytest.fail(f"not on the page after {timeout} s: {pattern}\n{page[-3000:]}")
+            time.sleep(0.2)
+
+    def ref(self, page: str, role: str, name: str) -> str:
+        found = re.search(rf'{role} "{re.escape(name)}"[^\n]*\[ref=(\w+)\]', page) or \
+            (re.search(button(name), page) if role == "button" else None)
+        assert found, f'no {role} "{name}" on the page:\n{page[-3000:]}'
+        return found.group(1)
+
+    def send(self, text: str) -> None:
+        page = self.wait_for(r'textbox "Message the agent" \[ref=')
+        self("browser_type", element="message box", target=self.ref(page, "textbox", "Message the agent"),
+             text=text, submit=True)
+
+    def click(self, page: str, role: str, name: str) -> None:
+        self("browser_click", element=f"{role} {name}", target=self.ref(page, role, name))
+
+    def screenshot(self, name: str) -> Path:
+        path = self.shots / name
+        self("browser_take_screenshot", filename=str(path), fullPage=True)
+        assert path.stat().st_size > 0
+        print(f"screenshot: {path}")
+        return path
+
+
+@pytest.fixture
+def ui_config(make_config):
+    return make_config({"memory": {"enabled": False}})
+
+
+def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_config, ui_config):
+    ui = UI(tmp_path, ui_config)
+    try:
+        browser = Browser(tmp_path, make_config)
+        browser("browser_navigate", url=ui.url)
+        browser.send("What is the capital of France?")
+        seen: list[str] = []
+        page = browser.wait_for(r"turn 1 · reward", seen=seen)
+        assert any(re.search(button("Stop"), each) for each in seen), "the turn was never shown while it was written"
+        rows = store_for(ui.home).history()
+        assert [r["role"] for r in rows] == ["user", "assistant"] and rows[0]["content"] == "What is the capital of France?"
+        answer = rows[1]["content"]
+        assert answer.strip()
+        for word in re.findall(r"[A-Za-z]{4,}", answer)[:3]:  # the answer is on the page
+            assert word in page
+        assert 'group "Chat message from user"' in page and 'group "Chat message from assistant"' in page
+        browser.screenshot("ui-answer.png")
+
+        browser.click(page, "radio", "Thumbs up")
+        page = browser.wait_for(r"turn 1 · reward \+1\.00")
+        assert reward.get(store_for(ui.home), 1).components == {"good": 1.0}
+        browser.screenshot("ui-rated.png")
+    finally:
+        code = ui.stop()
+    assert code == 0, ui.text()
+    assert "web UI stopped" in ui.text() and "Traceback" not in ui.text()
+
+
+def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_config, ui_config):
+    xss = 'Here is the page: <img src=x onerror="window.pwned=2;document.title=\'PWNED\'"> and <script>window.pwned=1</script> done.'
+    replies = [{"tool": "run_command", "args": {"command": "echo UI-APPROVED-42"}}, "The command printed UI-APPROVED-42.",
+               xss, "東京は日本の首都です。"]
+    ui = UI(tmp_path, ui_config, harness=replies)
+    try:
+        taken = subprocess.run([sys.executable, str(ROOT / "agent.py"), "ui", "--port", str(ui.port)],
+                               capture_output=True, text=True, env=agent_env(tmp_path / "other"), timeout=60)
+        assert taken.returncode == 1 and taken.stderr.strip().count("\n") == 0, taken.stderr
+        assert f"port {ui.port}" in taken.stderr and "taken" in taken.stderr
+
+        browser = Browser(tmp_path, make_config)
+        browser("browser_navigate", url=ui.url)
+        browser.send("Please run the echo command.")
+        page = browser.wait_for(r"run_command wants to run this[\s\S]*echo UI-APPROVED-42[\s\S]*" + button("Yes"))
+        browser.screenshot("ui-approval.png")
+        browser.click(page, "button", "Yes")
+        page = browser.wait_for(r"turn 1 · reward")
+        assert "UI-APPROVED-42" in page and "The command printed UI-APPROVED-42." in page
+        tools = [r for r in store_for(ui.home).history() if r["role"] == "tool"]
+        assert len(tools) == 1 and "exit code 0" in tools[0]["content"] and "UI-APPROVED-42" in tools[0]["content"]
+        browser.screenshot("ui-approved.png")
+
+        browser.send("Show me some HTML.")
+        page = browser.wait_for(r"turn 2 · reward")
+        assert "onerror" in page and "window.pwned=1" in page  # shown as text
+        state = json.loads(re.search(r"### Result\n(.*?)\n###", browser(
+            "browser_evaluate", function="() => JSON.stringify([document.title, typeof window.pwned, "
+                                         "document.querySelectorAll('img[onerror]').length])"),
+            re.DOTALL).group(1).strip().strip('"').replace('\\"', '"'))
+        assert state[0] != "PWNED" and state[1:] == ["undefined", 0], state  # neither the onerror nor the script ran
+        browser.screenshot("ui-escaped.png")
+
+        browser.send("日本の首都はどこですか？")
+        page = browser.wait_for(r"turn 3 · reward")
+        assert "日本の首都はどこですか？" in page and "東京は日本の首都です。" in page
+        browser.screenshot("ui-japanese.png")
+    finally:
+        code = ui.stop()
+    assert code == 0, ui.text()
+    assert "web UI stopped" in ui.text() and "Traceback" not in ui.text()
