@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from graph.cli import args as shared
-from graph.cli import data, evolve, history, learning, memory, monitor, prompt, reward, serve, status, studio, tools
+from graph.cli import data, evolve, history, learning, memory, monitor, prompt, reward, serve, status, studio, tools, ui
 
 DESCRIPTION = """A local AI agent in one endless conversation. With no command it opens the
 REPL (or reads one message per line from piped stdin); the same session continues
@@ -41,6 +41,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     status.add(sub, common)
     studio.add(sub, common)
     serve.add(sub, common)
+    ui.add(sub, common)
     args = parser.parse_args(argv)
     if check := getattr(args, "check", None):
         check(args)

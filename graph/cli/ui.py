@@ -1,7 +1,8 @@
 """`agent.py ui`: the Streamlit web UI on the session, in this process.
 
 Owns: the ui command: checking that the session opens (one line and exit 1 if not, before
-the server starts) and that the port is free (one line and exit 1 if it is taken), printing
+the server starts), that it listens on this machine only (the UI has no login: anyone who
+reaches it may approve commands), and that the port is free (one line, exit 1), printing
 the URL, then running Streamlit's server on graph/web/ui/app.py offline (no usage statistics,
 no browser unless --browser, no file watcher) until Ctrl-C, which stops the answer being
 written (the part written is kept) and the server. Does not own: the pages (graph/web/ui/).
@@ -13,6 +14,8 @@ import argparse
 import errno
 import socket
 import sys
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def add(sub, common: argparse.ArgumentParser) -> None:
@@ -43,6 +46,10 @@ def run(args: argparse.Namespace, ctx, console) -> int:
 
     if not 0 < args.port < 65536:
         print(f"error: --port must be from 1 to 65535, got {args.port}", file=sys.stderr)
+        return 2
+    if args.host not in LOOPBACK:
+        print(f"error: the web UI has no login, so it listens on this machine only ({', '.join(LOOPBACK)}), "
+              f"not {args.host}", file=sys.stderr)
         return 2
     if problem := taken(args.host, args.port):
         print(f"error: {problem}", file=sys.stderr)
