@@ -115,12 +115,16 @@ def _turn_routes(app: FastAPI, turns: Turns) -> None:
 
 
 async def _sse(turn):
+    """The turn's events as server-sent events; those already waiting go out in one write."""
     q = turn.listen()
     try:
         while True:
-            event = await q.get()
-            yield f"id: {event['seq']}\nevent: {event['kind']}\ndata: {json.dumps(event, ensure_ascii=False)}\n\n"
-            if event["kind"] == "end":
+            events = [await q.get()]
+            while not q.empty() and events[-1]["kind"] != "end":
+                events.append(q.get_nowait())
+            yield "".join(f"id: {e['seq']}\nevent: {e['kind']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n"
+                          for e in events)
+            if events[-1]["kind"] == "end":
                 return
     finally:
         turn.unlisten(q)
