@@ -227,6 +227,26 @@ def test_every_request_needs_the_token(api, tmp_path):
         assert json.loads(ws.recv(timeout=10))["data"]["status"] == 404
 
 
+def test_cors_only_for_configured_origins(api):
+    page = "http://localhost:8501"
+    plain = api()
+    preflight = {"Origin": page, "Access-Control-Request-Method": "POST"}
+    assert "access-control-allow-origin" not in httpx.options(plain.url + "/turns", headers=preflight).headers
+    assert "access-control-allow-origin" not in plain.http.get("/history", headers={"Origin": page}).headers
+    plain.close()
+    shared = api(settings={"web": {"cors_origins": [page]}})
+    answer = httpx.options(shared.url + "/turns", headers={**preflight, "Access-Control-Request-Headers":
+                                                            "authorization,content-type"})
+    assert answer.status_code == 200 and answer.headers["access-control-allow-origin"] == page
+    assert shared.http.get("/history", headers={"Origin": page}).headers["access-control-allow-origin"] == page
+    assert httpx.get(shared.url + "/history", headers={"Origin": page}).status_code == 401  # still needs the token
+    with shared.ws(origin=page) as ws:
+        ws.send(json.dumps({"type": "follow", "turn": "nope"}))
+        assert json.loads(ws.recv(timeout=10))["data"]["status"] == 404
+    with pytest.raises(InvalidStatus):
+        shared.ws(origin="http://localhost:9999")
+
+
 def test_bad_input_is_a_clear_4xx_and_the_server_goes_on(api):
     server = api(settings={"web": {"max_body_kb": 4}})
     http = server.http
