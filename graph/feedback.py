@@ -45,6 +45,10 @@ STANDING_AFTER = 1
 # The short preference's answer budget: SmolLM2-135M wrote 48-57 words in 60 tokens (bench_feedback,
 # embedded), over the 50 words its short-answer user accepts; about 40 words fit in 48.
 SHORT_TOKENS = 48
+# A short bulleted list's budget: without one SmolLM2-135M's bulleted answers took 209 tokens, each turn
+# 2.1-2.4x the CPU time of frozen's (67-297 tokens; bench_feedback, embedded, 10 turns). With 80: 86 tokens,
+# 9/10 satisfied; with 64: 68 tokens, 7/10 (an answer cut to one sentence is one bullet).
+LIST_TOKENS = 80
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,7 @@ PREFERENCES: dict[str, Preference] = {
         "bullet points",
         _cue(r"\b(bullet(ed)?( points?| list)?|as a list|in a list|list form)\b|箇条書き"),
         "Format the answer as a short bulleted list: one point per line, each line starting with '- '.",
-        "format", form=formats.bulleted),
+        "format", max_tokens=LIST_TOKENS, form=formats.bulleted),
     "plain": Preference(
         "plain text without markdown",
         _cue(r"\b(no markdown|without markdown|plain text|no (bullets|lists|formatting|headings))\b|"

@@ -19,9 +19,11 @@ with its reaction, the way a person would):
            「英語で答えてください。」
   topic    asks about sports and places without naming football (SPORTS: SmolLM2 never brings
            football up on the other users' questions), wants no football (football, soccer, サッカー)
-           in the answers; else "Please don't talk about football." (a topic ban: feedback.py's
-           "Do not bring up football unless the user asks.", and its sentences left out:
-           formats.leaving_out). The scripted model picks football for half its examples
+           in the answers, and an answer that addresses the question (`addresses`: eight words
+           or more, one of them a word the question calls for); else "Please don't talk about
+           football." (a topic ban: feedback.py's "Do not bring up football unless the user asks.",
+           and its sentences left out: formats.leaving_out), or "That doesn't answer my question."
+           The scripted model picks football for half its examples
 A satisfied user says "Thanks!" (「ありがとう！」). Satisfaction is the user's own rule, judged here,
 not the agent's reward.
 
@@ -32,7 +34,9 @@ seconds per turn). Each (user, model) runs `--turns` judged answers twice in fre
 learning (everything on) and frozen (/learn off before the first message). Printed per run:
 satisfaction per 10 turns, mean answer length (characters) per 10 turns, seconds per turn (wall
 time) and CPU seconds per turn (this process and the model's: fair when others share the
-machine), the standing preferences and the policy's style and think plays. `--standing-after` sets how many
+machine), the answers' tokens and their prompts' tokens per 10 turns, how many times the window
+was folded into a summary (one more model call each), the standing preferences and the policy's
+style and think plays. `--standing-after` sets how many
 repetitions make a standing preference (feedback.STANDING_AFTER), to measure it; `--runs` picks
 the runs (one of them, to repeat it after a change that the other does not see). The last line
 of stdout is one JSON object with the numbers.
@@ -71,10 +75,24 @@ from graph import store as stores
 MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*•] |\d+[.)] |\|)|\*\*", re.MULTILINE)
 BULLET = re.compile(r"^\s*([-*•] |\d+[.)] )", re.MULTILINE)
 
-SPORTS = ["what sports are popular in Brazil?", "what sports are popular in England?", "what is a team sport?",
-          "what sports do children play at school?", "what is a stadium?", "what does a referee do?",
-          "what sports are played with a ball?", "what is a good sport to play with friends?",
-          "what is a sports league?", "what games are popular in Europe?"]
+# The topic user's questions, each with the words an answer that addresses it uses (any one, or a sport's name
+# where the question asks for sports): SmolLM2 answered some with junk after a ban ("You've already provided
+# the final answer."), which has no football in it and answers nothing.
+GAMES = r"volleyball|basketball|tennis|rugby|cricket|baseball|hockey|golf|swimming|running|athletics|cycling|" \
+        r"badminton|handball|boxing|judo|skiing|gymnastics|martial arts|table tennis|capoeira"
+SPORTS = {"what sports are popular in Brazil?": rf"brazil|{GAMES}", "what sports are popular in England?": rf"england|{GAMES}",
+          "what is a team sport?": r"team", "what sports do children play at school?": rf"school|child|{GAMES}",
+          "what is a stadium?": r"stadium|venue|arena|seat", "what does a referee do?": r"referee|rule|official",
+          "what sports are played with a ball?": r"ball", "what is a good sport to play with friends?": rf"friend|{GAMES}",
+          "what is a sports league?": r"league|team|season", "what games are popular in Europe?": rf"europe|game|{GAMES}"}
+ANSWERED = 8  # words at least in an answer that addresses the question
+
+
+def addresses(question: str, answer: str) -> bool:
+    """Whether the answer addresses the topic user's question: at least `ANSWERED` words, one of them
+    a word the question calls for (SPORTS)."""
+    return len(re.findall(r"[A-Za-z']+", answer)) >= ANSWERED and \
+        re.search(rf"\b({SPORTS[question]})", answer, re.IGNORECASE) is not None
 
 
 def words(text: str) -> int:
@@ -88,8 +106,8 @@ class User:
         import random
 
         self.kind, self.rng = kind, random.Random(seed)
-        self.pool = list(JA) if kind == "english" else SPORTS if kind == "topic" else list(EN)
-        self.question, self.log = "", []
+        self.pool = list(JA) if kind == "english" else list(SPORTS) if kind == "topic" else list(EN)
+        self.question, self.answer, self.log = "", "", []
         self.deep = set(self.rng.sample(self.pool, 4)) if kind == "mixed" else set()
 
     def ok(self, answer: str) -> bool:
@@ -100,7 +118,7 @@ class User:
         if self.kind == "plain":
             return not MARKDOWN.search(answer)
         if self.kind == "topic":
-            return not DISLIKED.search(answer)
+            return not DISLIKED.search(answer) and addresses(self.question, answer)
         return len(JAPANESE.findall(answer)) < 0.1 * max(1, len(answer.strip()))
 
     def complaint(self) -> str:
@@ -109,14 +127,16 @@ class User:
             return "Too short, more detail please."
         return {"short": "長すぎます。短くして。" if ja else "Too long, shorter please.", "mixed": "Too long, shorter please.",
                 "bullets": "Use bullet points, please.", "plain": "No markdown please, just plain sentences.",
-                "english": "英語で答えてください。", "topic": "Please don't talk about football."}[self.kind]
+                "english": "英語で答えてください。",
+                "topic": "Please don't talk about football." if DISLIKED.search(self.answer) else
+                "That doesn't answer my question."}[self.kind]
 
     def first(self) -> str:
         self.question = self.rng.choice(self.pool)
         return self.question[:1].upper() + self.question[1:]
 
     def react(self, answer: str) -> str:
-        good = self.ok(answer)
+        self.answer, good = answer, self.ok(answer)
         self.log.append(good)
         reaction = ("ありがとう！" if JAPANESE.search(self.question) else "Thanks!") if good else self.complaint()
         self.question = self.rng.choice([q for q in self.pool if q != self.question])
@@ -131,12 +151,16 @@ AS_PLAIN = re.compile(r"plain sentences only", re.IGNORECASE)
 
 class FormatChat(SimulatedChat):
     """SimulatedChat with a format: a bold heading by default, a bulleted list or plain sentences
-    when told, and English for a Japanese question when told."""
+    when told, English for a Japanese question when told, and the topic user's question named in
+    its answer (which then addresses it)."""
 
     def answer(self, messages) -> str:
         thought, _, text = super().answer(messages).rpartition("</think>")
         told = "\n".join(m.text for m in messages if m.type == "system")
         said = next((m.text for m in reversed(messages) if m.type == "human"), "")
+        asked = next((q for q in SPORTS if q.lower() in said.lower()), None)
+        if asked:  # the topic user's questions, which SimulatedChat does not know
+            text = text.replace("Here is the short answer to your question.", f"Here is the short answer to {asked}")
         if ENGLISH.search(told) and JAPANESE.search(text):
             topic = next((en for ja, en in EN_OF.items() if ja in said), "that")
             key = next((q for q in EN if topic in q), None)
@@ -180,6 +204,9 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
     store = stores.store_for(session.ctx.home)
     plays = {f"{r['factor']}:{r['arm']}": r["n"] for r in bandit.table(store) if r["factor"] in ("style", "think")}
     kept = list(feedback.standing(store))
+    metas = [row["meta"] for row in store.history() if row["role"] == "assistant" and row["meta"]][:turns]
+    out_tokens = [m.get("tokens", 0) for m in metas]
+    in_tokens = [m.get("context_tokens", 0) - m.get("tokens", 0) for m in metas]
     llm._active.clear()
     for each in stores._stores.values():
         each.conn.close()
@@ -193,6 +220,9 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
             "chars": [round(sum(map(len, answers[i:i + 10])) / len(answers[i:i + 10])) for i in tens],
             "s_per_turn": [round(sum(seconds[i:i + 10]) / len(seconds[i:i + 10]), 2) for i in tens],
             "cpu_s_per_turn": [round(sum(cpus[i:i + 10]) / len(cpus[i:i + 10]), 2) for i in tens],
+            "tokens_out": [round(sum(out_tokens[i:i + 10]) / max(1, len(out_tokens[i:i + 10]))) for i in tens],
+            "tokens_in": [round(sum(in_tokens[i:i + 10]) / max(1, len(in_tokens[i:i + 10]))) for i in tens],
+            "folds": sum("folded" in s for s in run.statuses),
             "standing": kept, "plays": plays}
 
 
@@ -205,7 +235,8 @@ def show(rows: list[dict]) -> None:
         secs = " ".join(f"{v:5.2f}" for v in r["s_per_turn"])
         cpus = " ".join(f"{v:5.2f}" for v in r["cpu_s_per_turn"])
         print(f"  {r['name']:<30} {sat:<24} {chars:<22} {secs:<20} {cpus:<20} {','.join(r['standing']) or '-'}")
-        print(f"  {'':<30} plays: {r['plays']}")
+        print(f"  {'':<30} tokens out {r['tokens_out']}, prompt tokens {r['tokens_in']} per 10;"
+              f" summaries {r['folds']}; plays: {r['plays']}")
 
 
 def main() -> None:
