@@ -1,7 +1,8 @@
 """Chat-model backends and the fallback chain: Ollama first, the embedded model when it is not there.
 
 Owns: probing Ollama (reachable? model pulled?), building `ChatOllama` with explicit
-`num_ctx`/`keep_alive`, building the embedded model, the process-wide active backend,
+`num_ctx`/`keep_alive`, building the embedded model, the process-wide active backend (set
+by `use`, dropped by `forget_backends`),
 falling back with one clear notice, and `respond()`: one streamed model call with
 latency/speed metrics, user stop (Ctrl-C), and a backend dying mid-answer (the partial
 answer is kept and marked).
@@ -167,8 +168,24 @@ def cannot_answer_japanese(ctx: Context, store) -> str:
     return NO_JAPANESE.format(model=active(ctx).model, ollama=ctx.settings.llm.ollama.model)
 
 
+# Kept per process: a backend holds a loaded model (llama.cpp's weights, an Ollama keep-alive),
+# too costly to build per turn or per Context; `use` and `forget_backends` are its public doors.
 _active: dict[tuple, Backend] = {}
 _active_lock = threading.Lock()
+
+
+def use(ctx: Context, backend: Backend) -> None:
+    """Make `backend` the one `active(ctx)` returns for ctx's settings (and every Context with
+    the same config and settings): a test's scripted model, a backend built by the caller."""
+    with _active_lock:
+        _active[_key(ctx)] = backend
+
+
+def forget_backends() -> None:
+    """Drop every kept backend (the next `active` resolves again): between tests, or after the
+    settings that built them changed in ways their key does not see."""
+    with _active_lock:
+        _active.clear()
 
 
 def _key(ctx: Context) -> tuple:

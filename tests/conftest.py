@@ -32,10 +32,10 @@ def _isolated(tmp_path, monkeypatch, request):
     no_gpu(monkeypatch)
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
         monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, barred=(): dict(bandit.DEFAULT))
-    llm._active.clear()
+    llm.forget_backends()
     llm.STOP.clear()
     yield
-    llm._active.clear()
+    llm.forget_backends()
     from graph.tools import mcp
 
     mcp.shutdown()  # each test's MCP servers (and browser) end with it

@@ -60,4 +60,4 @@ class ScriptedChat(BaseChatModel):
 
 def install(ctx, model: BaseChatModel, context_window: int = 4096, name: str = "fake") -> None:
     """`model` answers as the active backend; `name` "embedded" makes the agent treat it as the small model."""
-    llm._active[llm._key(ctx)] = llm.Backend(name, "scripted", model, context_window)
+    llm.use(ctx, llm.Backend(name, "scripted", model, context_window))

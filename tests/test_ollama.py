@@ -44,10 +44,10 @@ def server(module_server):
 
 @pytest.fixture(autouse=True)
 def _fresh_backend():
-    llm._active.clear()
+    llm.forget_backends()
     llm.STOP.clear()
     yield
-    llm._active.clear()
+    llm.forget_backends()
 
 
 def closed_port_url() -> str:

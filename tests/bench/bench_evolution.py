@@ -83,7 +83,7 @@ def fake(root: Path, args) -> dict:
     for seed in range(args.seeds):
         ctx = context(root, f"fake-{seed}", {"agent": {"system_prompt": SYSTEM_PROMPT, "max_tool_rounds": 0},
                                              "evolution": {"eval_cases": 8}})
-        llm._active[llm._key(ctx)] = llm.Backend("fake", "simulated", SimulatedChat(seed=seed), 4096)
+        llm.use(ctx, llm.Backend("fake", "simulated", SimulatedChat(seed=seed), 4096))
         result = evolve(ctx, "bench", generations=args.fake_generations, population=6, budget_minutes=60)
         rows = result["summary"]["generations"]
         out[seed] = {"best": [r["best"] for r in rows], "mean": [r["mean"] for r in rows]}

@@ -64,7 +64,7 @@ def one(root: Path, name: str, seed: int, turns: int, frozen: bool, learning: di
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     session = new_session(folder / "home", path, model)
     result = simulate(session, SimulatedUser(seed=seed), turns, frozen=frozen, seed=seed, progress=progress)
-    llm._active.clear()
+    llm.forget_backends()
     for each in stores._stores.values():
         each.conn.close()
     stores._stores.clear()

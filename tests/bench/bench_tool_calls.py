@@ -48,7 +48,7 @@ def run(root: Path, name: str, turns: int, backend: str) -> dict:
                 calls[value["name"]] += 1
         print(f"  [{name} {i + 1}/{turns}] {dict(calls)}", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
-    llm._active.clear()
+    llm.forget_backends()
     for each in stores._stores.values():
         each.conn.close()
     stores._stores.clear()
