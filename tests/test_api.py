@@ -22,7 +22,7 @@ from fakes import ScriptedChat, install
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
-from graph.cli.serve import bind
+from graph.cli import serve
 from graph.context import Context
 from graph.session import Session
 from graph.store import store_for
@@ -35,11 +35,12 @@ class Api:
 
     def __init__(self, session: Session, secret: str | None):
         self.session, self.token = session, secret
-        sock = bind("127.0.0.1", 0)
+        sock = serve.bind("127.0.0.1", 0)
         self.port = sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(create_app(session, secret), log_level="warning",
-                                                    timeout_graceful_shutdown=2))
+        app = create_app(session, secret)
+        self.server = serve.server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2),
+                                   app.state.turns)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.thread.start()
         deadline = time.monotonic() + 30
@@ -334,6 +335,29 @@ def test_approval_over_rest_during_a_streamed_turn(api, tmp_path):
     assert "declined" in next(e["data"]["content"] for e in events if e["kind"] == "tool_result")
     assert not (tmp_path / "work" / "nope").exists()
     assert tokens(events) == "Okay, I did not."
+
+
+def test_ctrl_c_while_an_approval_waits_stops_cleanly(api, tmp_path):
+    """Ctrl-C (uvicorn's signal handler) while a turn waits for approval: the stream ends at once,
+    the command is declined and does not run, the message is kept, the server stops."""
+    server = api([{"tool": "run_command", "args": {"command": "touch late"}}, "never said"])
+    with server.http.stream("POST", "/turns", json={"text": "touch late"}) as response:
+        events, kind = [], None
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[7:]
+            elif line.startswith("data: "):
+                events.append(json.loads(line[6:]))
+                if kind == "approval":
+                    server.server.handle_exit(signal.SIGINT, None)
+    assert events[-1] == {"turn": events[0]["turn"], "seq": len(events) - 1, "kind": "end",
+                          "data": {"stopped": "the server is stopping"}}
+    server.thread.join(timeout=60)
+    assert not server.thread.is_alive()
+    assert not (tmp_path / "work" / "late").exists()
+    rows = server.session.store.history()
+    assert rows[0]["content"] == "touch late"
+    assert ["declined" in r["content"] for r in rows if r["role"] == "tool"] == [True]
 
 
 # ---------------------------------------------------------------- agent.py serve, real embedded model

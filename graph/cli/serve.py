@@ -14,6 +14,7 @@ import argparse
 import errno
 import socket
 import sys
+import threading
 
 
 def add(sub, common: argparse.ArgumentParser) -> None:
@@ -59,7 +60,8 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         console.print(f"! {backend.notice}", style="yellow", highlight=False)
     app = create_app(session, secret)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
-    console.print(f"API on {url} · {backend.name}: {backend.model} · data: {ctx.home}", highlight=False)
+    console.print(f"API on {url} · {backend.name}: {backend.model} · data: {ctx.home}", highlight=False,
+                  soft_wrap=True)
     if secret:
         console.print(f"token: {auth.token_file(ctx.home)} (send 'Authorization: Bearer TOKEN' or ?token=TOKEN; "
                       f"docs: {url}/docs?token=TOKEN)", highlight=False, soft_wrap=True)
@@ -68,11 +70,24 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     console.print("Ctrl-C stops", style="dim")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server(config, app.state.turns).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn stopped on Ctrl-C and raises it again once it is done
         pass
     console.print("stopped", style="dim")
     return 0
+
+
+def server(config, turns):
+    """uvicorn's server, stopping the API's turns as soon as Ctrl-C comes (not after the
+    graceful shutdown has waited for their streams)."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            threading.Thread(target=turns.stop, daemon=True).start()  # not in the signal handler: it locks
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def bind(host: str, port: int) -> socket.socket:

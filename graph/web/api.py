@@ -1,13 +1,15 @@
-"""The HTTP/WebSocket API on the one session (`agent.py serve`): FastAPI routes that translate
-the actions layer (graph/actions) and the session's turns to HTTP, with OpenAPI docs at /docs.
+"""The HTTP/WebSocket API on the one session (`agent.py serve`): the FastAPI app, with OpenAPI
+docs at /docs; the session's turns over HTTP and a WebSocket here, the REST routes over the
+actions layer in resources.py.
 
-Owns: the app (`create_app`), its routes and their request/response shapes, the WebSocket
-protocol, errors as one JSON line ({"error": "..."}, 4xx for what the client can fix), the
-body size limit, CORS when configured. Turns: POST /turns streams server-sent events
+Owns: the app (`create_app`), the turn routes and the WebSocket protocol, errors as one JSON
+line ({"error": "..."}, 4xx for what the client can fix), the body size limit, CORS when
+configured. Turns: POST /turns streams server-sent events
 (`event: KIND`, `data: {"turn", "seq", "kind", "data"}`); the WebSocket /ws takes
 {"type": "turn", "text"}, {"type": "follow", "turn"} and {"type": "approve", "turn", "id",
-"answer"} and sends the same event objects.
-Does not own: what an action does (graph/actions), running turns (turns.py), the token and
+"answer"} and sends the same event objects; its own replies ({"kind": "answered"} or
+{"kind": "error", "data": {"status", "error"}}, the connection going on) carry no "turn".
+Does not own: the REST routes (resources.py), running turns (turns.py), the token and
 origins (auth.py), binding and start-up (cli/serve.py).
 """
 
@@ -56,7 +58,8 @@ def create_app(session: Session, secret: str | None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         yield
-        await asyncio.to_thread(turns.stop)
+        turns.stop()
+        await asyncio.to_thread(turns.join)
 
     app = FastAPI(title="agent", summary="The local agent's one endless session over HTTP and WebSocket.",
                   docs_url=None, lifespan=lifespan, dependencies=[_bearer])

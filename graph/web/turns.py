@@ -61,8 +61,10 @@ class Turn:
         self._lock = threading.Lock()
 
     def publish(self, kind: str, data: object) -> None:
-        event = {"turn": self.id, "seq": len(self.events), "kind": kind, "data": data}
         with self._lock:
+            if self.finished:  # ended early: the server is stopping
+                return
+            event = {"turn": self.id, "seq": len(self.events), "kind": kind, "data": data}
             self.events.append(event)
             self.finished = kind == "end"
             listeners = list(self._listeners)
@@ -132,17 +134,23 @@ class Turns:
             approval.answer = answer
         approval.answered.set()
 
-    def stop(self, wait_s: float = 10) -> None:
-        """At shutdown: stop the running answer (kept as far as it got), decline waiting approvals,
-        give up queued turns (their messages are kept; the next start marks them interrupted)."""
+    def stop(self) -> None:
+        """When the server stops: stop the running answer (kept as far as it got), decline the
+        waiting approvals, end every stream, and give up the queued turns (their messages are
+        kept; the next start marks them interrupted). Returns at once."""
         self._stopping.set()
         llm.STOP.set()
-        if (turn := self._current) is not None:
+        for turn in list(self.turns.values()):
             for approval in list(turn.approvals.values()):
                 with turn._lock:
                     approval.answer = approval.answer or "no"
                 approval.answered.set()
+            turn.publish("end", {"stopped": "the server is stopping"})
         self._queue.put(None)
+
+    def join(self, wait_s: float = 60) -> None:
+        """Wait for the running turn to stop: the model stops at its next token; the upkeep after
+        the answer is left to the next start."""
         self._worker.join(timeout=wait_s)
 
     def _work(self) -> None:
@@ -163,6 +171,8 @@ class Turns:
         try:
             for kind, data in events:
                 turn.publish(kind, jsonable(kind, data))
+                if kind == "done" and self._stopping.is_set():
+                    break  # the upkeep is left to the next start (the session's recovery)
         except (*llm.backend_errors(), EmbeddedModelMissing) as exc:  # the message is kept; the server goes on
             turn.publish("error", {"error": str(exc) or type(exc).__name__})
         except Exception as exc:  # a bug: its traceback in the server's log, the other turns go on
