@@ -3,7 +3,7 @@
 
 Usage: python agent.py [-m TEXT | COMMAND] [--home DIR] [--config FILE] [--version]
 COMMAND: logs, history, backup, monitor, metrics, tools, memory, reward, prompt, data, learn,
-undo, evolve, status, studio (`python agent.py --help` lists them).
+undo, evolve, status, studio, serve (`python agent.py --help` lists them).
 The commands live in graph/cli/ (main.py parses and dispatches); heavy libraries are imported
 only after the arguments are read, so --help is instant.
 """
