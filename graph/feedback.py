@@ -10,8 +10,9 @@ bans, the form made from the answer's text, formats.py, since a small model igno
 instruction; a topic ban is `topic:<topic>`, with the fixed instruction topics.INSTRUCTION: `preference`),
 reading a message for them (`asked`: anywhere in it, for this answer; `heard`: as feedback on
 the last answer, not inside a new request; `complains`: any sign the last answer was not
-wanted; `unwanted`: that, or a /bad rating, for an earlier exchange), counting repetitions until a preference stands (`STANDING_AFTER`, or at once with
-"from now on"), the standing preferences (meta key `preferences`), the policy evidence feedback
+wanted; `unwanted`: that, or a /bad rating, for an earlier exchange; `request`: the message
+without the feedback before its new request), counting repetitions until a preference stands
+(`STANDING_AFTER`, or at once with "from now on"), the standing preferences (meta key `preferences`), the policy evidence feedback
 gives (`evidence`), what applies to one answer (`applied`), where the user's preferences stand
 in the system prompt (`placed`: last, after the rules the agent wrote), and undo.
 A preference that stands ends its rivals (short and long; bullets, plain and table; one
@@ -170,6 +171,17 @@ def unwanted(store: Store) -> Callable[[BaseMessage, BaseMessage], bool]:
     return judged
 
 
+def request(text: str) -> str:
+    """The message without the feedback before its new request ("Too long, shorter please. What is
+    DNS?" is "What is DNS?"): the embedded model answered the feedback instead ("You're right, I'll
+    avoid any discussion about football.") and took up the banned topic from it; the agent acts on
+    it (this module). A message that is all feedback, or asks nothing new, stays as it is."""
+    parts = re.split(r"(?<=[.!?。！？\n])", text)
+    start = next((i for i, part in enumerate(parts) if part.strip() and reward.asks_anew(part)), 0)
+    told = "".join(parts[:start])
+    return "".join(parts[start:]).strip() if start and (heard(told) or reward.disliked(told)) else text
+
+
 def _resolve(keys: list[str]) -> list[str]:
     """One preference per group: the last named wins."""
     chosen: dict[str, str] = {}
@@ -275,7 +287,7 @@ def applied(store: Store, text: str, learning_on: bool) -> Applied:
         out.arms.update(pref.arms)
         out.instructions.append(pref.instruction)
         out.max_tokens = min(filter(None, (out.max_tokens, pref.max_tokens)), default=None)
-        if pref.form and not (key.startswith(BAN) and topics.mentions(key[len(BAN):], text)):
+        if pref.form and not (key.startswith(BAN) and topics.asks_about(key[len(BAN):], text)):
             out.forms.insert(0 if key.startswith(BAN) else len(out.forms), pref.form)  # out before bullets
     return out
 

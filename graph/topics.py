@@ -8,6 +8,7 @@ mention, bring up, discuss; "avoid mentioning", "enough about", "no more talk ab
 話さないで / 言わないで / 触れないで, 〜に触れないで), what a topic may be (a short noun phrase:
 at most `MAX_WORDS` English words or `MAX_CHARS` Japanese characters; a pronoun, "that" or
 「その」, names none), the fixed instruction a ban adds to the prompt (`INSTRUCTION`), and
+whether the user's message asks about a topic, not just bans it (`asks_about`), and
 whether a text brings a topic up (`mentions`: by the topic's name or one of its other names, `SAME`:
 a small fixed table, English and Japanese, so "football" is also "soccer" and サッカー).
 Does not own: what a ban changes or how long it lasts (feedback.py: a standing preference,
@@ -71,6 +72,12 @@ def names(topic: str) -> list[str]:
     singular = [key[:-1], key[:-2]] if key.endswith("s") else []  # "cats", "taxes"
     group = next((_GROUP[k] for k in [key, *singular] if k in _GROUP), ())
     return [core, *(name for name in group if name != key)]
+
+
+def asks_about(topic: str, text: str) -> bool:
+    """Whether the user's `text` brings up `topic` other than to ban it ("Don't mention football.
+    What is a stadium?" does not; "Tell me about soccer" does)."""
+    return mentions(topic, JA.sub("", EN.sub("", text)))
 
 
 def mentions(topic: str, text: str) -> bool:

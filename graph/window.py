@@ -3,8 +3,9 @@
 Owns: laying out the prompt as [system prompt + summary][recent messages][per-turn
 material], fitted to the context window with room for the answer (the system prompt is
 never cut: the oldest messages go first, and a single message too long to fit loses its
-middle), leaving out the exchanges whose answer the user complained about or rated bad (`unrepeated`,
-for the embedded model), and choosing the turns to fold away when the window has grown past its share.
+middle), leaving out the exchanges whose answer the user complained about or rated bad
+(`unrepeated`, for the embedded model) and the feedback said before a new request (`reworded`),
+and choosing the turns to fold away when the window has grown past its share.
 Does not own: counting tokens (the backend's tokenizer, llm.py), writing the summary
 (llm.summarize) or the transcript (store.py).
 """
@@ -89,3 +90,10 @@ def unrepeated(messages: list[BaseMessage], unwanted: Callable[[BaseMessage, Bas
     starts = [i for i, m in enumerate(messages) if m.type == "human"]
     hidden = {i for a, b in zip(starts, starts[1:]) if unwanted(messages[a], messages[b]) for i in range(a, b)}
     return [m for i, m in enumerate(messages) if i not in hidden]
+
+
+def reworded(messages: list[BaseMessage], request: Callable[[str], str]) -> list[BaseMessage]:
+    """`messages` with each user message as `request` words it (the feedback before a new request
+    taken out, for the embedded model: feedback.request); the messages themselves stay."""
+    return [m.model_copy(update={"content": text}) if m.type == "human" and (text := request(m.text)) != m.text
+            else m for m in messages]

@@ -288,7 +288,9 @@ def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_p
     window = [m.text for m in [c for c in model.calls if c[0].type == "system"][-1]]
     assert ("Step 1: DNS is a phone book." not in window) is hidden  # the whole exchange: a question
     assert ("What is DNS?" not in window) is hidden  # left without its answer derails SmolLM2
-    assert "APIs connect programs." in window and all(text in window for text in asked[1:])  # the complaint stays
+    assert "APIs connect programs." in window and "Thanks! What is a CPU?" in window
+    assert ("What is an API?" in window) is hidden  # the complaint before the question goes with it,
+    assert (asked[1] in window) is not hidden  # for the agent acts on it (feedback.request)
     kept = [m.text for m in session.messages()]  # the checkpoint keeps all of it
     assert "Step 1: DNS is a phone book." in kept and "What is DNS?" in kept
     assert "Step 1: DNS is a phone book." in [r["content"] for r in session.store.history()]  # and the transcript
@@ -313,6 +315,29 @@ def test_an_answer_rated_bad_is_not_shown_to_the_embedded_model(tmp_path, make_c
         assert "Step 1: DNS is a phone book." in [m.text for m in [c for c in model.calls if c[0].type == "system"][-1]]
 
 
+@pytest.mark.parametrize("text, asks", [
+    ("Too long, shorter please. What is DNS?", "What is DNS?"),
+    ("Please don't talk about football. What sports are popular in Brazil?", "What sports are popular in Brazil?"),
+    ("長すぎます。短くして。光合成とは何ですか？", "光合成とは何ですか？"), ("That's wrong. What is an API?", "What is an API?"),
+    ("Thanks! What is DNS?", "Thanks! What is DNS?"), ("Too long.", "Too long."),  # no feedback before / no request
+    ("Tell me about sports, but don't mention football.", "Tell me about sports, but don't mention football."),
+    ("What is DNS? Too long answers are bad.", "What is DNS? Too long answers are bad.")])
+def test_the_request_is_the_message_without_the_feedback_before_it(text, asks):
+    assert feedback.request(text) == asks
+
+
+def test_the_embedded_model_sees_the_request_without_the_feedback_before_it(tmp_path, make_config):
+    session, model = make(tmp_path, make_config)
+    install(session.ctx, model, name="embedded")
+    model.replies = ["Football is popular.", "A stadium is a venue.", "ok"]
+    say(session, "What sports are popular in Brazil?", "Please don't talk about football. What is a stadium?",
+        "Thanks! What is a referee?")
+    windows = [[m.text for m in call] for call in model.calls if call[0].type == "system"]
+    assert "What is a stadium?" in windows[1] and not any("football" in text for text in windows[1][1:])
+    assert "What is a stadium?" in windows[2] and "Thanks! What is a referee?" in windows[2]
+    assert "Please don't talk about football. What is a stadium?" in [m.text for m in session.messages()]  # kept
+
+
 def test_a_topic_ban_leaves_the_topic_out_unless_the_user_asks_about_it(tmp_path, make_config):
     session, model = make(tmp_path, make_config)
     say(session, "What sports are popular in Brazil?", "Please don't talk about football. What is a stadium?")
@@ -320,5 +345,7 @@ def test_a_topic_ban_leaves_the_topic_out_unless_the_user_asks_about_it(tmp_path
     model.replies = [reply]
     events = say(session, "Thanks! What is a referee?")
     assert shown(events) == "A stadium is a big venue. Concerts too!" == session.store.history()[-1]["content"]
+    model.replies = [reply]  # the message that bans it is not one that asks about it
+    assert shown(say(session, "Stop mentioning soccer. What is a stadium?")) == "A stadium is a big venue. Concerts too!"
     model.replies = [reply]
     assert shown(say(session, "What are the rules of football?")) == reply  # asked: "unless the user asks"

@@ -62,8 +62,9 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     reserve += backend.tools_tokens(tools)  # tool definitions travel with every request
     budget = window.budget(backend.context_window, reserve)
     seen = messages
-    if backend.name == "embedded" and learns:  # SmolLM2 copies its earlier answers, the unwanted ones too
-        seen = window.unrepeated(messages, feedback.unwanted(store))
+    if backend.name == "embedded" and learns:  # SmolLM2 copies its earlier answers, the unwanted ones too, and
+        # answers the feedback before a question instead of the question (the agent acts on the feedback itself)
+        seen = window.reworded(window.unrepeated(messages, feedback.unwanted(store)), feedback.request)
     if backend.name == "embedded":  # ...and any earlier answer: it sees the last few exchanges only
         seen = window.recent(seen, ctx.settings.llm.embedded.history_turns)
     sent = window.prompt(system, state.get("summary", ""), seen, extra, budget, backend.count_tokens)
