@@ -99,9 +99,11 @@ class UI:
         return self.proc.returncode
 
 
-def button(label: str) -> str:
-    """A Streamlit button in a snapshot (its label is a paragraph inside it): its ref is group 1."""
-    return rf'button [^\n]*\[ref=(\w+)\][^\n]*\n(?:\s*- generic [^\n]*\n){{0,3}}\s*- paragraph [^\n]*: "?{re.escape(label)}"?\n'
+def labelled(role: str, label: str) -> str:
+    """A Streamlit button or link in a snapshot, whose label is a paragraph inside it (after an
+    icon or its URL): its ref is group 1."""
+    return (rf'{role} [^\n]*\[ref=(\w+)\][^\n]*\n(?:\s*- (?:generic|/url)[^\n]*\n){{0,4}}'
+            rf'\s*- paragraph [^\n]*: "?{re.escape(label)}"?\n')
 
 
 class Browser:
@@ -136,8 +138,8 @@ class Browser:
             time.sleep(0.2)
 
     def ref(self, page: str, role: str, name: str) -> str:
-        found = re.search(rf'{role} "{re.escape(name)}"[^\n]*\[ref=(\w+)\]', page) or \
-            (re.search(button(name), page) if role == "button" else None)
+        found = re.search(rf'{role} "[^"]*{re.escape(name)}"[^\n]*\[ref=(\w+)\]', page) or \
+            re.search(labelled(role, name), page)
         assert found, f'no {role} "{name}" on the page:\n{page[-3000:]}'
         return found.group(1)
 
@@ -145,6 +147,11 @@ class Browser:
         page = self.wait_for(r'textbox "Message the agent" \[ref=')
         self("browser_type", element="message box", target=self.ref(page, "textbox", "Message the agent"),
              text=text, submit=True)
+
+    def open(self, title: str, pattern: str) -> str:
+        """Go to a page of the UI by its link in the sidebar; its snapshot once `pattern` is on it."""
+        self.click(self.wait_for(labelled("link", title)), "link", title)
+        return self.wait_for(pattern)
 
     def click(self, page: str, role: str, name: str) -> None:
         self("browser_click", element=f"{role} {name}", target=self.ref(page, role, name))
@@ -170,7 +177,7 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
         browser.send("What is the capital of France?")
         seen: list[str] = []
         page = browser.wait_for(r"turn 1 · reward", seen=seen)
-        assert any(re.search(button("Stop"), each) for each in seen), "the turn was never shown while it was written"
+        assert any(re.search(labelled("button", "Stop"), each) for each in seen), "the turn was never shown while it was written"
         rows = store_for(ui.home).history()
         assert [r["role"] for r in rows] == ["user", "assistant"] and rows[0]["content"] == "What is the capital of France?"
         answer = rows[1]["content"]
@@ -180,10 +187,16 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
         assert 'group "Chat message from user"' in page and 'group "Chat message from assistant"' in page
         browser.screenshot("ui-answer.png")
 
-        browser.click(page, "radio", "Thumbs up")
-        page = browser.wait_for(r"turn 1 · reward \+1\.00")
+        page = browser.open("Learning", r"latest: turn 1 reward \+0\.00")
+        assert re.search(r"version 1 · serving · by \w+", page)  # the prompt version serving, on its timeline
+        browser.open("Chat", r"turn 1 · reward")
+
+        browser.click(browser.wait_for(r'radio "Thumbs up"'), "radio", "Thumbs up")
+        browser.wait_for(r"turn 1 · reward \+1\.00")
         assert reward.get(store_for(ui.home), 1).components == {"good": 1.0}
         browser.screenshot("ui-rated.png")
+        browser.open("Learning", r"latest: turn 1 reward \+1\.00")  # the reward chart's point moved
+        browser.screenshot("ui-learning.png")
     finally:
         code = ui.stop()
     assert code == 0, ui.text()
@@ -204,7 +217,7 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         browser = Browser(tmp_path, make_config)
         browser("browser_navigate", url=ui.url)
         browser.send("Please run the echo command.")
-        page = browser.wait_for(r"run_command wants to run this[\s\S]*echo UI-APPROVED-42[\s\S]*" + button("Yes"))
+        page = browser.wait_for(r"run_command wants to run this[\s\S]*echo UI-APPROVED-42[\s\S]*" + labelled("button", "Yes"))
         browser.screenshot("ui-approval.png")
         browser.click(page, "button", "Yes")
         page = browser.wait_for(r"turn 1 · reward")

@@ -16,7 +16,7 @@ import streamlit as st
 
 from graph.context import Context
 from graph.session import Session
-from graph.web.ui import chat
+from graph.web.ui import chat, learning
 from graph.web.ui.live import Desk
 
 
@@ -45,7 +45,8 @@ def main() -> None:
     st.sidebar.caption(f"{backend.name}: {backend.model} · data: {served.session.ctx.home}")
     if backend.notice:
         st.sidebar.warning(backend.notice, icon="⚠️")
-    pages = [st.Page(lambda: chat.page(served), title="Chat", icon="💬", url_path="chat", default=True)]
+    pages = [st.Page(lambda: chat.page(served), title="Chat", icon="💬", url_path="chat", default=True),
+             st.Page(lambda: learning.page(served), title="Learning", icon="📈", url_path="learning")]
     st.navigation(pages).run()
 
 
