@@ -265,10 +265,11 @@ def main() -> None:
             for kind in args.users.split(",") if args.runs == "learning,frozen" else []:
                 a, b = (next(r for r in rows if r["name"] == f"{kind}-{model}-{m}") for m in ("learning", "frozen"))
                 ratio = a["satisfied"][-1] / b["satisfied"][-1] if b["satisfied"][-1] else float("inf")
-                slower = sum(a["s_per_turn"]) / max(1e-9, sum(b["s_per_turn"]))
-                busier = sum(a["cpu_s_per_turn"]) / max(1e-9, sum(b["cpu_s_per_turn"]))
+                slower = a["s_per_turn"][-1] / max(1e-9, b["s_per_turn"][-1])
+                busier = a["cpu_s_per_turn"][-1] / max(1e-9, b["cpu_s_per_turn"][-1])
                 print(f"  {kind:<8} last 10: learning {a['satisfied'][-1]:.1f} vs frozen {b['satisfied'][-1]:.1f}"
-                      f" (x{ratio:.1f}); time learning/frozen {slower:.2f}, CPU time {busier:.2f}")
+                      f" (x{ratio:.1f}); time learning/frozen {slower:.2f}, CPU time {busier:.2f},"
+                      f" chars {a['chars'][-1]} vs {b['chars'][-1]}")
             out[model] = rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
