@@ -85,6 +85,7 @@ def test_a_complaint_shapes_the_next_answer_at_once(tmp_path, make_config, monke
     assert model.seen[0]["max_tokens"] is None and model.seen[-1]["max_tokens"] == feedback.PREFERENCES["short"].max_tokens
     say(session, "Use bullet points, please. What is a CPU?")
     assert feedback.PREFERENCES["bullets"].instruction in sent(model)
+    assert model.seen[-1]["max_tokens"] == feedback.LIST_TOKENS  # a short list: the 135M model's were 209 tokens
     assert not feedback.standing(session.store)  # said once of two: this answer only
 
 
