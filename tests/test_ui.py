@@ -197,6 +197,9 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
         browser.screenshot("ui-rated.png")
         browser.open("Learning", r"latest: turn 1 reward \+1\.00")  # the reward chart's point moved
         browser.screenshot("ui-learning.png")
+        page = browser.open("Monitoring", r"last turn 1: tokens per second [\d.]+ · first token \(s\) [\d.]+")
+        browser.wait_for(r"CPU[\s\S]*\d+ %")  # a sample of the machine
+        browser.screenshot("ui-monitoring.png")
     finally:
         code = ui.stop()
     assert code == 0, ui.text()

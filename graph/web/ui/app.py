@@ -16,7 +16,7 @@ import streamlit as st
 
 from graph.context import Context
 from graph.session import Session
-from graph.web.ui import chat, learning
+from graph.web.ui import chat, learning, monitoring
 from graph.web.ui.live import Desk
 
 
@@ -46,6 +46,7 @@ def main() -> None:
     if backend.notice:
         st.sidebar.warning(backend.notice, icon="⚠️")
     pages = [st.Page(lambda: chat.page(served), title="Chat", icon="💬", url_path="chat", default=True),
+             st.Page(lambda: monitoring.page(served), title="Monitoring", icon="📊", url_path="monitoring"),
              st.Page(lambda: learning.page(served), title="Learning", icon="📈", url_path="learning")]
     st.navigation(pages).run()
 
