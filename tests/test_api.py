@@ -26,7 +26,7 @@ from graph.cli import serve
 from graph.context import Context
 from graph.session import Session
 from graph.store import store_for
-from graph.web import auth
+from graph.web import auth, turns
 from graph.web.api import create_app
 
 
@@ -120,10 +120,11 @@ def test_a_turn_streams_as_server_sent_events_and_joins_the_history(api):
     assert server.http.get("/status").status_code == 200
 
 
-def test_history_pages_back(api):
+def test_history_pages_back(api, monkeypatch):
+    monkeypatch.setattr(turns, "KEEP", 3)
     server = api([f"answer {i}" for i in range(5)])
-    for i in range(5):
-        server.turn(f"question {i}")
+    sent = [server.turn(f"question {i}")[0]["turn"] for i in range(5)]
+    assert [server.http.get(f"/turns/{t}").status_code for t in sent] == [404, 404, 200, 200, 200]
     newest = server.http.get("/history", params={"turns": 2}).json()
     assert [m["content"] for m in newest["messages"]] == ["question 3", "answer 3", "question 4", "answer 4"]
     older = server.http.get("/history", params={"turns": 2, "before": newest["before"]}).json()

@@ -4,10 +4,11 @@ approvals asked of whoever answers first (REST or WebSocket).
 
 Owns: the queue of the API's turns (one worker thread: this process's turns run in the order
 they were sent; the session's file lock makes them take turns with the REPL, `agent.py -m`
-and Studio), each turn's event log (replayed to a listener that joins late), turning the
-session's events into JSON-ready dicts, the approval requests of a waiting tool call (each
-with an id, answered once; unanswered after web.approval_timeout_s, or at shutdown: "no"),
-and stopping at shutdown (the answer so far is kept, as Ctrl-C does in the REPL).
+and Studio), each turn's event log (replayed to a listener that joins late; the latest
+KEEP turns' logs are kept), turning the session's events into JSON-ready dicts, the approval
+requests of a waiting tool call (each with an id, answered once; unanswered after
+web.approval_timeout_s, or at shutdown: "no"), and stopping at shutdown (the answer so far
+is kept, as Ctrl-C does in the REPL).
 Does not own: running the turn (session.py), HTTP or WebSocket (api.py), auth (auth.py).
 """
 
@@ -29,6 +30,7 @@ from graph.session import Session
 from graph.web.plain import plain
 
 ANSWERS = ("yes", "no", "always")
+KEEP = 200  # turns whose events are kept for GET /turns/{id} (older ones: 404)
 log = logging.getLogger("uvicorn.error")  # shown by uvicorn
 
 
@@ -109,6 +111,9 @@ class Turns:
         turn = Turn(text)
         events = self.session.turn(text)
         self.turns[turn.id] = turn
+        for old in list(self.turns)[:-KEEP]:  # the oldest finished turns' events (the history keeps them)
+            if getattr(self.turns.get(old), "finished", False):  # (another request may drop it first)
+                self.turns.pop(old, None)
         ahead = self._queue.qsize() + (self._current is not None)
         turn.publish("accepted", {"ahead": ahead})
         self._queue.put((turn, events))
