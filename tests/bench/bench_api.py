@@ -19,9 +19,10 @@ minutes, and the API's overhead per turn against calling the session directly.
 
 --model scripted (default): a scripted echo model that takes ~no time (what is measured is
 the API and the session); embedded: the real SmolLM2 on llama.cpp (short answers:
-llm.max_tokens 24, temperature 0). Long-term memory is off (its embedder would dominate a 2-core machine),
-tools are off (agent.max_tool_rounds 0). Progress goes to stderr; the last line of stdout is
-one JSON object with the numbers. Exit 0 either way.
+llm.max_tokens 24, temperature 0: both sides of the overhead comparison answer alike).
+Long-term memory is off (its embedder would dominate a 2-core machine), tools are off
+(agent.max_tool_rounds 0). Progress goes to stderr; the last line of stdout is one JSON
+object with the numbers. Exit 0 either way.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def main() -> None:
 
     settings = dict(SETTINGS)
     if args.model == "embedded":
-        settings["llm"] = {"backend": "embedded", "max_tokens": 24, "temperature": 0}  # both sides answer alike
+        settings["llm"] = {"backend": "embedded", "max_tokens": 24, "temperature": 0}
     with tempfile.TemporaryDirectory(prefix="bench_api_") as tmp:
         folder = Path(tmp)
         config = folder / "config.yaml"
