@@ -189,6 +189,8 @@ class Turns:
 
     def _ask(self, request: dict) -> str:
         """Session.approve, on the worker thread: publish the request and wait for its answer."""
+        if self._stopping.is_set():
+            return "no"
         turn = self._current
         approval = Approval(request)
         turn.approvals[approval.id] = approval
