@@ -87,7 +87,7 @@ PREFERENCES: dict[str, Preference] = {
         "bullet points",
         _cue(r"\b(bullet(ed)?( points?| list)?|as a list|in a list|list form)\b|箇条書き"),
         "Format the answer as a short bulleted list: one point per line, each line starting with '- '.",
-        "format", max_tokens=LIST_TOKENS, form=formats.bulleted),
+        "format", {"think": "off"}, max_tokens=LIST_TOKENS, form=formats.bulleted),  # no room to think
     "plain": Preference(
         "plain text without markdown",
         _cue(r"\b(no markdown|without markdown|plain text|no (bullets|lists|formatting|headings))\b|"

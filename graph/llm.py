@@ -385,7 +385,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
         ask = HumanMessage(prompts.FORCE_ANSWER.format(thoughts=trace.thought_text[-backend.context_window:]))
         plain = [m for m in messages if not (m.type == "system" and m.text == prompts.THINK)]
         reply, reply_meta = respond(ctx, _refit([*plain, ask], backend, ctx), [], notify, shows, think=False,
-                                    forced=True, form=form)
+                                    forced=True, max_tokens=max_tokens, form=form)  # the answer's budget too
         answer, meta["seconds"] = reply.text, round(time.perf_counter() - start, 3)
         meta["tokens"] += reply_meta["tokens"]
         interrupted = reply_meta.get("interrupted", "")

@@ -89,6 +89,13 @@ def test_a_complaint_shapes_the_next_answer_at_once(tmp_path, make_config, monke
     assert not feedback.standing(session.store)  # said once of two: this answer only
 
 
+def test_the_answer_forced_after_cut_reasoning_keeps_the_budget(tmp_path, make_config):
+    session, model = make(tmp_path, make_config, reasoning={"mode": "on", "max_tokens": 32})  # the user's: it wins
+    model.replies = ["<think>" + " ".join(f"step{i}" for i in range(100)), "Eight. " * 100]
+    say(session, "Use bullet points, please. What is 3 + 5?")
+    assert [seen["max_tokens"] for seen in model.seen] == [feedback.LIST_TOKENS] * 2  # thinking, then the answer
+
+
 def shown(events) -> str:
     return "".join(v for k, v in events if k == "token")
 
