@@ -68,7 +68,8 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     else:
         console.print(f"auth is off (web.auth); docs: {url}/docs", highlight=False)
     console.print("Ctrl-C stops", style="dim")
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5,
+                            ws_max_size=web.max_body_kb * 1024)  # a larger WebSocket message closes it (1009)
     try:
         server(config, app.state.turns).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn stopped on Ctrl-C and raises it again once it is done
