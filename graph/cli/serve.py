@@ -67,6 +67,10 @@ def run(args: argparse.Namespace, ctx, console) -> int:
                       f"docs: {url}/docs?token=TOKEN)", highlight=False, soft_wrap=True)
     else:
         console.print(f"auth is off (web.auth); docs: {url}/docs", highlight=False)
+    if not auth.loopback(host):
+        console.print(f"! listening on {host}: other machines can reach the API; the token travels unencrypted "
+                      "(plain HTTP), so use it only on a network you trust", style="yellow", highlight=False,
+                      soft_wrap=True)
     console.print("Ctrl-C stops", style="dim")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5,
                             ws_max_size=web.max_body_kb * 1024)  # a larger WebSocket message closes it (1009)
