@@ -287,6 +287,21 @@ def receive_turn(ws) -> list[dict]:
     return events
 
 
+def test_thoughts_and_answer_stream_over_the_websocket(api):
+    server = api(["<think>1. 3 + 5\n2. check: 8</think>The answer is 8 (八)."], settings={"reasoning": {"mode": "on"}})
+    with server.ws() as ws:
+        ws.send(json.dumps({"type": "turn", "text": "3 + 5 は？"}))
+        events = receive_turn(ws)
+    kinds = [e["kind"] for e in events]
+    assert "".join(e["data"] for e in events if e["kind"] == "thought") == "1. 3 + 5\n2. check: 8"
+    assert tokens(events) == "The answer is 8 (八)."
+    assert max(i for i, k in enumerate(kinds) if k == "thought") < kinds.index("token") < kinds.index("done")
+    done = next(e["data"] for e in events if e["kind"] == "done")
+    assert done["thought_tokens"] > 0 and done["reasoning"]["steps"] == 2
+    row = server.session.store.history()[-1]
+    assert (row["content"], row["reasoning"]) == ("The answer is 8 (八).", "1. 3 + 5\n2. check: 8")
+
+
 def test_approval_round_trip_over_the_websocket(api, tmp_path):
     server = api([{"tool": "run_command", "args": {"command": "echo made > out.txt"}}, "Done: out.txt made."])
     with server.ws() as ws:
