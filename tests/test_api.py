@@ -110,7 +110,12 @@ def test_a_turn_streams_as_server_sent_events_and_joins_the_history(api):
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert len({e["turn"] for e in events}) == 1
     state = server.http.get(f"/turns/{events[0]['turn']}").json()
-    assert state["finished"] and [e["kind"] for e in state["log"]] == kinds
+    assert state["finished"] and state["log"] == events
+    with server.http.stream("GET", f"/turns/{events[0]['turn']}/events") as replay:
+        assert sse(replay) == events  # a listener joining late gets the turn from its first event
+    with server.ws() as ws:
+        ws.send(json.dumps({"type": "follow", "turn": events[0]["turn"]}))
+        assert receive_turn(ws) == events
 
     page = server.http.get("/history").json()
     assert [(m["role"], m["content"]) for m in page["messages"]] == [
