@@ -122,7 +122,11 @@ def test_a_turn_streams_as_server_sent_events_and_joins_the_history(api):
         ("user", "こんにちは"), ("assistant", "こんにちは、元気です。 How can I help?")]
     found = server.http.get("/history", params={"search": "元気"}).json()["messages"]
     assert [m["role"] for m in found] == ["assistant"]
-    assert server.http.get("/status").status_code == 200
+    status = server.http.get("/status").json()
+    assert status["turns"] == 1 and status["backend"] == "fake"
+    listed = server.http.get("/tools").json()
+    assert {"run_command", "read_file"} <= {t["name"] for t in listed["tools"]}
+    assert all(t["source"] and t["description"] for t in listed["tools"])
 
 
 def test_history_pages_back(api, monkeypatch):

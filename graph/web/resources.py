@@ -1,6 +1,7 @@
 """The API's REST routes over the actions layer: history, status, rewards and ratings, memory,
-prompt versions, tuning data and evolution. Each route calls one action (graph/actions) and
-only translates: query and body in, the action's data out as JSON; a `Problem` becomes 400
+prompt versions, tuning data and evolution, and the tools. Each route calls one action
+(graph/actions; the tools' listing is graph/tools' own, as for `agent.py tools`) and only
+translates: query and body in, the action's data out as JSON; a `Problem` becomes 400
 (api.py's error handlers).
 
 Owns: these routes' paths, parameters and bodies. Does not own: what the actions do, turns
@@ -200,5 +201,14 @@ def router(session: Session) -> APIRouter:
         """Undo the prompt version evolution promoted (its evolved settings detached)."""
         undone, back = evolution.rollback(ctx, body.why or "rolled back over the API")
         return {"undone": plain(undone), "serving": plain(back)}
+
+    @api.get("/tools", tags=["tools"])
+    def tool_list() -> dict:
+        """Every tool the agent can use (built-in, MCP, self-made) with its source, and the MCP servers."""
+        from graph import tools
+        from graph.tools import mcp
+
+        warnings: list[str] = []
+        return {"tools": tools.listing(ctx, warnings.append), "mcp_servers": mcp.servers(ctx), "warnings": warnings}
 
     return api
