@@ -283,6 +283,8 @@ def test_bad_input_is_a_clear_4xx_and_the_server_goes_on(api):
             ws.send(raw)
             reply = json.loads(ws.recv(timeout=10))
             assert reply["kind"] == "error" and reply["data"]["status"] in (400, 404) and reply["data"]["error"]
+        ws.send(b"\x00binary")
+        assert json.loads(ws.recv(timeout=10))["data"]["status"] == 400
         ws.send(json.dumps({"type": "turn", "text": "still there?"}))  # the connection goes on
         assert tokens(receive_turn(ws)) == "ok"
     assert [e["kind"] for e in server.turn("and over REST?")][-1] == "end"
@@ -309,6 +311,18 @@ def test_thoughts_and_answer_stream_over_the_websocket(api):
     assert done["thought_tokens"] > 0 and done["reasoning"]["steps"] == 2
     row = server.session.store.history()[-1]
     assert (row["content"], row["reasoning"]) == ("The answer is 8 (八).", "1. 3 + 5\n2. check: 8")
+
+
+def test_a_turn_goes_on_when_its_client_leaves(api):
+    server = api(["Still answered."])
+    with server.ws() as ws:
+        ws.send(json.dumps({"type": "turn", "text": "are you there?"}))
+        turn = json.loads(ws.recv(timeout=10))["turn"]
+    deadline = time.monotonic() + 60
+    while not server.http.get(f"/turns/{turn}").json()["finished"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert [r["content"] for r in server.session.store.history()] == ["are you there?", "Still answered."]
 
 
 def test_approval_round_trip_over_the_websocket(api, tmp_path):

@@ -149,6 +149,8 @@ async def _socket(ws: WebSocket, turns: Turns) -> None:
             while (event := await q.get())["kind"] != "end":
                 await send(event)
             await send(event)
+        except (WebSocketDisconnect, RuntimeError, OSError):  # the client left: the turn goes on without it
+            pass
         finally:
             turn.unlisten(q)
 
@@ -156,10 +158,9 @@ async def _socket(ws: WebSocket, turns: Turns) -> None:
         await send({"kind": "error", "data": {"status": status, "error": message}})
 
     try:
-        while True:
-            raw = await ws.receive_text()
+        while (message := await ws.receive())["type"] != "websocket.disconnect":
             try:
-                msg = json.loads(raw)
+                msg = json.loads(message.get("text") or "")  # a binary frame is not JSON text either
             except ValueError:
                 msg = None
             if not isinstance(msg, dict):
@@ -192,8 +193,6 @@ async def _socket(ws: WebSocket, turns: Turns) -> None:
             task = asyncio.create_task(forward(turn))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
-    except WebSocketDisconnect:
-        pass
     finally:
         for task in tasks:
             task.cancel()
