@@ -4,11 +4,13 @@ client (graph/tools/mcp.py: Playwright MCP with Debian's Chromium, as tests/test
 
 With the real embedded model: a message typed in the page streams its answer live, a thumbs-up
 under it is recorded as the turn's reward (the learning view's reward numbers change), and the
-learning view shows the prompt version serving. With a scripted model (for determinism, through
+learning view shows the prompt version serving, the monitoring view the machine and the turn's
+speed. With a scripted model (for determinism, through
 a small harness that makes it the UI process's backend): a command waits for approval, the Yes
 button runs it and its output is shown; an answer holding `<img src=x onerror=...>` is shown as
-text and never runs; Japanese renders; a second `ui` on the same port says so in one line; Ctrl-C
-stops the server cleanly. Screenshots go to the test's tmp folder (their paths are printed).
+text and never runs; Japanese renders; an evolution run in the archive shows its lineage and
+the Promote button makes its best genome serve; a second `ui` on the same port says so in one
+line; Ctrl-C stops the server cleanly. Screenshots go to the test's tmp folder (their paths are printed).
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ import httpx
 import pytest
 
 from conftest import ROOT, agent_env
-from graph import reward
+from graph import reward, selfprompt
+from graph.actions import prompt
 from graph.context import Context
+from graph.evolution import archive
+from graph.evolution.archive import Genome
 from graph.store import store_for
 from graph.tools import mcp
 from tooling import call
@@ -133,6 +138,8 @@ class Browser:
                 seen.append(page)
             if re.search(pattern, page):
                 return page
+            if "Traceback:" in page:  # the page failed: Streamlit shows the exception
+                pytest.fail(f"the page shows an error:\n{page[-3000:]}")
             if time.monotonic() > deadline:
                 pytest.fail(f"not on the page after {timeout} s: {pattern}\n{page[-3000:]}")
             time.sleep(0.2)
@@ -177,9 +184,11 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
         browser.send("What is the capital of France?")
         seen: list[str] = []
         page = browser.wait_for(r"turn 1 · reward", seen=seen)
-        assert any(re.search(labelled("button", "Stop"), each) for each in seen), "the turn was never shown while it was written"
+        stop = labelled("button", "Stop")
+        assert any(re.search(stop, each) for each in seen), "the turn was never shown while it was written"
         rows = store_for(ui.home).history()
-        assert [r["role"] for r in rows] == ["user", "assistant"] and rows[0]["content"] == "What is the capital of France?"
+        assert [r["role"] for r in rows] == ["user", "assistant"]
+        assert rows[0]["content"] == "What is the capital of France?"
         answer = rows[1]["content"]
         assert answer.strip()
         for word in re.findall(r"[A-Za-z]{4,}", answer)[:3]:  # the answer is on the page
@@ -206,10 +215,26 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
     assert "web UI stopped" in ui.text() and "Traceback" not in ui.text()
 
 
+def seed_evolution(ctx: Context) -> int:
+    """A finished evolution run in the archive: a seed genome and its better child; returns the child's id."""
+    store, base = store_for(ctx.home), ctx.settings.agent.system_prompt
+    run = archive.start(store, "test", {})
+    rules = ["Keep every answer under fifty words.", "Give the answer first, then explain it briefly."]
+    seed = archive.add(store, Genome(selfprompt.compose(base, rules[:1]), sampling={"temperature": 0.7}, run=run))
+    archive.scored(store, seed, {"a": 0.4, "b": 0.5}, [])
+    child = archive.add(store, Genome(selfprompt.compose(base, rules),
+                                      sampling={"temperature": 0.5}, parents=[seed.id], operator="mutate",
+                                      generation=1, run=run))
+    archive.scored(store, child, {"a": 0.9, "b": 0.8}, [])
+    archive.finish(store, run, "done", {"decision": "kept the prompt in use"})
+    return child.id
+
+
 def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_config, ui_config):
-    xss = 'Here is the page: <img src=x onerror="window.pwned=2;document.title=\'PWNED\'"> and <script>window.pwned=1</script> done.'
-    replies = [{"tool": "run_command", "args": {"command": "echo UI-APPROVED-42"}}, "The command printed UI-APPROVED-42.",
-               xss, "東京は日本の首都です。"]
+    xss = ('Here is the page: <img src=x onerror="window.pwned=2;document.title=\'PWNED\'"> and '
+           '<script>window.pwned=1</script> done.')
+    replies = [{"tool": "run_command", "args": {"command": "echo UI-APPROVED-42"}},
+               "The command printed UI-APPROVED-42.", xss, "東京は日本の首都です。"]
     ui = UI(tmp_path, ui_config, harness=replies)
     try:
         taken = subprocess.run([sys.executable, str(ROOT / "agent.py"), "ui", "--port", str(ui.port)],
@@ -220,7 +245,8 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         browser = Browser(tmp_path, make_config)
         browser("browser_navigate", url=ui.url)
         browser.send("Please run the echo command.")
-        page = browser.wait_for(r"run_command wants to run this[\s\S]*echo UI-APPROVED-42[\s\S]*" + labelled("button", "Yes"))
+        asked = r"run_command wants to run this[\s\S]*echo UI-APPROVED-42[\s\S]*"
+        page = browser.wait_for(asked + labelled("button", "Yes"))
         browser.screenshot("ui-approval.png")
         browser.click(page, "button", "Yes")
         page = browser.wait_for(r"turn 1 · reward")
@@ -243,6 +269,14 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         page = browser.wait_for(r"turn 3 · reward")
         assert "日本の首都はどこですか？" in page and "東京は日本の首都です。" in page
         browser.screenshot("ui-japanese.png")
+
+        winner = seed_evolution(Context(home=str(ui.home), config=str(ui_config)))
+        page = browser.open("Evolution", rf"#{winner} gen 1")
+        assert "kept the prompt in use" in page and "mutate" in page  # the run, and the lineage's operator
+        browser.screenshot("ui-evolution.png")
+        browser.click(page, "button", "Promote this genome")
+        browser.wait_for(rf"#{winner} gen 1 · mutate of #\d+ · fitness 0\.85 · promoted")
+        assert prompt.current(Context(home=str(ui.home), config=str(ui_config))).author == "evolution"
     finally:
         code = ui.stop()
     assert code == 0, ui.text()

@@ -16,7 +16,7 @@ import streamlit as st
 
 from graph.context import Context
 from graph.session import Session
-from graph.web.ui import chat, learning, monitoring
+from graph.web.ui import chat, evolution, learning, monitoring
 from graph.web.ui.live import Desk
 
 
@@ -47,7 +47,8 @@ def main() -> None:
         st.sidebar.warning(backend.notice, icon="⚠️")
     pages = [st.Page(lambda: chat.page(served), title="Chat", icon="💬", url_path="chat", default=True),
              st.Page(lambda: monitoring.page(served), title="Monitoring", icon="📊", url_path="monitoring"),
-             st.Page(lambda: learning.page(served), title="Learning", icon="📈", url_path="learning")]
+             st.Page(lambda: learning.page(served), title="Learning", icon="📈", url_path="learning"),
+             st.Page(lambda: evolution.page(served), title="Evolution", icon="🧬", url_path="evolution")]
     st.navigation(pages).run()
 
 

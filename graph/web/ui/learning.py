@@ -45,9 +45,9 @@ def reward_chart(store) -> None:
     frame["moving average"] = frame["reward"].rolling(AVERAGE, min_periods=1).mean()
     x = alt.X("turn:Q", axis=alt.Axis(tickMinStep=1))
     points = alt.Chart(frame).mark_circle(size=60).encode(
-        x, alt.Y("reward:Q", scale=alt.Scale(domain=[-1, 1])), alt.Color("settled:N", title=None),
+        x=x, y=alt.Y("reward:Q", scale=alt.Scale(domain=[-1, 1])), color=alt.Color("settled:N", title=None),
         tooltip=["turn", "reward", "settled"])
-    line = alt.Chart(frame).mark_line(color="#888").encode(x, alt.Y("moving average:Q"))
+    line = alt.Chart(frame).mark_line(color="#888").encode(x=x, y=alt.Y("moving average:Q"))
     st.altair_chart(points + line, width="stretch")
     last = frame.iloc[-1]
     st.caption(f"latest: turn {int(last['turn'])} reward {last['reward']:+.2f} · moving average of "
