@@ -321,7 +321,9 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     for this answer (the learned policy's choice), `max_tokens` the answer's length limit (the
     short preference's, the evolution's short answers): an answer it stops ends at its last
     complete sentence (sentences.py), shown sentence by sentence. `form` reshapes the answer as it is
-    shown (a format the user asked for: formats.py), sentence by sentence too. `forced` marks the one
+    shown (a format the user asked for: formats.py), sentence by sentence too. An embedded model's answer
+    that goes round in a loop (its last 60 characters three times over, outside code) is stopped there.
+    `forced` marks the one
     call that asks for the answer after cut reasoning: it is never cut or forced again."""
     from graph import prompts, sentences, thinking
 
@@ -335,7 +337,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     chat = tuned(backend.chat, temperature, max_tokens)
     model = chat.bind_tools(tools) if tools else chat
     trace = thinking.Trace(parse=backend.think_style != "native", budget_tokens=ctx.settings.reasoning.max_tokens)
-    start, first, chunks, interrupted, pieces = time.perf_counter(), None, [], "", 0
+    start, first, chunks, interrupted, pieces, looped = time.perf_counter(), None, [], "", 0, False
     stream = model.stream(messages, **({"reasoning": think} if backend.think_style != "prompt" else {}))
     try:
         for chunk in stream:
@@ -349,6 +351,10 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
                 interrupted = "stopped by the user"  # and no tool call runs: the user said stop
                 break
             if trace.cut and not forced:
+                break
+            if backend.name == "embedded" and pieces % 16 == 0 and \
+                    (so_far := trace.answer_text).count("```") % 2 == 0 and thinking.looping(so_far[-800:]):
+                looped = True  # SmolLM2 repeats a sentence, outside code, until llm.max_tokens (512: 30-60 s)
                 break
     except backend_errors() as exc:
         why = f"{backend.name} failed: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
@@ -368,7 +374,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     for kind, text in trace.finish():
         emit(kind, text)
     message = message_chunk_to_message(chunks[0] + chunks[1:]) if chunks else AIMessage(content="")
-    stopped = bool(max_tokens) and sentences.budget_stopped(message.response_metadata) and not interrupted
+    stopped = (looped or bool(max_tokens) and sentences.budget_stopped(message.response_metadata)) and not interrupted
     shown = held.finish(stopped) if held else ""
     end = time.perf_counter()
     usage = getattr(message, "usage_metadata", None) or {}
@@ -396,6 +402,8 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
         meta.update(thought_s=trace.thought_seconds(), thought_tokens=trace.thought_tokens,
                     reasoning=thinking.score(trace.thought_text, answer, trace.budget, trace.thought_tokens,
                                              trace.cut))
+    if looped:
+        meta["looped"] = True
     if interrupted:
         meta["interrupted"] = interrupted
         message.response_metadata["interrupted"] = interrupted

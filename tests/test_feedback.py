@@ -96,14 +96,31 @@ def test_the_answer_forced_after_cut_reasoning_keeps_the_budget(tmp_path, make_c
     assert [seen["max_tokens"] for seen in model.seen] == [feedback.LIST_TOKENS] * 2  # thinking, then the answer
 
 
+@pytest.mark.parametrize("ask", ["What sports do children play?", "Use bullet points, please. What sports do children play?"])
+def test_an_embedded_models_answer_going_round_in_a_loop_is_stopped(tmp_path, make_config, ask):
+    session, model = make(tmp_path, make_config)
+    install(session.ctx, model, name="embedded")
+    loop = "It is also played by adults, and it is also played by children. "
+    model.replies = ["Children play many sports. " + loop * 40]
+    answer = shown(say(session, ask))
+    assert answer.startswith(("Children play many sports.", "- Children play many sports."))
+    assert 1 <= answer.count("played by children.") <= 4  # not 40 times: stopped at the third
+    assert answer.rstrip().endswith("children.") or not ask.startswith("Use")  # held back: whole sentences
+    assert session.store.history()[-1]["meta"]["looped"] is True
+    if not ask.startswith("Use"):  # (a list has an 80-token budget)
+        code = "```\n" + "x = 1  # the same line again and again, as code may be\n" * 20 + "```"
+        model.replies = [code]
+        assert shown(say(session, "Thanks! Show me the code.")) == code  # code is left alone
+
+
 def shown(events) -> str:
     return "".join(v for k, v in events if k == "token")
 
 
 @pytest.mark.parametrize("reply, kept", [
-    (" ".join(["Plants make sugar from light."] * 12), " ".join(["Plants make sugar from light."] * 9)),
-    ("植物は光で糖を作ります。 " * 60, "植物は光で糖を作ります。 " * 47 + "植物は光で糖を作ります。"),
-    ("word " * 60, "word " * 47 + "word"),  # no complete sentence within the budget: kept, not emptied
+    (" ".join(f"Plants make sugar {n} times." for n in range(12)), " ".join(f"Plants make sugar {n} times." for n in range(9))),
+    ("".join(f"植物は糖を{n}回作ります。 " for n in range(60)), "".join(f"植物は糖を{n}回作ります。 " for n in range(48)).rstrip()),
+    (" ".join(f"w{n}" for n in range(60)), " ".join(f"w{n}" for n in range(48))),  # no sentence end: kept, not emptied
     ("It is 3.14 and a bit", "It is 3.14 and a bit")])  # under the budget: the model ended it, nothing is cut
 def test_an_answer_the_budget_stops_ends_at_its_last_complete_sentence(tmp_path, make_config, reply, kept):
     session, model = make(tmp_path, make_config)
