@@ -20,7 +20,7 @@ with its reaction, the way a person would):
   topic    asks about sports and places without naming football (SPORTS: SmolLM2 never brings
            football up on the other users' questions), wants no football (football, soccer, サッカー)
            in the answers, and an answer that addresses the question (`addresses`: eight words
-           or more, one of them a word the question calls for); else "Please don't talk about
+           or more, one of them a word the question calls for, no sentence said three times); else "Please don't talk about
            football." (a topic ban: feedback.py's "Do not bring up football unless the user asks.",
            and its sentences left out: formats.leaving_out), or "That doesn't answer my question."
            The scripted model picks football for half its examples
@@ -90,9 +90,12 @@ ANSWERED = 8  # words at least in an answer that addresses the question
 
 def addresses(question: str, answer: str) -> bool:
     """Whether the answer addresses the topic user's question: at least `ANSWERED` words, one of them
-    a word the question calls for (SPORTS)."""
+    a word the question calls for (SPORTS), and no sentence said three times (SmolLM2's loops: "It is
+    also played by adults, and it is also played by children." over and over)."""
+    said = [" ".join(s.split()).lower() for s in re.split(r"(?<=[.!?])\s+", answer) if s.strip()]
     return len(re.findall(r"[A-Za-z']+", answer)) >= ANSWERED and \
-        re.search(rf"\b({SPORTS[question]})", answer, re.IGNORECASE) is not None
+        re.search(rf"\b({SPORTS[question]})", answer, re.IGNORECASE) is not None and \
+        all(said.count(s) < 3 for s in set(said))
 
 
 def words(text: str) -> int:
