@@ -144,11 +144,12 @@ class Browser:
                 pytest.fail(f"not on the page after {timeout} s: {pattern}\n{page[-3000:]}")
             time.sleep(0.2)
 
-    def ref(self, page: str, role: str, name: str) -> str:
-        found = re.search(rf'{role} "[^"]*{re.escape(name)}"[^\n]*\[ref=(\w+)\]', page) or \
-            re.search(labelled(role, name), page)
+    def ref(self, page: str, role: str, name: str, last: bool = False) -> str:
+        """The first (or last) element of that role and name on the page."""
+        found = re.findall(rf'{role} "[^"]*{re.escape(name)}"[^\n]*\[ref=(\w+)\]', page) or \
+            re.findall(labelled(role, name), page)
         assert found, f'no {role} "{name}" on the page:\n{page[-3000:]}'
-        return found.group(1)
+        return found[-1 if last else 0]
 
     def send(self, text: str) -> None:
         page = self.wait_for(r'textbox "Message the agent" \[ref=')
@@ -160,8 +161,8 @@ class Browser:
         self.click(self.wait_for(labelled("link", title)), "link", title)
         return self.wait_for(pattern)
 
-    def click(self, page: str, role: str, name: str) -> None:
-        self("browser_click", element=f"{role} {name}", target=self.ref(page, role, name))
+    def click(self, page: str, role: str, name: str, last: bool = False) -> None:
+        self("browser_click", element=f"{role} {name}", target=self.ref(page, role, name, last))
 
     def screenshot(self, name: str) -> Path:
         path = self.shots / name
@@ -277,6 +278,17 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         browser.click(page, "button", "Promote this genome")
         browser.wait_for(rf"#{winner} gen 1 · mutate of #\d+ · fitness 0\.85 · promoted")
         assert prompt.current(Context(home=str(ui.home), config=str(ui_config))).author == "evolution"
+
+        page = browser.open("Learning", r"version 2 · serving · by evolution")
+        browser.screenshot("ui-prompt-versions.png")
+        browser.click(page, "button", "Roll back version 2")
+        browser.wait_for(r"version 2 · rolled back · by evolution[\s\S]*version 1 · serving")
+        assert prompt.current(Context(home=str(ui.home), config=str(ui_config))).id == 1
+
+        page = browser.open("Chat", r"turn 3 · reward")
+        browser.click(page, "radio", "4 out of 5 stars", last=True)  # the last answer's stars
+        browser.wait_for(r"turn 3 · reward \+0\.50 \(rating \+0\.50\)")
+        assert reward.get(store_for(ui.home), 3).components == {"rating": 0.5}
     finally:
         code = ui.stop()
     assert code == 0, ui.text()

@@ -14,6 +14,7 @@ import argparse
 import errno
 import socket
 import sys
+import threading
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -75,5 +76,8 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         from graph import llm
 
         llm.STOP.set()  # a turn still being written stops; what was written is kept
+        for thread in threading.enumerate():
+            if thread.name == "web-turn":  # graph/web/ui/live.py: let it save the partial answer
+                thread.join(timeout=10)
     console.print("web UI stopped; the session is kept.", highlight=False)
     return 0
