@@ -492,3 +492,11 @@ def store_for(home: str | Path) -> Store:
         if key not in _stores:
             _stores[key] = Store(Path(key))
         return _stores[key]
+
+
+def close_all() -> None:
+    """Close every data folder's connection, as at the end of a process; `store_for` opens them again."""
+    with _stores_lock:
+        for each in _stores.values():
+            each.conn.close()
+        _stores.clear()

@@ -68,9 +68,7 @@ def _release_files() -> None:
 
     if "graph.memory" in sys.modules:
         sys.modules["graph.memory"].close_all()  # before the files below: its thread writes to them
-    for each in store._stores.values():
-        each.conn.close()
-    store._stores.clear()
+    store.close_all()
     for name, log in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith("agent.turns.") and isinstance(log, logging.Logger):
             for handler in log.handlers[:]:

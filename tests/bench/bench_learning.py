@@ -65,9 +65,7 @@ def one(root: Path, name: str, seed: int, turns: int, frozen: bool, learning: di
     session = new_session(folder / "home", path, model)
     result = simulate(session, SimulatedUser(seed=seed), turns, frozen=frozen, seed=seed, progress=progress)
     llm.forget_backends()
-    for each in stores._stores.values():
-        each.conn.close()
-    stores._stores.clear()
+    stores.close_all()
     return result
 
 

@@ -290,8 +290,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
         checkpoints = scalar(session.store.path, "SELECT COUNT(*) FROM checkpoints")
     finally:
         session.saver.conn.close()
-        session.store.conn.close()
-        store_module._stores.pop(str(home.resolve()), None)
+        store_module.close_all()
     return {"times": times, "waits": waits, "cpu": cpu, "split": split, "answering": answering, "bytes": size,
             "wall": time.perf_counter() - started,
             "folds": folds, "wal": wal, "half": half, "live": live, "transcript": transcript,

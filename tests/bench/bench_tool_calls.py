@@ -49,9 +49,7 @@ def run(root: Path, name: str, turns: int, backend: str) -> dict:
         print(f"  [{name} {i + 1}/{turns}] {dict(calls)}", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
     llm.forget_backends()
-    for each in stores._stores.values():
-        each.conn.close()
-    stores._stores.clear()
+    stores.close_all()
     return {"calls_per_turn": round(sum(calls.values()) / turns, 2), "tools": dict(calls),
             "s_per_turn": round(seconds / turns, 1)}
 
