@@ -29,9 +29,11 @@ import httpx
 import pytest
 
 from conftest import ROOT, agent_env
+from fakes import ScriptedChat, install
 from graph import reward, selfprompt
 from graph.actions import prompt
 from graph.context import Context
+from graph.session import Session
 from graph.evolution import archive
 from graph.evolution.archive import Genome
 from graph.store import store_for
@@ -293,3 +295,33 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         code = ui.stop()
     assert code == 0, ui.text()
     assert "web UI stopped" in ui.text() and "Traceback" not in ui.text()
+
+
+def test_history_is_paged_and_no_answer_is_raw_html(tmp_path, make_config, monkeypatch):
+    """The chat page itself (Streamlit's AppTest, no browser): 20 turns at a time, older ones on
+    request, and no Markdown element that lets HTML through."""
+    from streamlit.testing.v1 import AppTest
+
+    ctx = Context(home=str(tmp_path / "home"), config=str(make_config({"memory": {"enabled": False}})))
+    install(ctx, ScriptedChat(replies=[f"answer {i} <b>in bold?</b>" for i in range(40)]))
+    session = Session(ctx)
+    for i in range(25):
+        list(session.turn(f"question {i}"))
+    monkeypatch.setattr(sys, "argv", ["app.py", "--home", ctx.home, "--config", ctx.config])
+    app = AppTest.from_file(str(ROOT / "graph" / "web" / "ui" / "app.py"), default_timeout=60).run()
+    try:
+        assert not app.exception
+        asked = [m.markdown[0].value for m in app.chat_message if m.name == "user"]
+        assert asked == [f"question {i}" for i in range(5, 25)]
+        next(b for b in app.button if b.label == "show earlier turns").click().run()
+        asked = [m.markdown[0].value for m in app.chat_message if m.name == "user"]
+        assert asked == [f"question {i}" for i in range(25)]
+        assert not [b for b in app.button if b.label == "show earlier turns"]
+        answers = [m.markdown[0].value for m in app.chat_message if m.name == "assistant"]
+        kept = [r["content"] for r in session.store.history() if r["role"] == "assistant"]
+        assert answers == kept and len(kept) == 25 and all(a.endswith("<b>in bold?</b>") for a in kept)
+        assert not [m for m in app.markdown if m.proto.allow_html]  # Markdown escapes the <b>
+    finally:
+        import streamlit as st
+
+        st.cache_resource.clear()  # the session the app opened

@@ -44,6 +44,9 @@ def page(desk: Desk) -> None:
             draw_turn(desk, turn, rows, rated.get(turn))
     if live is not None:
         live_area(desk)
+    elif desk.turn is not None:  # the last turn failed: why (its message is kept in the history)
+        for text in [data for kind, data, _ in desk.turn.events if kind == "error"]:
+            st.error(text)
     text = st.chat_input("Message the agent", disabled=live is not None and not live.answered)
     if text and text.strip():
         with st.spinner("finishing the last turn's upkeep…"):
