@@ -8,7 +8,7 @@ learning view shows the prompt version serving, the monitoring view the machine 
 speed. With a scripted model (for determinism, through
 a small harness that makes it the UI process's backend): a command waits for approval, the Yes
 button runs it and its output is shown; an answer holding `<img src=x onerror=...>` is shown as
-text and never runs; Japanese renders; an evolution run in the archive shows its lineage and
+text and never runs; Japanese renders, with the reasoning folded into "thought for X s"; an evolution run in the archive shows its lineage and
 the Promote button makes its best genome serve; a second `ui` on the same port says so in one
 line; Ctrl-C stops the server cleanly. Screenshots go to the test's tmp folder (their paths are printed).
 """
@@ -65,7 +65,7 @@ def free_port() -> int:
 class UI:
     """A running `agent.py ui` (stopped with Ctrl-C, as a user stops it)."""
 
-    def __init__(self, tmp_path: Path, config: Path, harness: list | None = None):
+    def __init__(self, tmp_path: Path, config: Path, harness: list | None = None, *flags: str):
         self.home, self.port, self.log = tmp_path / "home", free_port(), tmp_path / "ui.log"
         work = tmp_path / "work"
         work.mkdir(exist_ok=True)
@@ -75,7 +75,8 @@ class UI:
             (tmp_path / "harness.py").write_text(HARNESS.format(root=str(ROOT), tests=str(ROOT / "tests")))
             argv = [str(tmp_path / "harness.py"), str(tmp_path / "replies.json")]
         self.out = self.log.open("w", encoding="utf-8")
-        self.proc = subprocess.Popen([sys.executable, *argv, "ui", "--port", str(self.port), "--config", str(config)],
+        self.proc = subprocess.Popen([sys.executable, *argv, "ui", "--port", str(self.port), "--config", str(config),
+                                      *flags],
                                      cwd=work, env=agent_env(self.home), stdin=subprocess.DEVNULL, stdout=self.out,
                                      stderr=subprocess.STDOUT)
         self.url = f"http://127.0.0.1:{self.port}/"
@@ -237,8 +238,8 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
     xss = ('Here is the page: <img src=x onerror="window.pwned=2;document.title=\'PWNED\'"> and '
            '<script>window.pwned=1</script> done.')
     replies = [{"tool": "run_command", "args": {"command": "echo UI-APPROVED-42"}},
-               "The command printed UI-APPROVED-42.", xss, "東京は日本の首都です。"]
-    ui = UI(tmp_path, ui_config, harness=replies)
+               "The command printed UI-APPROVED-42.", xss, "<think>1. 日本の首都は東京。</think>東京は日本の首都です。"]
+    ui = UI(tmp_path, ui_config, replies, "--think", "on")
     try:
         taken = subprocess.run([sys.executable, str(ROOT / "agent.py"), "ui", "--port", str(ui.port)],
                                capture_output=True, text=True, env=agent_env(tmp_path / "other"), timeout=60)
@@ -271,6 +272,8 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         browser.send("日本の首都はどこですか？")
         page = browser.wait_for(r"turn 3 · reward")
         assert "日本の首都はどこですか？" in page and "東京は日本の首都です。" in page
+        assert re.search(r"thought for [\d.]+ s", page)  # the reasoning, folded
+        assert store_for(ui.home).history()[-1]["reasoning"] == "1. 日本の首都は東京。"
         browser.screenshot("ui-japanese.png")
 
         winner = seed_evolution(Context(home=str(ui.home), config=str(ui_config)))
