@@ -65,10 +65,12 @@ def follow(home: str | Path, last: int = 0, poll_s: float = 0.5) -> Iterator[dic
     handle, inode = None, None
     if file.exists():
         handle, inode = file.open(encoding="utf-8"), file.stat().st_ino
-        for line in deque(handle, maxlen=last) if last else ():
+        earlier = deque(handle, maxlen=last) if last else ()  # read to the end: what follows is new
+        if not last:
+            handle.seek(0, 2)
+        for line in earlier:  # (a seek after these would skip records written while they print)
             if line.strip():
                 yield _parse(line)
-        handle.seek(0, 2)
     while True:
         if handle is None and file.exists():
             handle, inode = file.open(encoding="utf-8"), file.stat().st_ino
