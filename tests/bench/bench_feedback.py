@@ -35,7 +35,7 @@ learning (everything on) and frozen (/learn off before the first message). Print
 satisfaction per 10 turns, mean answer length (characters) per 10 turns, seconds per turn (wall
 time) and CPU seconds per turn (this process and the model's: fair when others share the
 machine), the answers' tokens and their prompts' tokens per 10 turns, how many times the window
-was folded into a summary (one more model call each), the standing preferences and the policy's
+was folded into a summary (one more model call each; the JSON has each turn's CPU seconds), the standing preferences and the policy's
 style and think plays. `--standing-after` sets how many
 repetitions make a standing preference (feedback.STANDING_AFTER), to measure it; `--runs` picks
 the runs (one of them, to repeat it after a change that the other does not see). The last line
@@ -225,7 +225,7 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
             "cpu_s_per_turn": [round(sum(cpus[i:i + 10]) / len(cpus[i:i + 10]), 2) for i in tens],
             "tokens_out": [round(sum(out_tokens[i:i + 10]) / max(1, len(out_tokens[i:i + 10]))) for i in tens],
             "tokens_in": [round(sum(in_tokens[i:i + 10]) / max(1, len(in_tokens[i:i + 10]))) for i in tens],
-            "folds": sum("folded" in s for s in run.statuses),
+            "folds": sum("folded" in s for s in run.statuses), "cpu_s": [round(c, 2) for c in cpus],
             "standing": kept, "plays": plays}
 
 
