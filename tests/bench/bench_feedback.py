@@ -35,8 +35,8 @@ learning (everything on) and frozen (/learn off before the first message). Print
 satisfaction per 10 turns, mean answer length (characters) per 10 turns, seconds per turn (wall
 time) and CPU seconds per turn (this process and the model's: fair when others share the
 machine), the answers' tokens and their prompts' tokens per 10 turns, how many times the window
-was folded into a summary (one more model call each; the JSON has each turn's CPU seconds), the standing preferences and the policy's
-style and think plays. `--standing-after` sets how many
+was folded into a summary (one more model call each; the JSON has each turn's CPU seconds), the
+standing preferences and the policy's style and think plays. `--standing-after` sets how many
 repetitions make a standing preference (feedback.STANDING_AFTER), to measure it; `--runs` picks
 the runs (one of them, to repeat it after a change that the other does not see). The last line
 of stdout is one JSON object with the numbers.
