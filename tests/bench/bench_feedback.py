@@ -210,10 +210,8 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
     metas = [row["meta"] for row in store.history() if row["role"] == "assistant" and row["meta"]][:turns]
     out_tokens = [m.get("tokens", 0) for m in metas]
     in_tokens = [m.get("context_tokens", 0) - m.get("tokens", 0) for m in metas]
-    llm._active.clear()
-    for each in stores._stores.values():
-        each.conn.close()
-    stores._stores.clear()
+    llm.forget_backends()
+    stores.close_all()
     answers = run.answers[:turns]
     seconds = [b - a for a, b in pairwise(stamps)][:turns]
     cpus = [max(0.0, b - a) for a, b in pairwise(cpu)][:turns]
