@@ -3,20 +3,21 @@ free loopback port, a temporary data folder), driven through the project's own P
 client (graph/tools/mcp.py: Playwright MCP with Debian's Chromium, as tests/test_browser.py).
 
 With the real embedded model: a message typed in the page streams its answer live, a thumbs-up
-under it is recorded as the turn's reward (the learning view's reward numbers change), and the
+under it is recorded as the turn's reward (the learning view's reward numbers change), the
 learning view shows the prompt version serving, the monitoring view the machine and the turn's
-speed. With a scripted model (for determinism, through
-a small harness that makes it the UI process's backend): a command waits for approval, the Yes
-button runs it and its output is shown; an answer holding `<img src=x onerror=...>` is shown as
-text and never runs; Japanese renders, with the reasoning folded into "thought for X s"; an evolution run in the archive shows its lineage and
-the Promote button makes its best genome serve; a second `ui` on the same port says so in one
-line; Ctrl-C stops the server cleanly. Screenshots go to the test's tmp folder (their paths are printed).
+speed. With a scripted model (for determinism, through a small harness that makes it the UI
+process's backend): a command waits for approval, the Yes button runs it and its output is
+shown; an answer holding `<img src=x onerror=...>` and `<script>` is shown as text and never
+runs; Japanese renders, with the reasoning folded into "thought for X s"; an evolution run in
+the archive shows its lineage and the Promote button makes its best genome serve; the rollback
+button undoes it; stars rate an answer; a second `ui` on the same port says so in one line;
+Ctrl-C stops the server cleanly. Screenshots go to the test's tmp folder (their paths are
+printed). Last, the chat page alone (Streamlit's AppTest): history paging, no raw HTML.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import socket
@@ -27,18 +28,18 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
+from tooling import call
+
 from graph import reward, selfprompt
 from graph.actions import prompt
 from graph.context import Context
-from graph.session import Session
 from graph.evolution import archive
 from graph.evolution.archive import Genome
+from graph.session import Session
 from graph.store import store_for
 from graph.tools import mcp
-from tooling import call
 
 START_TIMEOUT_S = 90
 TURN_TIMEOUT_S = 120
@@ -242,7 +243,8 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
     ui = UI(tmp_path, ui_config, replies, "--think", "on")
     try:
         taken = subprocess.run([sys.executable, str(ROOT / "agent.py"), "ui", "--port", str(ui.port)],
-                               capture_output=True, text=True, env=agent_env(tmp_path / "other"), timeout=60)
+                               capture_output=True, text=True, env=agent_env(tmp_path / "other"), timeout=60,
+                               check=False)
         assert taken.returncode == 1 and taken.stderr.strip().count("\n") == 0, taken.stderr
         assert f"port {ui.port}" in taken.stderr and "taken" in taken.stderr
 
