@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -220,9 +220,10 @@ class MemorySettings(_Strict):
     embedding_model: str = ""
     recall_k: int = Field(5, ge=0, le=50)
     recall_tokens: int = Field(300, ge=0, le=8000)
-    min_similarity: float = Field(0.3, ge=0, le=1)
-    duplicate_similarity: float = Field(0.93, gt=0, le=1)
-    supersede_similarity: float = Field(0.78, gt=0, le=1)
+    # "auto" = the value calibrated for the embedding model (vectors.thresholds)
+    min_similarity: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
+    duplicate_similarity: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = "auto"
+    supersede_similarity: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = "auto"
     half_life_days: float = Field(30.0, gt=0, le=3650)
     consolidate_every: int = Field(50, ge=0, le=100000)
 

@@ -93,7 +93,7 @@ class Memories:
         vec = vectors.vector(self.model, text)
         with self.index.writing():
             now, near = _now(), self._nearest(vec)
-            if near and near[0][1] >= self.cfg.duplicate_similarity:
+            if near and near[0][1] >= self.threshold("duplicate_similarity"):
                 old = near[0][0]
                 old.text, old.seen, old.updated, old.pinned = text, old.seen + 1, now, old.pinned or pinned
                 old.importance = min(1.0, max(old.importance, importance) + 0.1)  # repetition signals importance
@@ -102,7 +102,7 @@ class Memories:
                                (old.text, old.seen, now, int(old.pinned), old.importance, old.id))
                     self.index.mems.upsert(ids=[old.id], embeddings=[vec], metadatas=[{"type": old.type}])
                 return old, "merged"
-            alike = [m for m, sim in near if m.type == type and sim >= self.cfg.supersede_similarity]
+            alike = [m for m, sim in near if m.type == type and sim >= self.threshold("supersede_similarity")]
             old = alike[0] if type in REPLACEABLE and alike else None
             m = Memory(self._new_id(), text, type, importance, bool(pinned), source, turn, now, now,
                        None, 0, 1, "active", None, None)
@@ -113,6 +113,14 @@ class Memories:
                                (m.id, f"replaced by a newer {type}", now, old.id))
                     self.index.mems.delete(ids=[old.id])
             return m, "superseded" if old else "added"
+
+    def threshold(self, key: str) -> float:
+        """memory.<key> (min_similarity, duplicate_similarity, supersede_similarity) as configured,
+        or the value calibrated for this embedding model when it is "auto"."""
+        if (value := getattr(self.cfg, key)) != "auto":
+            return value
+        return dict(zip(("min_similarity", "duplicate_similarity", "supersede_similarity"),
+                        vectors.thresholds(self.model)))[key]
 
     def _nearest(self, vec, n: int = 10) -> list[tuple[Memory, float]]:
         """The n active memories most similar to `vec`, most similar first (a Chroma `where`
@@ -143,7 +151,7 @@ class Memories:
         (0.5 + 0.5 x effective importance) x recency (1 when fresh, never under 0.5). `touch`
         marks them used, which keeps them from fading."""
         k = self.cfg.recall_k if k is None else k
-        floor = self.cfg.min_similarity if min_similarity is None else min_similarity
+        floor = self.threshold("min_similarity") if min_similarity is None else min_similarity
         if k <= 0 or not query.strip():
             return []
         vec = vectors.query_vector(self.model, query)
@@ -214,7 +222,7 @@ class Memories:
         started, merged, summaries = _now(), 0, 0
         since = 0.0 if full else float(self.store.get_meta("consolidated_at") or 0)
         seeds = [m.id for m in self._rows("status='active' AND updated>? ORDER BY created", (since,))]
-        for ids in self.index.clusters(seeds, self.cfg.supersede_similarity):
+        for ids in self.index.clusters(seeds, self.threshold("supersede_similarity")):
             group = self._active(ids)
             if len(group) < 2:
                 continue
@@ -265,7 +273,7 @@ class Memories:
 
     def search_turns(self, query: str, k: int = 3, min_similarity: float | None = None) -> list[dict]:
         """Past turns most similar to `query`: [{turn, text, similarity}], best first."""
-        floor = self.cfg.min_similarity if min_similarity is None else min_similarity
+        floor = self.threshold("min_similarity") if min_similarity is None else min_similarity
         if k <= 0 or not query.strip():
             return []
         vec = vectors.query_vector(self.model, query)

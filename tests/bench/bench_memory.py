@@ -2,7 +2,7 @@
 
     python tests/bench/bench_memory.py [--sizes 1000 10000 100000] [--queries 200] [--adds 100] [--seed 7]
 
-For each size N, a fresh data folder (default config, the bundled all-MiniLM-L6-v2) is filled
+For each size N, a fresh data folder (default config and embedder) is filled
 with N varied synthetic memories (seeded random sentences from templates: facts, preferences,
 results, a few Japanese): the rows go into SQLite, then `Memories.reindex()` embeds them in
 batches into Chroma (the re-embedding path a change of model takes), which gives the bulk
@@ -78,7 +78,7 @@ def fill(mem, n: int, rng: random.Random) -> float:
 
 
 def run(n: int, args) -> dict:
-    from graph import memory
+    from graph import memory, vectors
     from graph.context import Context
     rng = random.Random(args.seed + n)
     home = Path(tempfile.mkdtemp(prefix=f"bench-memory-{n}-"))
@@ -91,7 +91,8 @@ def run(n: int, args) -> dict:
         new = sentences(args.adds * 2, rng)
         add = timed(lambda: mem.add(*next(new)), args.adds)
         turn = timed(lambda: (mem.search(QUERIES[rng.randrange(len(QUERIES))](rng)), mem.add(*next(new))), args.adds)
-        reopen = timed(lambda: (mem.index.fresh(force=True), mem.index.mems.query(query_embeddings=[[0.1] * 384], n_results=1)), 3)
+        probe = list(vectors.query_vector(mem.model, "reopen"))
+        reopen = timed(lambda: (mem.index.fresh(force=True), mem.index.mems.query(query_embeddings=[probe], n_results=1)), 3)
         return {"n": n, "bulk_per_s": round(bulk), "search_ms_median": round(statistics.median(search), 1),
                 "search_ms_p95": round(p95(search), 1), "add_per_s": round(1000 / statistics.mean(add), 1),
                 "add_ms_p95": round(p95(add), 1), "turn_ms_median": round(statistics.median(turn), 1),
