@@ -16,7 +16,7 @@ import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -221,11 +221,25 @@ class MemorySettings(_Strict):
     recall_k: int = Field(5, ge=0, le=50)
     recall_tokens: int = Field(300, ge=0, le=8000)
     # "auto" = the value calibrated for the embedding model (vectors.thresholds)
-    min_similarity: Annotated[float, Field(ge=0, le=1)] | Literal["auto"] = "auto"
-    duplicate_similarity: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = "auto"
-    supersede_similarity: Annotated[float, Field(gt=0, le=1)] | Literal["auto"] = "auto"
+    min_similarity: float | Literal["auto"] = "auto"
+    duplicate_similarity: float | Literal["auto"] = "auto"
+    supersede_similarity: float | Literal["auto"] = "auto"
     half_life_days: float = Field(30.0, gt=0, le=3650)
     consolidate_every: int = Field(50, ge=0, le=100000)
+
+    @field_validator("min_similarity", "duplicate_similarity", "supersede_similarity", mode="before")
+    @classmethod
+    def _similarity(cls, value, info):
+        if value == "auto":
+            return value
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        low = 0 if info.field_name == "min_similarity" else 0.01  # 0 would merge or replace everything
+        if not low <= number <= 1:
+            raise ValueError(f'must be a cosine similarity from {low} to 1, or "auto" (calibrated for the model)')
+        return number
 
 
 class LearningSettings(_Strict):

@@ -2,10 +2,10 @@
 
 Owns: the embedding model (resolved from config: the bundled multilingual Universal Sentence
 Encoder by default, the bundled all-MiniLM-L6-v2, or any local sentence-transformers model;
-loaded once per process, never downloaded), its calibrated similarity thresholds, embedding texts (the latest search queries are kept),
-the Chroma index in DATA/memory with its collections (`memories`: the active memories;
-`turns`: transcript turns that left the conversation window), filling it, re-embedding it
-when the model changes and repairing it from SQLite after a crash or a deleted folder, and
+loaded once per process, never downloaded) and its calibrated similarity thresholds, embedding
+texts (the latest search queries are kept), the Chroma index in DATA/memory with its
+collections (`memories`: the active memories; `turns`: transcript turns that left the
+conversation window), filling it, re-embedding it when the model changes and repairing it from SQLite after a crash or a deleted folder, and
 staying in step across processes: writers take DATA/memory.lock and record a new index
 generation in memory_meta, and readers reopen the index when the generation they have open
 is old (Chroma's in-memory index does not see other processes' writes).
@@ -67,7 +67,9 @@ def _use_embedder():
 
     class UniversalSentenceEncoder(EmbeddingFunction):
         def __init__(self):
-            self.encoder = Encoder(threads=min(4, os.cpu_count() or 1))
+            # one BLAS thread: a query is a few small matrix products (1.8 ms), and on a busy
+            # 2-core machine two threads took 135 ms a query, 256 texts 2.0 s instead of 0.2 s
+            self.encoder = Encoder(threads=1)
 
         def __call__(self, input):
             return list(self.encoder(list(input)))
