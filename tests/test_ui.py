@@ -156,7 +156,7 @@ class Browser:
         return found[-1 if last else 0]
 
     def send(self, text: str) -> None:
-        page = self.wait_for(r'textbox "Message the agent" \[ref=')
+        page = self.wait_for(r'textbox "Message the agent"(?! \[disabled\])[^\n]*\[ref=')  # enabled
         self("browser_type", element="message box", target=self.ref(page, "textbox", "Message the agent"),
              text=text, submit=True)
 
