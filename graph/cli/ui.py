@@ -31,6 +31,8 @@ def add(sub, common: argparse.ArgumentParser) -> None:
 def taken(host: str, port: int) -> str:
     """Why the UI cannot listen on host:port ("" when it can)."""
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        # as the server binds: a closed connection still in TIME_WAIT is no listener
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
         except OSError as exc:
