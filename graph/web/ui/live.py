@@ -23,6 +23,7 @@ from graph.llama_process import ModelCrashed
 from graph.session import Session
 
 CHOICES = ("yes", "no", "always")
+APPROVAL_WAIT_S = 600  # how long a tool call waits for the user's button
 
 
 @dataclass
@@ -50,6 +51,7 @@ class LiveTurn:
 
     def __post_init__(self) -> None:
         self._answers: queue.Queue[str] = queue.Queue(maxsize=1)
+        self._asking = threading.Lock()  # the question and its one answer change together
         self._events = self.session.turn(self.text)  # the message is saved before this returns
         mine = [t["turn"] for t in self.session.store.open_turns() if t["pid"] == os.getpid()]
         self.number = max(mine) if mine else 0  # the turn the message opened
@@ -69,24 +71,30 @@ class LiveTurn:
             self.question, self.answered, self.finished = None, True, True
 
     def _approve(self, request: dict) -> str:
-        """Session.approve, in the turn's thread: wait for the user's button."""
-        self.question = request
+        """Session.approve, in the turn's thread: wait for the user's button (no answer within
+        APPROVAL_WAIT_S, say a closed tab: no, so the session is not held by a turn nobody sees)."""
+        with self._asking:
+            self.question = request
         try:
-            return self._answers.get()
-        finally:
-            self.question = None
+            return self._answers.get(timeout=APPROVAL_WAIT_S)
+        except queue.Empty:
+            with self._asking:
+                if self.question is None:  # answered at the last moment
+                    return self._answers.get_nowait()
+                self.question = None
+            why = f"no answer within {APPROVAL_WAIT_S // 60:g} minutes: the command was not run"
+            self.events.append(("notice", why, time.monotonic()))
+            return "no"
 
     def answer(self, choice: str) -> bool:
         """The user's answer to the pending approval; False when none is pending (a second click)."""
-        if choice not in CHOICES or self.question is None:
-            return False
-        if choice == "always" and not self.question.get("always"):
-            return False
-        try:
+        with self._asking:
+            request = self.question
+            if request is None or choice not in CHOICES or (choice == "always" and not request.get("always")):
+                return False
+            self.question = None
             self._answers.put_nowait(choice)
-        except queue.Full:
-            return False
-        return True
+            return True
 
     def stop(self) -> None:
         """Stop the answer (the part written is kept), declining a pending approval."""
