@@ -65,16 +65,20 @@ class Api:
         self.thread.join(timeout=30)
 
 
-def sse(response) -> list[dict]:
-    events, kind = [], None
+def streamed(response):
+    """The server-sent events of a response, each as it arrives."""
+    kind = None
     for line in response.iter_lines():
         if line.startswith("event: "):
             kind = line[len("event: "):]
         elif line.startswith("data: "):
             event = json.loads(line[len("data: "):])
             assert event["kind"] == kind
-            events.append(event)
-    return events
+            yield event
+
+
+def sse(response) -> list[dict]:
+    return list(streamed(response))
 
 
 def tokens(events) -> str:
@@ -358,16 +362,13 @@ def test_approval_round_trip_over_the_websocket(api, tmp_path):
 def test_approval_over_rest_during_a_streamed_turn(api, tmp_path):
     server = api([{"tool": "run_command", "args": {"command": "touch nope"}}, "Okay, I did not."])
     with server.http.stream("POST", "/turns", json={"text": "touch it"}) as response:
-        events, kind = [], None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-                if kind == "approval":
-                    route = f"/turns/{events[-1]['turn']}/approvals/{events[-1]['data']['id']}"
-                    assert server.http.post(route, json={"answer": "maybe"}).status_code == 400
-                    assert server.http.post(route, json={"answer": "no"}).json()["answer"] == "no"
+        events = []
+        for event in streamed(response):
+            events.append(event)
+            if event["kind"] == "approval":
+                route = f"/turns/{event['turn']}/approvals/{event['data']['id']}"
+                assert server.http.post(route, json={"answer": "maybe"}).status_code == 400
+                assert server.http.post(route, json={"answer": "no"}).json()["answer"] == "no"
     kinds = [e["kind"] for e in events]
     assert kinds.count("approval") == 1 and kinds[-1] == "end"
     assert next(e["data"] for e in events if e["kind"] == "approved")["answer"] == "no"
@@ -381,14 +382,11 @@ def test_ctrl_c_while_an_approval_waits_stops_cleanly(api, tmp_path):
     the command is declined and does not run, the message is kept, the server stops."""
     server = api([{"tool": "run_command", "args": {"command": "touch late"}}, "never said"])
     with server.http.stream("POST", "/turns", json={"text": "touch late"}) as response:
-        events, kind = [], None
-        for line in response.iter_lines():
-            if line.startswith("event: "):
-                kind = line[7:]
-            elif line.startswith("data: "):
-                events.append(json.loads(line[6:]))
-                if kind == "approval":
-                    server.server.handle_exit(signal.SIGINT, None)
+        events = []
+        for event in streamed(response):
+            events.append(event)
+            if event["kind"] == "approval":
+                server.server.handle_exit(signal.SIGINT, None)
     assert events[-1] == {"turn": events[0]["turn"], "seq": len(events) - 1, "kind": "end",
                           "data": {"stopped": "the server is stopping"}}
     server.thread.join(timeout=60)
