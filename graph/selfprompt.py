@@ -256,3 +256,12 @@ def _create(store: Store, text: str, parent: int | None, author: str, rationale:
         cur = db.execute("INSERT INTO prompts (text, parent, author, rationale, status, created) VALUES (?,?,?,?,?,?)",
                          (text, parent, author, rationale, status, now))
     return get(store, cur.lastrowid)
+
+
+def asks_model(ctx: Context, backend: str) -> bool:
+    """Is the model on `backend` asked to write rules (learning.self_rewrite)? `auto`: not the
+    embedded SmolLM2-135M, whose proposals were all rejected (no usable JSON, the prompt
+    unchanged, "a rule is not a sentence: '1.5'"), each costing about an answer's time; the
+    feedback table's fixed rules (feedback.py) and the user's own words still change its prompt."""
+    mode = ctx.settings.learning.self_rewrite
+    return mode == "on" or (mode == "auto" and backend != "embedded")

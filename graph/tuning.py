@@ -11,7 +11,7 @@ and export as JSON lines in the formats TRL's trainers read: `sft` (conversation
 an undesirable answer to the same question: the same text once case, width, spaces and
 punctuation are set aside, or a turn the user re-asked (its reward's `reasked`) and the
 turns that re-asked it; never two equal answers).
-Does not own: deciding which turns become candidates (nodes/reward.py) or the guard on
+Does not own: deciding which turns become candidates (rating.py) or the guard on
 self-modification (learning.py).
 """
 

@@ -156,7 +156,7 @@ def test_a_settled_reward_updates_the_arms_that_answered(tmp_path, make_config):
     known = bandit.posteriors(s.store, WHERE)
     assert known[(WHERE, "style", "default")] == pytest.approx((2.8, 1.2, 1))
     assert known[(WHERE, "think", "auto")] == pytest.approx((2.8, 1.2, 1))
-    from graph.nodes.reward import rate
+    from graph.rating import rate
     rate(s.ctx, "bad", turn=1)  # rating an already settled turn again does not count twice
     assert bandit.posteriors(s.store, WHERE)[(WHERE, "style", "default")][2] == 1
 

@@ -323,7 +323,7 @@ def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_p
 
 @pytest.mark.parametrize("rating, hidden", [("bad", True), (1, True), (2, True), (3, False), ("good", False)])
 def test_an_answer_rated_bad_is_not_shown_to_the_embedded_model(tmp_path, make_config, rating, hidden):
-    from graph.nodes import reward as rewards
+    from graph import rating as rewards
 
     session, model = make(tmp_path, make_config, llm={"embedded": {"history_turns": 5}})
     install(session.ctx, model, name="embedded")

@@ -13,7 +13,7 @@ from hypothesis import given, settings, strategies as st
 from fakes import ScriptedChat, install
 from graph import reward
 from graph.context import Context
-from graph.nodes.reward import rate
+from graph.rating import rate
 from graph.session import Session
 from graph.store import store_for
 

@@ -122,7 +122,7 @@ def test_the_loop_runs_with_the_real_embedded_model(tmp_path, make_config):
     and rewarded, the policy is updated, and the model is asked for rewrites (grammar-constrained
     JSON) whose proposals are validated: put on probation or rejected with the reason. (Whether it
     learns is the bench's question: tests/bench/bench_learning.py.)"""
-    # self_rewrite "on": `auto` never asks the embedded model for rules (nodes/rewrite.py's asks_model)
+    # self_rewrite "on": `auto` never asks the embedded model for rules (selfprompt.asks_model)
     config = make_config(settings(rewrite_every=2, probation_turns=2, self_rewrite="on") | {
         "llm": {"backend": "embedded", "max_tokens": 64}}, name="embedded.yaml")
     session = new_session(tmp_path / "embedded", config, None)

@@ -11,7 +11,7 @@ import pytest
 from fakes import ScriptedChat, install
 from graph import reward, tuning
 from graph.context import Context
-from graph.nodes.reward import rate
+from graph.rating import rate
 from graph.session import Session
 from graph.store import store_for
 

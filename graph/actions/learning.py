@@ -53,16 +53,14 @@ def extra_calls(ctx: Context, store: Store, last: int = 100) -> dict:
     """The learning loop's own model calls (prompt rewrites) over the last `last` answered turns,
     and their bound for the model that answered last: one per `learning.rewrite_every` turns at
     most, none while a version is on probation or learning is frozen, none from a model that is
-    not asked to write rules (rewrite.asks_model: the embedded one by default)."""
-    from graph.nodes.rewrite import (
-        asks_model,  # a library function in a node file (tests/importlinter.ini)
-    )
+    not asked to write rules (selfprompt.asks_model: the embedded one by default)."""
+    from graph import selfprompt
 
     rows = store.read("SELECT MIN(turn), COUNT(*) FROM (SELECT turn FROM rewards ORDER BY turn DESC LIMIT ?)", (last,))
     first, turns = rows[0] if rows else (None, 0)
     calls = store.read("SELECT COUNT(*) FROM learning_log WHERE kind='rewrite' AND turn >= ?", (first or 0,))[0][0]
     every = ctx.settings.learning.rewrite_every
-    asked = asks_model(ctx, store.last_answer_meta().get("backend", ""))
+    asked = selfprompt.asks_model(ctx, store.last_answer_meta().get("backend", ""))
     return {"calls": calls, "turns": turns, "per_turn": round(calls / turns, 3) if turns else 0.0,
             "bound": round(1 / every, 3) if every and asked else 0.0, "model_rewrites": asked}
 

@@ -4,7 +4,7 @@ the strategy policy learned, one turn's reward explained, and good / bad / 1-5 r
 Exposes: rate(ctx, kind, stars, turn), explain(store, turn), report(store, last),
 curve(store, points), policy(store), MEANINGS (what each reward component means), BLOCK.
 Does not own: the rewards (reward.py), the policy (bandit.py) or how a rating settles a
-reward (nodes/reward.py).
+reward (rating.py).
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ BLOCK = 10  # turns per point of the reward curve
 def rate(ctx: Context, kind: str, stars: int | None = None, turn: int | None = None) -> reward.Reward:
     """Explicit feedback on an answer, the latest by default: kind "good", "bad" or "rating"
     (stars 1-5). Returns the turn's reward after it; Problem when there is no such answer."""
-    from graph.nodes.reward import (
-        rate as give,  # a library function in a node file (tests/importlinter.ini)
-    )
-
     if kind not in ("good", "bad", "rating") or (kind == "rating") != (stars is not None) or \
             (stars is not None and not 1 <= stars <= 5):
         raise Problem("rate with good, bad, or a rating of 1 to 5 stars")
+    from graph.rating import rate as give
+
     try:
         return give(ctx, kind, stars, turn)
     except ValueError as exc:

@@ -6,22 +6,21 @@ own failed tools or stop decide that answer's reward (reward.py). Settling a rew
 the strategy policy (bandit.py) and makes a clearly good or bad answer a tuning-data
 candidate (tuning.py), unless learning is frozen or outside content was in that turn. This
 turn's row is opened with the strategy and prompt version that answered; explicit feedback
-(`rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
+(rating.py's `rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
 words can also mark the last answer as a good or bad example, or freeze learning; feedback
 with a clear meaning ("too long", 「表にして」) is a complaint about the answer's form (the
 reward's own cues know length, not format or language), gives the policy evidence for the arms that
 address it and counts toward a standing preference (feedback.py), announced in one line.
 A call the user declined or the policy refused is not a failed tool.
-Does not own: the scoring itself (reward.py) or the prompt rewrite (nodes/rewrite.py).
+Does not own: the scoring itself (reward.py), settling a reward (rating.py) or the prompt rewrite
+(nodes/rewrite.py).
 """
 
 from __future__ import annotations
 
-import time
-
 from langgraph.runtime import Runtime
 
-from graph import bandit, feedback, learning, policy, reward, selfprompt, tuning
+from graph import feedback, learning, policy, rating, reward
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for
@@ -59,13 +58,13 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
         if "example" in wants:  # "that was a good example" is an explicit rating too
             before.components["good" if wants["example"] == "desirable" else "bad"] = \
                 reward.EXPLICIT["good" if wants["example"] == "desirable" else "bad"]
-        notes += settle(ctx, before)
+        notes += rating.settle(ctx, before)
         if learns(ctx, store) and ctx.settings.learning.policy and ctx.settings.learning.feedback and before.bucket:
             feedback.evidence(store, before.bucket, named)
     if learns(ctx, store) and ctx.settings.learning.feedback:
         notes += feedback.note(ctx, said, turn, lasting="rule" in wants)
     if "example" in wants and before is not None:
-        notes.append(keep_example(ctx, before.turn, wants["example"], "user", f"the user said: {said[:120]}"))
+        notes.append(rating.keep_example(ctx, before.turn, wants["example"], "user", f"the user said: {said[:120]}"))
     steps = messages[last_human + 1:]
     meta = answer.response_metadata
     reward.save(store, reward.Reward(
@@ -86,71 +85,3 @@ def learns(ctx: Context, store) -> bool:
 def previous(store, turn: int) -> reward.Reward | None:
     rows = store.read("SELECT MAX(turn) FROM rewards WHERE turn < ?", (turn,))
     return reward.get(store, rows[0][0]) if rows and rows[0][0] is not None else None
-
-
-def settle(ctx: Context, item: reward.Reward) -> list[str]:
-    """The reward is known: save it, teach the policy, keep a clearly good or bad answer as a
-    tuning candidate. Returns lines worth showing the user."""
-    store = store_for(ctx.home)
-    first = item.settled is None
-    item.settled = item.settled or time.time()
-    reward.save(store, item)
-    notes = []
-    if not ctx.settings.learning.enabled or learning.frozen(store):
-        return notes  # the reward is kept; nothing learns from it (no log line: this happens every turn)
-    if first and item.arms and item.bucket and ctx.settings.learning.policy:
-        bandit.update(store, item.bucket, item.arms, item.reward)
-    limits = ctx.settings.learning
-    label = "desirable" if item.reward >= limits.good_reward else "undesirable" if item.reward <= limits.bad_reward \
-        else None
-    if label and not item.tainted:
-        why = "reward {:+.2f} ({})".format(item.reward, ", ".join(f"{k} {v:+.1f}" for k, v in item.components.items()))
-        try:
-            keep_example(ctx, item.turn, label, "auto", why, value=item.reward, check=False)
-        except ValueError:
-            pass  # the turn has no answer to learn from (stopped before any text)
-    elif not first and (dropped := tuning.drop_auto(store, item.turn)):  # re-rated to neither good nor bad
-        learning.log(store, "example", f"dropped automatic example(s) {', '.join(f'#{i}' for i in dropped)} of turn"
-                     f" {item.turn}: re-rated {item.reward:+.2f}", item.turn)
-    return notes
-
-
-def keep_example(ctx: Context, turn: int, label: str, source: str, why: str, value: float | None = None,
-                 check: bool = True) -> str:
-    """Make a turn a tuning example; returns a line for the user."""
-    store = store_for(ctx.home)
-    if check:
-        try:
-            learning.may_change(ctx, "adding a tuning example")
-        except learning.Refused as exc:
-            return str(exc)
-    row = reward.get(store, turn)
-    version = selfprompt.get(store, row.prompt_version) if row and row.prompt_version else None
-    try:
-        messages = tuning.from_turn(store, turn, version.text if version else "")
-    except ValueError as exc:
-        return str(exc)
-    example = tuning.add(store, messages, label, source, why, value=value if value is not None else
-                         (row.reward if row else None), turn=turn, eval_share=ctx.settings.learning.eval_share)
-    learning.log(store, "example", f"#{example.id} {label} from turn {turn} ({source}): {why}", turn)
-    return f"kept turn {turn}'s answer as a {label} example (#{example.id}; `agent.py data list`)"
-
-
-def rate(ctx: Context, kind: str, stars: int | None = None, turn: int | None = None) -> reward.Reward:
-    """Explicit feedback on an answer (the latest by default): kind good, bad or rating (stars 1-5).
-    Raises ValueError when there is no answer to rate."""
-    store = store_for(ctx.home)
-    if turn is None:
-        rows = store.read("SELECT MAX(turn) FROM rewards")
-        turn = rows[0][0] if rows else None
-    item = reward.get(store, turn) if turn is not None else None
-    if item is None:
-        raise ValueError("no answer to rate yet" if turn is None else f"turn {turn} has no answer with a reward")
-    for key in ("good", "bad", "rating", "thumbs_up", "thumbs_down"):
-        item.components.pop(key, None)  # the latest explicit rating replaces earlier ones
-    if kind == "rating":
-        item.components["rating"] = reward.rating(stars or 0)
-    else:
-        item.components[kind] = reward.EXPLICIT[kind]
-    settle(ctx, item)
-    return reward.get(store, turn)

@@ -5,7 +5,7 @@ After each answer: a standing instruction in the user's words ("be more concise 
 on probation that has answered enough rewarded turns is kept or rolled back
 (selfprompt.verdict); and every `learning.rewrite_every` rewarded turns of one version, or
 when the mean reward falls by `learning.reward_drop` while one version answered, the model reads the recent turns with
-their rewards and proposes rules to add or remove (a model that can: `asks_model`) (a metaprompt step, JSON-constrained; it is shown the rules
+their rewards and proposes rules to add or remove (a model that can: selfprompt.asks_model) (a metaprompt step, JSON-constrained; it is shown the rules
 rolled back lately, and one proposed again before its cooldown is dropped). The proposal is validated (a small model writes junk) and goes on probation. Nothing changes
 while learning is frozen or turned off, or while content from outside (web, tool servers) is
 in the window: the rewrite never reads tool output, and outside text never becomes a rule.
@@ -59,18 +59,9 @@ def self_rewrite(state: AgentState, runtime: Runtime[Context]) -> dict:
         say(f"prompt version {decided['version']} {kind} after probation ({decided['why']})")
         return {}
     why = due(ctx)
-    if why and not policy.tainted(messages) and asks_model(ctx, llm.active(ctx).name):
+    if why and not policy.tainted(messages) and selfprompt.asks_model(ctx, llm.active(ctx).name):
         propose(ctx, why, turn, say)
     return {}
-
-
-def asks_model(ctx: Context, backend: str) -> bool:
-    """Is the model on `backend` asked to write rules (learning.self_rewrite)? `auto`: not the
-    embedded SmolLM2-135M, whose proposals were all rejected (no usable JSON, the prompt
-    unchanged, "a rule is not a sentence: '1.5'"), each costing about an answer's time; the
-    feedback table's fixed rules (feedback.py) and the user's own words still change its prompt."""
-    mode = ctx.settings.learning.self_rewrite
-    return mode == "on" or (mode == "auto" and backend != "embedded")
 
 
 def changed_during(store, turn: int | None) -> bool:
