@@ -220,13 +220,16 @@ def test_every_request_needs_the_token(api, tmp_path):
     assert auth.token(str(tmp_path / "home")) == server.token  # kept across starts
     for headers, params in (({}, {}), ({"Authorization": "Bearer wrong"}, {}), ({}, {"token": "wrong"}),
                             ({"Authorization": f"Basic {server.token}"}, {})):
-        for method, route in (("GET", "/history"), ("POST", "/turns"), ("GET", "/docs"), ("GET", "/openapi.json")):
+        for method, route in (("GET", "/history"), ("POST", "/turns"), ("GET", "/docs"), ("GET", "/openapi.json"),
+                              ("GET", "/docs-files/swagger-ui.css")):
             response = httpx.request(method, server.url + route, headers=headers, params=params, json={"text": "x"})
             assert response.status_code == 401, (route, headers, params)
             assert list(response.json()) == ["error"] and "token" in response.json()["error"]
     assert httpx.get(server.url + "/history", params={"token": server.token}).status_code == 200
     docs = httpx.get(server.url + "/docs", params={"token": server.token})
     assert docs.status_code == 200 and f"/openapi.json?token={server.token}" in docs.text
+    script = httpx.get(server.url + f"/docs-files/swagger-ui-bundle.js?token={server.token}")  # served here, no CDN
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.text and "cdn." not in docs.text
     spec = httpx.get(server.url + "/openapi.json", params={"token": server.token}).json()
     assert {"/turns", "/history", "/ratings"} <= set(spec["paths"])
     assert server.session.store.history() == []  # no refused turn got in

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
+from importlib.resources import files
 
 from fastapi import (
     Depends,
@@ -31,6 +32,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
 from fastapi.security import HTTPBearer
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.cors import CORSMiddleware
@@ -68,10 +70,16 @@ def create_app(session: Session, secret: str | None) -> FastAPI:
     _turn_routes(app, turns)
     app.include_router(resources.router(session))
 
+    # Swagger UI's files from the fastapi-offline wheel: /docs works without the internet
+    app.mount("/docs-files", StaticFiles(directory=str(files("fastapi_offline") / "static")), name="docs-files")
+
     @app.get("/docs", include_in_schema=False)
     def docs(token: str = "") -> HTMLResponse:
-        return get_swagger_ui_html(openapi_url=f"/openapi.json?token={token}" if token else "/openapi.json",
-                                   title="agent API")
+        query = f"?token={token}" if token else ""  # the page's own requests need the token too
+        return get_swagger_ui_html(openapi_url=f"/openapi.json{query}", title="agent API",
+                                   swagger_js_url=f"/docs-files/swagger-ui-bundle.js{query}",
+                                   swagger_css_url=f"/docs-files/swagger-ui.css{query}",
+                                   swagger_favicon_url=f"/docs-files/favicon.png{query}")
 
     app.add_middleware(Limit, max_bytes=settings.max_body_kb * 1024)
     app.add_middleware(Guard, secret=secret, origins=settings.cors_origins)
