@@ -332,26 +332,25 @@ def test_history_is_paged_and_no_answer_is_raw_html(tmp_path, make_config, monke
         st.cache_resource.clear()  # the session the app opened
 
 
-def test_an_unanswered_approval_is_a_no_and_a_second_answer_is_refused(tmp_path, make_config, monkeypatch):
+def test_an_unanswered_approval_is_a_no_and_a_second_answer_is_refused(tmp_path, make_config):
     """The web turn (live.py, no browser): a tab closed while a command waits does not hold the
     session; one approval takes one answer."""
     from graph.web.ui import live
 
     work = tmp_path / "work"
     work.mkdir()
-    ctx = Context(home=str(tmp_path / "home"), config=str(make_config({"memory": {"enabled": False}})),
-                  cwd=str(work))
+    ctx = Context(home=str(tmp_path / "home"), cwd=str(work),
+                  config=str(make_config({"memory": {"enabled": False}, "web": {"approval_timeout_s": 0.5}})))
     call_ = {"tool": "run_command", "args": {"command": "touch made"}}
-    install(ctx, ScriptedChat(replies=[call_, "Not run.", call_, "Run."]))
-    desk = live.Desk(Session(ctx))
-    monkeypatch.setattr(live, "APPROVAL_WAIT_S", 0.5)
-    turn = desk.send("make the file")
+    install(ctx, ScriptedChat(replies=[call_, "Not run."]))
+    turn = live.Desk(Session(ctx)).send("make the file")
     turn.thread.join(timeout=60)
     assert turn.finished and not (work / "made").exists()
     assert any(kind == "notice" and "the command was not run" in data for kind, data, _ in turn.events)
 
-    monkeypatch.setattr(live, "APPROVAL_WAIT_S", 60)
-    turn = desk.send("make it now")
+    ctx = Context(home=ctx.home, cwd=str(work), config=str(make_config({"memory": {"enabled": False}}, "wait.yaml")))
+    install(ctx, ScriptedChat(replies=[call_, "Run."]))  # the default wait: 600 s
+    turn = live.Desk(Session(ctx)).send("make it now")
     deadline = time.monotonic() + 60
     while turn.question is None and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -23,7 +23,6 @@ from graph.llama_process import ModelCrashed
 from graph.session import Session
 
 CHOICES = ("yes", "no", "always")
-APPROVAL_WAIT_S = 600  # how long a tool call waits for the user's button
 
 
 @dataclass
@@ -72,17 +71,19 @@ class LiveTurn:
 
     def _approve(self, request: dict) -> str:
         """Session.approve, in the turn's thread: wait for the user's button (no answer within
-        APPROVAL_WAIT_S, say a closed tab: no, so the session is not held by a turn nobody sees)."""
+        web.approval_timeout_s, as in the API, say a closed tab: no, so the session is not held by
+        a turn nobody sees)."""
+        wait_s = self.session.ctx.settings.web.approval_timeout_s
         with self._asking:
             self.question = request
         try:
-            return self._answers.get(timeout=APPROVAL_WAIT_S)
+            return self._answers.get(timeout=wait_s)
         except queue.Empty:
             with self._asking:
                 if self.question is None:  # answered at the last moment
                     return self._answers.get_nowait()
                 self.question = None
-            why = f"no answer within {APPROVAL_WAIT_S // 60:g} minutes: the command was not run"
+            why = f"no answer within {wait_s:g} s: the command was not run"
             self.events.append(("notice", why, time.monotonic()))
             return "no"
 
