@@ -262,12 +262,14 @@ class Memories:
         vecs = vectors.embedder(self.model)(list(texts.values())) if texts else []
         with self.index.writing():
             last = max([int(self.store.get_meta("turns_indexed") or 0), *texts])
+            # before agent.db's transaction, which would hold up the turns meanwhile (a crash between
+            # the two leaves them queued, and indexing them again replaces them); no documents:
+            # Chroma's full-text index of them made a write 6 ms at 1k turns and 26 ms at 10k, and
+            # search_turns reads the texts from the transcript
+            if texts:
+                self.index.turns.upsert(ids=[f"turn-{t}" for t in texts], embeddings=vecs,
+                                        metadatas=[{"turn": t} for t in texts])
             with self.store.write() as db:
-                if texts:
-                    # no documents: Chroma's full-text index of them made a write 6 ms at 1k turns and
-                    # 26 ms at 10k; the texts are the transcript's (search_turns reads them there)
-                    self.index.turns.upsert(ids=[f"turn-{t}" for t in texts], embeddings=vecs,
-                                            metadatas=[{"turn": t} for t in texts])
                 db.executemany("DELETE FROM turn_backlog WHERE turn=?", [(t,) for t in turns])
                 vectors.set_meta(db, "turns_indexed", last)
 
