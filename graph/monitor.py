@@ -21,7 +21,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from graph import ollama_client, reward
+from graph import reward
+from graph.models import ollama_client
 from graph.context import Context, Settings
 from graph.store import Store
 

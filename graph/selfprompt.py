@@ -11,13 +11,12 @@ setting one directly (the user), rolling back, and the probation verdict: after
 parent's; worse by more than `learning.rollback_margin` means it is rolled back, with the
 numbers as the reason.
 Does not own: deciding when to rewrite or writing the proposal (nodes/rewrite.py), or the
-freeze switch (learning.py).
+freeze switch (learning.py), or the settings evolution attaches to a version (models/serving.py).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import time
 from dataclasses import dataclass
@@ -166,20 +165,6 @@ def rollback(ctx: Context, why: str) -> tuple[Version, Version]:
                    (time.time(), why, undone.id))
         db.execute("UPDATE prompts SET status='active' WHERE id=?", (back.id,))
     return get(store, undone.id), get(store, back.id)
-
-
-def evolved(store: Store) -> dict:
-    """What evolution attached to the version serving now (its sampling `temperature`, its LoRA
-    adapter `lora`: a GGUF file), or {} when that version has nothing attached (a rollback or a
-    newer version ends it)."""
-    attached = json.loads(store.get_meta("evolved") or "{}")
-    rows = store.read("SELECT id FROM prompts WHERE status IN ('active', 'probation') ORDER BY id DESC LIMIT 1")
-    return attached.get("settings", {}) if rows and attached.get("version") == rows[0][0] else {}
-
-
-def attach(store: Store, version: int, settings: dict) -> None:
-    """Attach evolved settings to a version (see `evolved`); {} detaches."""
-    store.set_meta("evolved", json.dumps({"version": version, "settings": settings} if settings else {}))
 
 
 def failed_rules(store: Store, within: int) -> list[str]:

@@ -36,7 +36,8 @@ from filelock import FileLock, Timeout
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.types import Command
 
-from graph import backlog, llm, turnlog
+from graph import backlog, turnlog
+from graph.models import llm
 from graph.builder import build_graph
 from graph.context import THREAD_ID, Context
 from graph.store import StoreError, connect, explain, store_for

@@ -24,7 +24,8 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch, request):
-    from graph import bandit, llm
+    from graph import bandit
+    from graph.models import llm
 
     for name in filter(_setting, list(os.environ)):  # the developer's own settings stay out of the tests
         monkeypatch.delenv(name)

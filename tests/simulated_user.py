@@ -47,7 +47,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field, PrivateAttr
 
-from graph import prompts
+from graph.models import prompts
 from fakes import ScriptedChat
 
 # A neutral system prompt: it says nothing about answer length (the configured default says
@@ -408,7 +408,7 @@ def simulate(session, user: SimulatedUser, turns: int, frozen: bool = False, see
 
 def new_session(home: Path, config: Path, model: BaseChatModel | None, context_window: int = 4096):
     """A Session in `home` with `config`, answering with `model` (None: the configured backend)."""
-    from graph import llm
+    from graph.models import llm
     from graph.context import Context
     from graph.session import Session
 

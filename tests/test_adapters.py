@@ -10,7 +10,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from graph import adapters, llm, selfprompt, tuning
+from graph import selfprompt, tuning
+from graph.models import adapters, llm
 from graph.context import Context, load_settings
 from graph.evolution import adapt, archive, lora
 from graph.store import store_for

@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 
 from fakes import ScriptedChat, install
-from graph import bandit, prompts, reward
+from graph import bandit, reward
+from graph.models import prompts
 from graph.context import Context
 from graph.session import Session
 from graph.store import Store, store_for

@@ -15,6 +15,7 @@ from simulated_user import HARMFUL, HELPFUL, SYSTEM_PROMPT, SimulatedChat
 from tooling import call
 
 from graph import selfprompt
+from graph.models import serving
 from graph.context import Context
 from graph.evolution import archive, fitness, operators
 from graph.evolution import graph as evolution
@@ -59,7 +60,7 @@ def test_prompt_evolution_fitness_rises_over_generations_and_the_winner_goes_on_
     assert f"promoted genome #{winner.id}" in result["summary"]["decision"]
     rules = selfprompt.split(version.text)[1]
     assert HELPFUL["length"] in rules and HARMFUL["length"] not in rules
-    assert selfprompt.evolved(store) == winner.sampling  # its temperature serves with it
+    assert serving.evolved(store) == winner.sampling  # its temperature serves with it
 
     # progress was reported, and the run's last progress says it is done
     assert {e["stage"] for e in events} >= {"seeded", "scoring", "selected", "breeding", "done"}
@@ -121,7 +122,7 @@ def test_selection_keeps_the_pareto_front_and_the_best():
 
 def test_cases_are_held_out_examples_then_probes(tmp_path, make_config):
     from graph import tuning
-    from graph.prompts import PROBES
+    from graph.models.prompts import PROBES
 
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]), eval_cases=4)
     store = store_for(ctx.home)
@@ -159,7 +160,7 @@ def test_a_failing_backend_fails_the_run_and_keeps_what_was_scored(tmp_path, mak
     def flaky(ctx, genome, case):
         calls.append(1)
         if len(calls) > 5:
-            from graph import llm
+            from graph.models import llm
             raise llm.BackendError("ollama failed: connection refused")
         return real(ctx, genome, case)
 

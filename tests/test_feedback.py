@@ -15,7 +15,8 @@ from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field
 from test_learning_loop import say
 
-from graph import bandit, feedback, learning, prompts, selfprompt
+from graph import bandit, feedback, learning, selfprompt
+from graph.models import prompts
 from graph.actions import learning as learning_actions
 from graph.cli import learning as learncli
 from graph.context import Context

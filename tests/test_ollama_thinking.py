@@ -16,7 +16,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_ollama import ChatOllama
 
 from conftest import ROOT, agent_env
-from graph import llm, prompts
+from graph.models import llm, prompts
 from graph.context import Context
 from ollama_server import OllamaServer
 

@@ -4,7 +4,7 @@ at once, and an answer that ended by itself is shown whole."""
 
 import pytest
 
-from graph import sentences
+from graph.models import sentences
 
 
 def stream(pieces, stopped: bool):
@@ -56,7 +56,7 @@ def test_a_budget_stop_is_read_from_either_backend(metadata, stopped):
 def test_the_embedded_model_stopped_by_its_budget_ends_at_a_sentence(tmp_path, make_config):
     from langchain_core.messages import HumanMessage
 
-    from graph import llm
+    from graph.models import llm
     from graph.context import Context
 
     config = make_config({"llm": {"backend": "embedded", "temperature": 0}})

@@ -10,7 +10,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
-from graph import window
+from graph.models import window
 from graph.context import Context
 from graph.session import Session
 

@@ -152,7 +152,7 @@ def test_simulated_user_and_model_behave_as_described():
 
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from graph import prompts
+    from graph.models import prompts
 
     model = SimulatedChat(seed=1)
     plain = model.invoke([SystemMessage("You are a helpful assistant."), HumanMessage("What is an atom?")]).text

@@ -48,7 +48,7 @@ HARNESS = '''
 import json, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 from fakes import ScriptedChat
-from graph import llm
+from graph.models import llm
 
 model = ScriptedChat(replies=json.loads(open(sys.argv[1], encoding="utf-8").read()))
 llm.resolve = lambda settings, lora="": llm.Backend("fake", "scripted", model, 4096)

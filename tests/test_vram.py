@@ -10,7 +10,7 @@ import pynvml
 import pytest
 from langchain_ollama import ChatOllama
 
-from graph import llm, vram
+from graph.models import llm, vram
 from graph.context import Settings
 from ollama_server import QWEN2_7B, OllamaServer
 

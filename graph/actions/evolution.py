@@ -46,7 +46,7 @@ def run(ctx: Context, trigger: str, show: Callable[[dict], None] | None = None, 
     """A run here, until it ends (`show` gets its progress events); returns its archive row with
     its summary. Problem when a run is going already or the run failed (what was scored is
     kept); Ctrl-C (KeyboardInterrupt) stops it, marked stopped."""
-    from graph import llm
+    from graph.models import llm
     from graph.evolution import archive
     from graph.evolution.adapt import AdaptError
     from graph.evolution.graph import evolve

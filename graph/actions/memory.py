@@ -77,7 +77,7 @@ def forget(ctx: Context, memory_id: str) -> dict:
 def consolidate(ctx: Context) -> dict:
     """Merge related memories into summaries written by the model, drop low-value ones:
     {"merged", "summaries", "dropped"}."""
-    from graph import llm, prompts
+    from graph.models import llm, prompts
 
     def merge(texts: list[str]) -> str:
         items = "\n".join(f"- {t}" for t in texts)

@@ -107,19 +107,20 @@ def rollback(ctx: Context, why: str, by: str = "by the user", evolved_only: bool
     user", "(agent tool)" ...). evolved_only: only a version that evolution promoted (its
     evolved settings are detached too). Returns (undone, serving again)."""
     from graph import learning, selfprompt
+    from graph.models import serving
     from graph.store import store_for
 
     store = store_for(ctx.home)
-    serving = selfprompt.current(ctx)
-    if evolved_only and serving.author != "evolution":
-        raise Problem(f"the prompt in use (version {serving.id}) is not from evolution: nothing to roll back"
+    in_use = selfprompt.current(ctx)
+    if evolved_only and in_use.author != "evolution":
+        raise Problem(f"the prompt in use (version {in_use.id}) is not from evolution: nothing to roll back"
                       " (`agent.py prompt rollback` undoes any version)")
     try:
         undone, back = selfprompt.rollback(ctx, why)
     except ValueError as exc:
         raise Problem(str(exc)) from None
     if evolved_only:
-        selfprompt.attach(store, back.id, {})
+        serving.attach(store, back.id, {})
     origin = " (from evolution)" if undone.author == "evolution" else ""
     learning.log(store, "rollback", f"version {undone.id}{origin} rolled back to {back.id} {by}: {why}")
     return undone, back

@@ -12,13 +12,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from graph import llm
+    from graph.models import llm
     from graph.context import Context
     from graph.store import Store
 
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
-    from graph import cpu, monitor
+    from graph import monitor
+    from graph.models import cpu
     from graph.actions import learning
     from graph.context import THREAD_ID
     from graph.evolution import runs

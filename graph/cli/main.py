@@ -58,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     console, errors = Console(), Console(stderr=True)
     from graph.context import ConfigError, Context
-    from graph.embedded import EmbeddedModelMissing
-    from graph.llama_process import ModelCrashed
-    from graph.llm import BackendError
+    from graph.models.embedded import EmbeddedModelMissing
+    from graph.models.llama_process import ModelCrashed
+    from graph.models.llm import BackendError
     from graph.store import StoreError
 
     ctx = Context(home=getattr(args, "home", ""), config=getattr(args, "config", ""),

@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from graph import llm
+from graph.models import llm
 from graph.cli import slash
 from graph.cli.output import printable
-from graph.embedded import EmbeddedModelMissing
-from graph.llama_process import ModelCrashed
+from graph.models.embedded import EmbeddedModelMissing
+from graph.models.llama_process import ModelCrashed
 from graph.nodes.act import unwrapped
 from graph.session import Session
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from graph import thinking
+from graph.models import thinking
 from graph.actions import history as conversation
 from graph.actions import status as snapshot
 from graph.cli import history, status

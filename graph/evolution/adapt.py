@@ -28,7 +28,8 @@ from pathlib import Path
 
 from langgraph.runtime import Runtime
 
-from graph import adapters, llm, tuning, vram
+from graph import tuning
+from graph.models import adapters, llm, vram
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.archive import Genome
@@ -202,12 +203,12 @@ def _genome(store, lora, path: Path, base_gguf: Path, incumbent: Genome, parents
 def prune(ctx: Context, run: int) -> None:
     """Delete the adapters of earlier runs, except the one serving now (this run's stay, so any of
     its genomes can still be promoted by hand)."""
-    from graph import selfprompt
+    from graph.models import serving
 
-    serving = selfprompt.evolved(store_for(ctx.home)).get("lora", "")
+    in_use = serving.evolved(store_for(ctx.home)).get("lora", "")
     root = Path(ctx.home) / "adapters"
     doomed = [sub for old in (root.iterdir() if root.is_dir() else []) if old != folder(ctx, run) and old.is_dir()
-              for sub in old.iterdir() if not (serving and Path(serving).is_relative_to(sub))]
+              for sub in old.iterdir() if not (in_use and Path(in_use).is_relative_to(sub))]
     adapters.forget(ctx.settings, [f for sub in doomed for f in sub.glob("*.gguf")])  # their Ollama models
     for sub in doomed:
         shutil.rmtree(sub, ignore_errors=True)

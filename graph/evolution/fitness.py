@@ -18,7 +18,8 @@ from datetime import date
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from graph import llm, prompts, selfprompt, sentences, tuning
+from graph import selfprompt, tuning
+from graph.models import llm, prompts, sentences
 from graph.context import Context
 from graph.evolution.archive import Genome
 from graph.store import Store

@@ -29,7 +29,8 @@ from typing import TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graph import adapters, selfprompt
+from graph import selfprompt
+from graph.models import adapters, serving
 from graph.context import Context
 from graph.evolution import archive, fitness, operators
 from graph.evolution.adapt import adapt, prune
@@ -74,7 +75,7 @@ def seed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
     run = archive.start(store, state.get("trigger", "studio"),
                         {"generations": generations, "population": population, "budget_minutes": minutes})
     now = selfprompt.current(ctx)
-    attached = selfprompt.evolved(store)
+    attached = serving.evolved(store)
     incumbent = archive.add(store, Genome(now.text, lora=attached.get("lora"), operator="incumbent", run=run,
                                           sampling={"temperature": attached.get("temperature",
                                                                                 ctx.settings.llm.temperature)},
@@ -215,7 +216,7 @@ def promote_genome(ctx: Context, genome: Genome, why: str) -> str:
     Returns what was done."""
     store = store_for(ctx.home)
     version = selfprompt.propose(ctx, genome.prompt, "evolution", why, same_text=True)
-    selfprompt.attach(store, version.id, {**genome.sampling, **({"lora": genome.lora} if genome.lora else {})})
+    serving.attach(store, version.id, {**genome.sampling, **({"lora": genome.lora} if genome.lora else {})})
     archive.mark(store, genome.id, "promoted", f"prompt version {version.id}: {why}")
     return f"promoted genome #{genome.id} as prompt version {version.id} (on probation): {why}"
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import random
 
-from graph import llm, prompts, selfprompt
+from graph import selfprompt
+from graph.models import llm, prompts
 from graph.context import Context
 from graph.evolution.archive import Genome
 

@@ -18,7 +18,8 @@ from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graph import policy, prompts, tools as registry
+from graph import policy, tools as registry
+from graph.models import prompts
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for

@@ -12,7 +12,7 @@ throwaway context (tools/delegate.py) is never folded.
 from langchain_core.messages import RemoveMessage
 from langgraph.runtime import Runtime
 
-from graph import llm, window
+from graph.models import llm, window
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for

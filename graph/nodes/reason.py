@@ -12,7 +12,8 @@ from datetime import date
 from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
-from graph import bandit, feedback, learning, llm, prompts, selfprompt, thinking, window
+from graph import bandit, feedback, learning, selfprompt
+from graph.models import llm, prompts, serving, thinking, window
 from graph import tools as registry
 from graph.context import Context
 from graph.state import AgentState
@@ -110,7 +111,7 @@ def learning_on(ctx: Context, store) -> bool:
 def sampling(ctx: Context) -> float | None:
     """The temperature of the "config" arm: an evolved one while the prompt version it was
     promoted with serves, else the configured one (None)."""
-    return selfprompt.evolved(store_for(ctx.home)).get("temperature")
+    return serving.evolved(store_for(ctx.home)).get("temperature")
 
 
 def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[SystemMessage]:

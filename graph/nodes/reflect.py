@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from langgraph.runtime import Runtime
 
-from graph import learning, llm, prompts
+from graph import learning
+from graph.models import llm, prompts
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for

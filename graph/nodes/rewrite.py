@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph import learning, llm, policy, prompts, reward, selfprompt
+from graph import learning, policy, reward, selfprompt
+from graph.models import llm, prompts
 from graph.context import Context
 from graph.state import AgentState
 from graph.store import store_for

@@ -17,7 +17,7 @@ from langchain_core.messages import HumanMessage
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph import prompts
+from graph.models import prompts
 from graph.context import Context
 
 

@@ -22,7 +22,7 @@ from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
 from graph.context import Context
-from graph.llm import STOP
+from graph.models.llm import STOP
 
 MAX_TIMEOUT_S = 3600.0
 BACKGROUND_GRACE_S = 0.5  # once the shell exits, how long its background processes may hold the output

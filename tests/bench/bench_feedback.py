@@ -69,7 +69,8 @@ from simulated_user import (
     simulate,
 )
 
-from graph import bandit, feedback, llm
+from graph import bandit, feedback
+from graph.models import llm
 from graph import store as stores
 
 MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*•] |\d+[.)] |\|)|\*\*", re.MULTILINE)

@@ -41,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import SimulatedChat, SimulatedUser, new_session, settings, simulate
 
-from graph import llm, selfprompt
+from graph import selfprompt
+from graph.models import llm
 from graph import store as stores
 
 AGENTS = {  # name: (frozen, learning settings)
@@ -158,7 +159,7 @@ def fake_part(args, root: Path) -> dict:
 
 
 def embedded_part(args, root: Path) -> dict:
-    from graph.embedded import DEFAULT_LABEL
+    from graph.models.embedded import DEFAULT_LABEL
 
     print(f"\n== real embedded model ({DEFAULT_LABEL}, llama.cpp on CPU), seed {args.seed},"
           f" {args.embedded_turns} judged answers, rewrite_every {args.embedded_rewrite_every},"

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 from ollama import ResponseError
 
-from graph import ollama_client
+from graph.models import ollama_client
 from graph.context import Settings
 
 log = logging.getLogger("agent.vram")
