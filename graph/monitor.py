@@ -21,9 +21,9 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from graph import reward
-from graph.models import ollama_client
 from graph.context import Context, Settings
+from graph.learning import reward
+from graph.models import ollama_client
 from graph.store import Store
 
 SPARK = "▁▂▃▄▅▆▇█"

@@ -24,7 +24,7 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch, request):
-    from graph import bandit
+    from graph.learning import strategy
     from graph.models import llm
 
     for name in filter(_setting, list(os.environ)):  # the developer's own settings stay out of the tests
@@ -32,7 +32,7 @@ def _isolated(tmp_path, monkeypatch, request):
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
     no_gpu(monkeypatch)
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
-        monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, barred=(): dict(bandit.DEFAULT))
+        monkeypatch.setattr(strategy, "choose", lambda store, where, rng=None, barred=(): dict(strategy.DEFAULT))
     llm.forget_backends()
     llm.STOP.clear()
     yield

@@ -10,10 +10,10 @@ from pathlib import Path
 import gguf
 import pytest
 
-from graph import selfprompt, tuning
-from graph.models import adapters, llm
 from graph.context import Context, load_settings
 from graph.evolution import adapt, archive, lora
+from graph.learning import selfprompt, tuning
+from graph.models import adapters, llm
 from graph.store import store_for
 from ollama_server import ABSENT_QWEN2_BLOB, OllamaServer
 

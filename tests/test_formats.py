@@ -5,7 +5,7 @@ stream releases begins the form of the whole; a form that leaves nothing shows t
 
 import pytest
 
-from graph import formats
+from graph.learning import formats
 from graph.models import sentences
 
 SMOL = ("Photosynthesis is the process by which plants make food. It uses light, water and carbon dioxide! "

@@ -18,8 +18,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from graph.actions import Problem
-from graph.actions import evolution as act
+from graph.actions import evolution as act, Problem
 from graph.cli.args import count, minutes
 from graph.cli.output import fail
 
@@ -162,7 +161,7 @@ def generations_table(result: dict) -> Table:
 def lineage_tree(run: int, nodes: list[dict]) -> Tree:
     from rich.tree import Tree
 
-    from graph import selfprompt
+    from graph.learning import selfprompt
 
     tree = Tree(f"run {run}: genomes by parent (crossover children list their other parent)")
 

@@ -28,11 +28,11 @@ from pathlib import Path
 
 from langgraph.runtime import Runtime
 
-from graph import tuning
-from graph.models import adapters, llm, vram
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.archive import Genome
+from graph.learning import tuning
+from graph.models import adapters, llm, vram
 from graph.store import store_for
 
 MIN_HELD_OUT = 2

@@ -29,12 +29,12 @@ from typing import TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graph import selfprompt
-from graph.models import adapters, serving
 from graph.context import Context
 from graph.evolution import archive, fitness, operators
 from graph.evolution.adapt import adapt, prune
 from graph.evolution.archive import Genome
+from graph.learning import selfprompt
+from graph.models import adapters, serving
 from graph.store import store_for
 
 

@@ -43,10 +43,10 @@ def start_background(ctx: Context, trigger: str, settings: dict | None = None) -
 def auto_start(ctx: Context, store) -> str:
     """After a turn: start a background run when `evolution.every_turns` turns have passed since
     the last run started (and learning is on and not frozen). Returns a notice, or ''."""
-    from graph import learning
+    from graph.learning import guard
 
     every = ctx.settings.evolution.every_turns
-    if not every or not ctx.settings.learning.enabled or learning.frozen(store) or archive.busy(store):
+    if not every or not ctx.settings.learning.enabled or guard.frozen(store) or archive.busy(store):
         return ""
     since = store.read("SELECT COUNT(*) FROM rewards WHERE created > ?", (archive.last_start(store) or 0,))[0][0]
     if since < every:

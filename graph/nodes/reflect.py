@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 from langgraph.runtime import Runtime
 
-from graph import learning
-from graph.models import llm, prompts
 from graph.context import Context
+from graph.learning import guard
+from graph.models import llm, prompts
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -62,7 +62,7 @@ def reflect(state: AgentState, runtime: Runtime[Context]) -> dict:
     items = candidates(ctx, user, answer.text.strip(), messages[last_human + 1:])
     if not items:
         return {}
-    from graph.memory import MemoryUnavailable, memories_for
+    from graph.memory import memories_for, MemoryUnavailable
 
     try:
         memories = memories_for(ctx)
@@ -81,7 +81,7 @@ def candidates(ctx: Context, user: str, answer: str, steps: list) -> list[Item]:
     """What this exchange leaves to remember (before merging with what is already known)."""
     items: list[Item] = []
     kind = "decision" if DECIDED.search(user) else "preference" if LIKES.search(user) else "fact"
-    if "example" in learning.directives(user):
+    if "example" in guard.directives(user):
         pass  # "remember this answer as a good example" is about tuning data (nodes/reward.py), not a memory
     elif REMEMBER.search(user):
         items.append(Item(_clip(user), kind, 0.9, "user"))

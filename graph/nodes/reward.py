@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph import feedback, learning, policy, rating, reward
+from graph import policy
 from graph.context import Context
+from graph.learning import feedback, guard, rating, reward
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -40,10 +41,10 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
     if turn is None:
         return {}
     said = messages[last_human].text
-    wants = learning.directives(said)
+    wants = guard.directives(said)
     notes = []
     if "freeze" in wants:
-        notes.append(learning.freeze(ctx, wants["freeze"]))
+        notes.append(guard.freeze(ctx, wants["freeze"]))
     before = previous(store, turn)
     if before is not None and before.settled is None:
         started, _ = store.turn_times(turn)
@@ -79,7 +80,7 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
 
 
 def learns(ctx: Context, store) -> bool:
-    return ctx.settings.learning.enabled and not learning.frozen(store)
+    return ctx.settings.learning.enabled and not guard.frozen(store)
 
 
 def previous(store, turn: int) -> reward.Reward | None:

@@ -18,10 +18,9 @@ from typing import Literal
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph import learning, selfprompt
-from graph.actions import Problem, examples, prompt, rewards
-from graph.actions import learning as actions_learning
+from graph.actions import examples, learning as actions_learning, Problem, prompt, rewards
 from graph.context import Context
+from graph.learning import guard, selfprompt
 from graph.store import store_for
 
 WANTED = re.compile(r"\b(prompt|rules?|instructions?|from now on|always|never|examples?|tuning|learn\w*|"
@@ -39,8 +38,8 @@ def context_of(runtime: ToolRuntime[Context], change: str = "") -> Context:
     ctx = runtime.context or Context()
     if change:
         try:
-            learning.may_change(ctx, change)
-        except learning.Refused as exc:
+            guard.may_change(ctx, change)
+        except guard.Refused as exc:
             raise ToolException(str(exc)) from None
     return ctx
 

@@ -41,9 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import SimulatedChat, SimulatedUser, new_session, settings, simulate
 
-from graph import selfprompt
-from graph.models import llm
 from graph import store as stores
+from graph.learning import selfprompt
+from graph.models import llm
 
 AGENTS = {  # name: (frozen, learning settings)
     "learning": (False, {}),
@@ -79,7 +79,7 @@ def curve_line(name: str, run) -> str:
 def excluded_line(run) -> str:
     """The learning agent's curve without the turns answered by candidates that were rolled back:
     what the prompts it kept earned, apart from the cost of trying bad ones."""
-    from graph import reward
+    from graph.learning import reward
 
     bad = {v.id for v in run.history if v.status == "rolled_back"}
     cells, costs = [], []

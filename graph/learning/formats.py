@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from graph import topics
+from graph.learning import topics
 from graph.models import sentences
 
 FENCE = re.compile(r"^\s*(```|~~~)")

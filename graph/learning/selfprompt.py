@@ -21,8 +21,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from graph import reward
 from graph.context import Context
+from graph.learning import reward
 from graph.store import Store, store_for
 
 RULES = "Rules learned from the user:"
