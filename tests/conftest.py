@@ -67,8 +67,8 @@ def _release_files() -> None:
 
     from graph import store
 
-    if "graph.memory" in sys.modules:
-        sys.modules["graph.memory"].close_all()  # before the files below: its thread writes to them
+    if "graph.memory.memories" in sys.modules:
+        sys.modules["graph.memory.memories"].close_all()  # before the files below: its thread writes to them
     store.close_all()
     for name, log in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith("agent.turns.") and isinstance(log, logging.Logger):

@@ -9,7 +9,7 @@ import sqlite3
 import pytest
 
 from fakes import ScriptedChat, install
-from graph.actions import evolution, examples, history, learning as learning_actions, memory, Problem, prompt, rewards, status
+from graph.actions import Problem, evolution, examples, history, learning as learning_actions, memory, prompt, rewards, status
 from graph.context import Context
 from graph.learning import guard, selfprompt
 from graph.session import Session

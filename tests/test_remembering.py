@@ -16,7 +16,7 @@ from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph import policy
 from graph.context import Context
-from graph.memory import memories_for
+from graph.memory.memories import memories_for
 from graph.nodes import reason, reflect
 from graph.session import Session
 from graph.tools import recall as recall_tools

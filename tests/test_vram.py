@@ -10,8 +10,8 @@ import pynvml
 import pytest
 from langchain_ollama import ChatOllama
 
-from graph.models import llm, vram
 from graph.context import Settings
+from graph.models import llm, vram
 from ollama_server import QWEN2_7B, OllamaServer
 
 MODEL = "qwen2:7b-instruct"

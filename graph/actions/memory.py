@@ -17,14 +17,14 @@ from graph.actions import Problem
 
 if TYPE_CHECKING:
     from graph.context import Context
-    from graph.memory import Memories, Memory
+    from graph.memory.memories import Memories, Memory
 
 KINDS = ("fact", "preference", "decision", "result", "note")
 
 
 def memories(ctx: Context) -> Memories:
     """The context's long-term memory; Problem when it is turned off or cannot be opened."""
-    from graph.memory import MemoryUnavailable, memories_for
+    from graph.memory.memories import MemoryUnavailable, memories_for
 
     if not ctx.settings.memory.enabled:
         raise Problem("long-term memory is turned off (memory.enabled in config.yaml)")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from graph.actions import examples as act
 from graph.cli.args import count
-from graph.cli.output import handled, one_line, Out, printable, Problem, when
+from graph.cli.output import Out, Problem, handled, one_line, printable, when
 
 if TYPE_CHECKING:
     from rich.console import Group

@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from graph.cli import args as shared
-from graph.cli import data, evolve, history, learning, memory, monitor, prompt, reward, serve, status, studio, tools, ui
+from graph.cli import args as shared, data, evolve, history, learning, memory, monitor, prompt, reward, serve, status, studio, tools, ui
 
 DESCRIPTION = """A local AI agent in one endless conversation. With no command it opens the
 REPL (or reads one message per line from piped stdin); the same session continues

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from graph.actions import prompt as act
 from graph.cli.args import count
-from graph.cli.output import handled, Out, printable, Problem, when
+from graph.cli.output import Out, Problem, handled, printable, when
 
 if TYPE_CHECKING:
     from rich.console import Group

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from graph.actions import rewards as act
 from graph.actions.learning import state
 from graph.cli.args import count
-from graph.cli.output import handled, Out, when
+from graph.cli.output import Out, handled, when
 
 if TYPE_CHECKING:
     from rich.console import Group

@@ -166,7 +166,7 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
 
 def evolve_command(session: Session, arg: str, console: Console) -> None:
     """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
-    from graph.actions import evolution as act, Problem
+    from graph.actions import Problem, evolution as act
     from graph.cli import evolve
     from graph.learning import guard
 

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from ollama import ResponseError
 
-from graph.models import ollama_client
 from graph.context import Settings
+from graph.models import ollama_client
 
 SUFFIX = "-evolved"  # Ollama models serving adapters are named <model>-evolved:<digest>
 REFUSED = "refused to make a model with an adapter"  # (reported of Ollama 0.34.1 and later: no more ADAPTER)

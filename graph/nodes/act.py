@@ -19,8 +19,8 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from graph import policy, tools as registry
-from graph.models import prompts
 from graph.context import Context
+from graph.models import prompts
 from graph.state import AgentState
 from graph.store import store_for
 

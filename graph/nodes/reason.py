@@ -122,7 +122,7 @@ def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[System
         return []
     if not store_for(ctx.home).has_memories():
         return []
-    from graph.memory import memories_for, MemoryUnavailable
+    from graph.memory.memories import MemoryUnavailable, memories_for
 
     try:
         memories = memories_for(ctx)

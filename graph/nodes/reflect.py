@@ -62,7 +62,7 @@ def reflect(state: AgentState, runtime: Runtime[Context]) -> dict:
     items = candidates(ctx, user, answer.text.strip(), messages[last_human + 1:])
     if not items:
         return {}
-    from graph.memory import memories_for, MemoryUnavailable
+    from graph.memory.memories import MemoryUnavailable, memories_for
 
     try:
         memories = memories_for(ctx)

@@ -17,8 +17,8 @@ from langchain_core.messages import HumanMessage
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.models import prompts
 from graph.context import Context
+from graph.models import prompts
 
 
 @tool

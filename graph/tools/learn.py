@@ -18,7 +18,7 @@ from typing import Literal
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.actions import examples, learning as actions_learning, Problem, prompt, rewards
+from graph.actions import Problem, examples, learning as actions_learning, prompt, rewards
 from graph.context import Context
 from graph.learning import guard, selfprompt
 from graph.store import store_for

@@ -71,9 +71,9 @@ def add_turns(store, rng: random.Random, first: int, n: int) -> list[int]:
 def run(n: int, calls: int, seed: int, folder: Path) -> dict:
     import numpy as np
 
-    from graph import vectors
     from graph.context import Context
-    from graph.memory import memories_for
+    from graph.memory import vectors
+    from graph.memory.memories import memories_for
 
     rng = random.Random(seed)
     home = folder / f"home{n}"

@@ -181,7 +181,7 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
 def instrument(builder) -> tuple[dict, dict]:
     """Time each graph node, recall, the query embedding, the indexing of folded turns (per turn,
     in `parts`) and that indexing again per thread (in `background`: per thread name, [turns, seconds])."""
-    from graph import memory, vectors
+    from graph.memory import memories as memory, vectors
 
     parts: dict[str, float] = collections.defaultdict(float)
     background: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
@@ -238,7 +238,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     from graph import store as store_module
     from graph.builder import builder
     from graph.context import Context
-    from graph.memory import memories_for
+    from graph.memory.memories import memories_for
     from graph.session import Session
 
     home = folder / "home"
