@@ -13,7 +13,7 @@ import pytest
 from fakes import ScriptedChat, install
 from graph.context import Context
 from graph.learning import guard, reward, selfprompt, strategy, tuning
-from graph.nodes import reward as reward_node, rewrite as rewrite_node
+from graph.nodes import reward as reward_node, self_rewrite as rewrite_node
 from graph.session import Session
 from graph.tools import learn, web
 from tooling import call

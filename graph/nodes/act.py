@@ -18,7 +18,7 @@ from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graph import policy, tools as registry
+from graph import approval, tools as registry
 from graph.context import Context
 from graph.models import prompts
 from graph.state import AgentState
@@ -34,12 +34,12 @@ def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) ->
     store = store_for(ctx.home)
     messages = state["messages"]
     tools = {t.name: t for t in registry.available(ctx, notify=lambda text: runtime.stream_writer({"notice": text}))}
-    taint = policy.tainted(messages)
+    taint = approval.tainted(messages)
     last = messages[-1]
     approved, results = [], []
     for call in last.tool_calls:
         tool = tools.get(call["name"])
-        verdict = policy.check(ctx, tool, call["args"], taint) if tool else policy.Verdict("run")
+        verdict = approval.check(ctx, tool, call["args"], taint) if tool else approval.Verdict("run")
         if verdict.action == "ask":
             answer = interrupt({"tool": call["name"], "args": call["args"], "reason": verdict.reason,
                                 "always": verdict.pattern})

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph import policy
+from graph import approval
 from graph.context import Context
 from graph.learning import feedback, guard, rating, reward
 from graph.state import AgentState
@@ -73,7 +73,7 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
                                             and not m.additional_kwargs.get("blocked")),
                                         meta.get("interrupted") == "stopped by the user"),
         bucket=meta.get("bucket", ""), arms=meta.get("strategy", {}), prompt_version=meta.get("prompt_version"),
-        tainted=bool(policy.tainted(steps))))
+        tainted=bool(approval.tainted(steps))))
     for note in notes:
         runtime.stream_writer({"status": note})
     return {}

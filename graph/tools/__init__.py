@@ -79,13 +79,13 @@ def run_one(ctx: Context, name: str, args: dict, ask: Callable[[dict], str] | No
     from langgraph.prebuilt import ToolRuntime
     from pydantic import ValidationError
 
-    from graph import policy
+    from graph import approval
 
     tools = {t.name: t for t in available(ctx)}
     tool = tools.get(name)
     if tool is None:
         return False, f"no tool named {name!r}; `agent.py tools` lists them"
-    verdict = policy.check(ctx, tool, args)
+    verdict = approval.check(ctx, tool, args)
     if verdict.action == "refuse":
         return False, f"refused: {verdict.reason}"
     if verdict.action == "ask":

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph import policy
+from graph import approval
 from graph.context import Context
 from graph.learning import guard, reward, selfprompt
 from graph.models import llm, prompts
@@ -61,7 +61,7 @@ def self_rewrite(state: AgentState, runtime: Runtime[Context]) -> dict:
         say(f"prompt version {decided['version']} {kind} after probation ({decided['why']})")
         return {}
     why = due(ctx)
-    if why and not policy.tainted(messages) and selfprompt.asks_model(ctx, llm.active(ctx).name):
+    if why and not approval.tainted(messages) and selfprompt.asks_model(ctx, llm.active(ctx).name):
         propose(ctx, why, turn, say)
     return {}
 
