@@ -99,7 +99,7 @@ def make_config(tmp_path):
 def _setting(name: str) -> bool:
     """Whether an environment variable would change the agent's settings (graph/environment.py):
     not AGENT_HOME, nor the variables the tests use to steer the model process (AGENT_TEST_CRASH_FILE)."""
-    from graph.context import Settings
+    from graph.config import Settings
     from graph.environment import DELIMITER, PREFIX
 
     section = name.upper().removeprefix(PREFIX).split(DELIMITER)[0].lower()

@@ -10,7 +10,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from graph.context import Context, load_settings
+from graph.config import load_settings
+from graph.context import Context
 from graph.evolution import adapt, archive, lora
 from graph.learning import selfprompt, tuning
 from graph.models import adapters, llm

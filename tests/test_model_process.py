@@ -12,7 +12,7 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from conftest import ROOT, agent_env
-from graph.context import load_settings
+from graph.config import load_settings
 from graph.models import cpu, embedded, llm
 from graph.models.llama_process import CRASH_FILE, ModelCrashed
 from test_repl import PROMPT, history, spawn

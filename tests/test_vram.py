@@ -10,7 +10,7 @@ import pynvml
 import pytest
 from langchain_ollama import ChatOllama
 
-from graph.context import Settings
+from graph.config import Settings
 from graph.models import llm, vram
 from ollama_server import QWEN2_7B, OllamaServer
 

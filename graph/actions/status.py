@@ -63,7 +63,7 @@ def settings_origins(ctx: Context) -> dict[str, dict]:
             tree = tree[part]
         return tree
 
-    from graph.context import Settings
+    from graph.config import Settings
 
     current, default = ctx.settings.model_dump(), Settings().model_dump()
     shown = {"llm.ollama.base_url": {"value": ctx.settings.llm.ollama.base_url,

@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console, errors = Console(), Console(stderr=True)
-    from graph.context import ConfigError, Context
+    from graph.config import ConfigError
+    from graph.context import Context
     from graph.models.embedded import EmbeddedModelMissing
     from graph.models.llama_process import ModelCrashed
     from graph.models.llm import BackendError

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from graph.context import Context, MemorySettings
+from graph.config import MemorySettings
+from graph.context import Context
 from graph.memory import vectors
 from graph.memory.memories.backlog import Backlog
 from graph.store import store_for

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ollama import ResponseError
 
-from graph.context import Settings
+from graph.config import Settings
 from graph.models import ollama_client
 
 SUFFIX = "-evolved"  # Ollama models serving adapters are named <model>-evolved:<digest>

@@ -21,7 +21,8 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_chunk_to_message
 
-from graph.context import Context, Settings
+from graph.config import Settings
+from graph.context import Context
 from graph.models import adapters, ollama_client, vram
 from graph.models.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
 from graph.models.llama_process import ModelCrashed

@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 from ollama import ResponseError
 
-from graph.context import Settings
+from graph.config import Settings
 from graph.models import ollama_client
 
 log = logging.getLogger("agent.vram")

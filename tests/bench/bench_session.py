@@ -144,7 +144,7 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
     from langchain.agents.middleware import SummarizationMiddleware
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    from graph.context import SessionSettings
+    from graph.config import SessionSettings
 
     folder.mkdir(parents=True)
     path = folder / "peer.db"
