@@ -1,5 +1,5 @@
-"""`adapt`: the LoRA stage of an evolution run (the model-merge part, as in Sakana's
-evolutionary model merge and LoraHub).
+"""The LoRA stage of an evolution run (the model-merge part, as in Sakana's evolutionary model
+merge and LoraHub); its node is nodes/adapt.py.
 
 Two LoRA adapters of the model serving (the embedded GGUF, or the GGUF blob behind the Ollama
 model) are trained on the two halves of the desirable training examples (undesirable ones
@@ -25,8 +25,6 @@ import gc
 import random
 import shutil
 from pathlib import Path
-
-from langgraph.runtime import Runtime
 
 from graph.context import Context
 from graph.evolution import archive
@@ -104,30 +102,6 @@ def held_out(store) -> list:
     bad = {e.question: e.answer for e in tuning.listing(store, label="undesirable", split="eval")}
     return [lora.Case(e.messages[:-1], e.answer, bad.get(e.question))
             for e in tuning.listing(store, label="desirable", split="eval") if e.question]
-
-
-def adapt(state: dict, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
-    run = state["run"]
-
-    def say(**progress) -> None:
-        archive.progress(store, run, generation=0, **progress)
-        runtime.stream_writer({"evolution": {"run": run, "generation": 0, **progress}})
-
-    from graph.evolution.lora import LoraUnavailable  # (cheap: lora.py imports torch & co. lazily)
-
-    mode = state.get("lora") or ctx.settings.evolution.lora
-    why = skip(ctx, store, mode)
-    if not why:
-        try:
-            return {"members": [*state["members"], *breed(ctx, store, state, say)]}
-        except (LoraUnavailable, adapters.AdapterError) as exc:  # a missing package, unusable weights
-            why = str(exc)
-    if mode == "on":
-        raise AdaptError(f"no LoRA adapters: {why}")
-    say(stage="adapters skipped", why=why)
-    return {}
 
 
 def breed(ctx: Context, store, state: dict, say) -> list[int]:

@@ -58,7 +58,7 @@ def auto_start(ctx: Context, store) -> str:
 
 def promote_genome_by_hand(ctx: Context, genome_id: int, who: str = "the user") -> str:
     """Promote an archived genome (the CLI's --promote, the agent's tool); ValueError says why not."""
-    from graph.evolution.graph import promote_genome
+    from graph.evolution.nodes.promote import promote_genome
 
     genome = archive.get(store_for(ctx.home), genome_id)
     if genome is None or genome.status not in ("scored", "promoted"):
