@@ -1,4 +1,4 @@
-"""Evolved LoRA adapters on the Ollama model (graph/adapters.py, and the LoRA stage when Ollama
+"""Evolved LoRA adapters on the Ollama model (graph/models/adapters.py, and the LoRA stage when Ollama
 serves): the adapters are trained on the weights behind the Ollama model (its Modelfile's FROM),
 each becomes an Ollama model made with FROM + ADAPTER (`/api/create`, the real ollama client over
 real HTTP to tests/ollama_server.py, which answers with llama.cpp and the uploaded adapter); a

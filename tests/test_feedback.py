@@ -1,4 +1,4 @@
-"""Explicit feedback acts at once (graph/feedback.py), through the real graph and session with a
+"""Explicit feedback acts at once (graph/learning/feedback.py), through the real graph and session with a
 scripted model: English and Japanese cues map to the fixed preferences; the answer to a message
 that names one is shaped by it (style, length budget, format instruction); said twice it stands
 (one notice line, a rule on probation, listed by `learn`, undone by `learn undo`); "from now on"

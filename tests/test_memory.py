@@ -1,4 +1,4 @@
-"""Long-term memory (graph/memory.py, graph/vectors.py) with the real Chroma index and the bundled
+"""Long-term memory (graph/memory/memories.py, graph/memory/vectors.py) with the real Chroma index and the bundled
 embedders (the multilingual default, MiniLM where a test changes the model). The embedder is loaded once per test process (vectors.py caches it), so the file stays fast."""
 
 import os
@@ -31,7 +31,7 @@ def mem(ctx):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """Move memory.py's clock: clock(days) puts it that many days after the real now."""
+    """Move memories.py's clock: clock(days) puts it that many days after the real now."""
     import time
     start = time.time()
 

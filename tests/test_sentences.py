@@ -1,4 +1,4 @@
-"""graph/sentences.py: an answer stopped by its length budget ends at its last complete sentence
+"""graph/models/sentences.py: an answer stopped by its length budget ends at its last complete sentence
 (English .!?, Japanese 。！？, a line break), the user sees it sentence by sentence, thoughts pass
 at once, and an answer that ended by itself is shown whole."""
 

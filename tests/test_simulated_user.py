@@ -4,7 +4,7 @@ reward, bandit and self_rewrite code; only the chat model is fake (tests/simulat
 an instruction-following stand-in and a noisy prompt optimizer). The learning agent's reward
 rises above the same agent's with learning frozen, its probation keeps some rewrites and
 rolls others back, and its policy learns the concise style; with feedback acting directly
-(graph/feedback.py) the reward is high within a few turns. The bench
+(graph/learning/feedback.py) the reward is high within a few turns. The bench
 (tests/bench/bench_learning.py) prints the curves, and runs the real embedded model too."""
 
 import pytest

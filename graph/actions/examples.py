@@ -6,7 +6,7 @@ Exposes: listing(store, label, split, source, last), counts(store), get(store, e
 add(ctx, label, turn, user, answer, why, source), edit(ctx, example_id, label, answer, split,
 why, by), remove(ctx, example_id, why, by), export(store, fmt, split), latest_turn(store).
 `by` says who in the log: "by the user" or "(agent tool)".
-Does not own: the examples (tuning.py) or the learning log (learning.py).
+Does not own: the examples (tuning.py) or the learning log (guard.py).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ resuming it, and ending the newest preference.
 Exposes: state(ctx, store), summary(ctx, store), preferences(store), extra_calls(ctx, store),
 overview(ctx, store, last), switch(ctx, off), undo_preference(ctx).
 Does not own: the freeze switch and the log (learning.py), preferences (feedback.py), or
-rewrites (nodes/rewrite.py).
+rewrites (nodes/self_rewrite.py).
 """
 
 from __future__ import annotations

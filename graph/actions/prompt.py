@@ -5,7 +5,7 @@ probation, and rolling back; every change is written to the learning log here.
 Exposes: current(ctx), version(ctx, number), version_dict(store, version, serving),
 history(store), diff_pair(ctx, a, b), diff(pair), set_prompt(ctx, number, text, why),
 propose(ctx, text, why), rollback(ctx, why, by).
-Does not own: the versions (selfprompt.py) or the learning log (learning.py).
+Does not own: the versions (selfprompt.py) or the learning log (guard.py).
 """
 
 from __future__ import annotations

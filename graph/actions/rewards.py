@@ -3,7 +3,7 @@ the strategy policy learned, one turn's reward explained, and good / bad / 1-5 r
 
 Exposes: rate(ctx, kind, stars, turn), explain(store, turn), report(store, last),
 curve(store, points), policy(store), MEANINGS (what each reward component means), BLOCK.
-Does not own: the rewards (reward.py), the policy (bandit.py) or how a rating settles a
+Does not own: the rewards (reward.py), the strategy bandit (strategy.py) or how a rating settles a
 reward (rating.py).
 """
 

@@ -4,7 +4,7 @@ an answer by hand.
 
 Owns: the command's parser and handler, and the layouts of rewards, the curve and the
 policy. Does not own: the actions and the words that explain each reward component
-(actions/rewards.py), the rewards (reward.py) or the policy (bandit.py).
+(actions/rewards.py), the rewards (reward.py) or the strategy bandit (strategy.py).
 """
 
 from __future__ import annotations

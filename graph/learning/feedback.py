@@ -17,7 +17,7 @@ gives (`evidence`), what applies to one answer (`applied`), where the user's pre
 in the system prompt (`placed`: last, after the rules the agent wrote), and undo.
 A preference that stands ends its rivals (short and long; bullets, plain and table; one
 language); a rival named once shapes only the answer to that message.
-Does not own: the reward (reward.py), the policy's updates (bandit.py), prompt versions and
+Does not own: the reward (reward.py), the strategy bandit's updates (strategy.py), prompt versions and
 probation (selfprompt.py), or when any of this runs (nodes/reward.py, nodes/reason.py).
 """
 
@@ -206,7 +206,7 @@ def standing(store: Store) -> dict[str, dict]:
 def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
     """Count the preferences the message states as feedback; one said `STANDING_AFTER` times
     (or with "from now on": `lasting`) stands from now on, with its rule on probation (not when
-    `lasting`: the user's own words become the rule, nodes/rewrite.py; they are recorded as its
+    `lasting`: the user's own words become the rule, nodes/self_rewrite.py; they are recorded as its
     rule, so that undo takes them out of the prompt too). Returns notices."""
     store = store_for(ctx.home)
     state, notices = _state(store), []

@@ -4,7 +4,7 @@ thumbs in the web UI), which settle it at once.
 
 The reward node (nodes/reward.py) settles each answer's reward when the user's next message
 arrives; actions/rewards.py rates an answer on the user's word. Does not own: the scoring
-(reward.py), the policy (bandit.py) or the examples' storage (tuning.py).
+(reward.py), the strategy bandit (strategy.py) or the examples' storage (tuning.py).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ setting one directly (the user), rolling back, and the probation verdict: after
 `learning.probation_turns` rewarded turns a candidate's mean reward is compared with its
 parent's; worse by more than `learning.rollback_margin` means it is rolled back, with the
 numbers as the reason.
-Does not own: deciding when to rewrite or writing the proposal (nodes/rewrite.py), or the
-freeze switch (learning.py), or the settings evolution attaches to a version (models/serving.py).
+Does not own: deciding when to rewrite or writing the proposal (nodes/self_rewrite.py), or the
+freeze switch (guard.py), or the settings evolution attaches to a version (models/serving.py).
 """
 
 from __future__ import annotations

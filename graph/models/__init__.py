@@ -9,5 +9,5 @@
   window         which messages the model sees; sentences: where an answer stops; prompts: fixed templates
 
 Does not own: what the agent learns (graph/learning), long-term memory (graph/memory) or the
-settings (graph/context.py).
+settings (graph/config.py).
 """

@@ -1,6 +1,6 @@
 """`act`: runs the tool calls of the model's last message, under the approval policy.
 
-Each call is first judged by policy.py: refused calls and calls the user declines become
+Each call is first judged by approval.py: refused calls and calls the user declines become
 observations the model sees ("Not run: …"); a call that needs approval pauses the graph
 with `interrupt()` (the REPL or LangGraph Studio asks the user and resumes with "yes",
 "no" or "always"). Nothing runs until every question of the step is answered, so a resumed

@@ -6,10 +6,10 @@ Japanese), with its answer constrained to JSON (llm.structured) and each item ch
 against what the user actually said (a small model invents). An explicit "remember ..." /
 「覚えて」 is kept as the user said it, with high importance; a turn whose tools did work
 leaves a short "result" memory. Merging near-duplicates and superseding older facts is
-memory.py's job. Failures here never cost the turn: the answer is already in.
+memories.py's job. Failures here never cost the turn: the answer is already in.
 Also here: whether the consolidation pass is due (every `memory.consolidate_every` new
 memories; the REPL then runs actions/memory.py's `consolidate` when it is idle).
-Does not own: storing, ranking or forgetting memories (memory.py), or recalling them (reason.py).
+Does not own: storing, ranking or forgetting memories (memories.py), or recalling them (reason.py).
 """
 
 from __future__ import annotations

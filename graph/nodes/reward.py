@@ -3,7 +3,7 @@
 The user's new message is the next action after the previous answer: its cues (thanks,
 corrections, re-asking, follow-up, thumbs), the silence before it, and the previous turn's
 own failed tools or stop decide that answer's reward (reward.py). Settling a reward updates
-the strategy policy (bandit.py) and makes a clearly good or bad answer a tuning-data
+the strategy bandit (strategy.py) and makes a clearly good or bad answer a tuning-data
 candidate (tuning.py), unless learning is frozen or outside content was in that turn. This
 turn's row is opened with the strategy and prompt version that answered; explicit feedback
 (rating.py's `rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
@@ -13,7 +13,7 @@ reward's own cues know length, not format or language), gives the policy evidenc
 address it and counts toward a standing preference (feedback.py), announced in one line.
 A call the user declined or the policy refused is not a failed tool.
 Does not own: the scoring itself (reward.py), settling a reward (rating.py) or the prompt rewrite
-(nodes/rewrite.py).
+(nodes/self_rewrite.py).
 """
 
 from __future__ import annotations

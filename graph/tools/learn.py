@@ -3,8 +3,8 @@
 The agent calls these when the user asks in plain words ("be more concise from now on",
 「もっと短く答えて」, "remember this answer as a good example") or when it decides to.
 Every change is self-modification (metadata acts="self"): while web or MCP content is in the
-window it needs the user's yes (policy.py); nothing changes while learning is frozen or
-turned off (learning.py); the agent's own prompt changes go on probation and are rolled back
+window it needs the user's yes (approval.py); nothing changes while learning is frozen or
+turned off (guard.py); the agent's own prompt changes go on probation and are rolled back
 if the reward falls. Expected failures are ToolExceptions.
 Does not own: the actions, which log each change (graph/actions), the versions (selfprompt.py),
 the examples (tuning.py) or the rewards (reward.py).

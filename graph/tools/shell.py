@@ -3,7 +3,7 @@
 Owns running it: bash (or /bin/sh) on POSIX, cmd on Windows; no input; stdout and stderr merged
 in order; on timeout or Ctrl-C the whole process group is killed; the output keeps its head and tail.
 A non-zero exit code is a result, not a failure. Output is marked untrusted.
-Does not own: whether a command may run at all (ask, allowlist, deny: policy.py decides before
+Does not own: whether a command may run at all (ask, allowlist, deny: approval.py decides before
 this is called).
 """
 
