@@ -54,7 +54,7 @@ class Backlog:
     def index_now(self) -> str | None:
         """Index a batch of the waiting turns in this thread (none while another process indexes)
         and leave the rest, if any, to the thread. Returns why memory is unavailable, the first time."""
-        from graph.memory.memories.vectors import MemoryUnavailable
+        from graph.memory.vectors import MemoryUnavailable
 
         known = self.problem
         try:
@@ -121,7 +121,7 @@ class Backlog:
         return self._waiting and (time.monotonic() - self._last >= QUIET or self.pending() >= MOST)
 
     def _run(self) -> None:
-        from graph.memory.memories.vectors import MemoryUnavailable
+        from graph.memory.vectors import MemoryUnavailable
 
         while True:
             with self._wake:

@@ -23,7 +23,7 @@ from pathlib import Path
 from graph.config import MemorySettings
 from graph.context import Context
 from graph.memory import vectors
-from graph.memory.memories.backlog import Backlog
+from graph.memory.backlog import Backlog
 from graph.store import store_for
 
 TYPES = ("fact", "preference", "decision", "result", "summary", "note")

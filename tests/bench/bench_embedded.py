@@ -23,7 +23,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 
-from graph import cpu  # noqa: E402
+from graph.models import cpu  # noqa: E402
 from graph.models.embedded import EmbeddedChat, default_model_path, to_chat  # noqa: E402
 from graph.models.llama_process import open_llama  # noqa: E402
 

@@ -117,7 +117,7 @@ def candidates(names: list[str]) -> dict:
     import numpy as np
 
     def through_vectors(name: str):  # as memory embeds: graph/memory/vectors.py's embedder
-        from graph.memory.memories.vectors import embedder, resolve_model
+        from graph.memory.vectors import embedder, resolve_model
         f = embedder(resolve_model(name))
         return lambda texts: np.asarray(f(texts)), lambda q: np.asarray(f([q])[0])
 

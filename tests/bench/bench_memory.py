@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--adds", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    from graph.memory.memories.vectors import embedder, resolve_model
+    from graph.memory.vectors import embedder, resolve_model
     start = time.perf_counter()
     embedder(resolve_model(""))
     print(f"embedder loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)
