@@ -15,7 +15,8 @@ from simulated_user import HARMFUL, HELPFUL, SYSTEM_PROMPT, SimulatedChat
 from tooling import call
 
 from graph.context import Context
-from graph.evolution import archive, fitness, graph as evolution, operators
+from graph.evolution import archive, fitness, operators
+from graph.evolution import graph as evolution
 from graph.evolution.archive import Genome
 from graph.learning import selfprompt
 from graph.models import serving

@@ -36,7 +36,7 @@ def clock(monkeypatch):
     start = time.time()
 
     def move(days: float) -> None:
-        monkeypatch.setattr(memory, "_now", lambda: start + days * DAY)
+        monkeypatch.setattr(memories, "_now", lambda: start + days * DAY)
     move(0)
     return move
 

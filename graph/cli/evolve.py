@@ -18,7 +18,8 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from graph.actions import Problem, evolution as act
+from graph.actions import Problem
+from graph.actions import evolution as act
 from graph.cli.args import count, minutes
 from graph.cli.output import fail
 

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from graph.actions import history as conversation, status as snapshot
+from graph.actions import history as conversation
+from graph.actions import status as snapshot
 from graph.cli import history, status
 from graph.models import thinking
 from graph.session import Session
@@ -129,7 +130,9 @@ LEARNING = {"good": "/good", "bad": "/bad", "rate": "/rate N (1 to 5)", "reward"
 
 def learning_command(session: Session, name: str, arg: str, console: Console) -> None:
     """/good, /bad, /rate N, /reward [N], /prompt [history|diff|rollback], /learn [on|off|undo], /data."""
-    from graph.actions import examples, learning as learning_actions, prompt as versions, rewards
+    from graph.actions import examples, rewards
+    from graph.actions import learning as learning_actions
+    from graph.actions import prompt as versions
     from graph.cli import data, learning, prompt, reward
     from graph.cli.output import Problem
 
@@ -166,7 +169,8 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
 
 def evolve_command(session: Session, arg: str, console: Console) -> None:
     """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
-    from graph.actions import Problem, evolution as act
+    from graph.actions import Problem
+    from graph.actions import evolution as act
     from graph.cli import evolve
     from graph.learning import guard
 

@@ -18,7 +18,8 @@ from typing import Literal
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.actions import Problem, examples, learning as actions_learning, prompt, rewards
+from graph.actions import Problem, examples, prompt, rewards
+from graph.actions import learning as actions_learning
 from graph.context import Context
 from graph.learning import guard, selfprompt
 from graph.store import store_for

@@ -54,7 +54,6 @@ index_per_turn_ms.
 import argparse
 import collections
 import gc
-import threading
 import json
 import os
 import random
@@ -63,6 +62,7 @@ import sqlite3
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -181,7 +181,8 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
 def instrument(builder) -> tuple[dict, dict]:
     """Time each graph node, recall, the query embedding, the indexing of folded turns (per turn,
     in `parts`) and that indexing again per thread (in `background`: per thread name, [turns, seconds])."""
-    from graph.memory import memories as memory, vectors
+    from graph.memory import memories as memory
+    from graph.memory import vectors
 
     parts: dict[str, float] = collections.defaultdict(float)
     background: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
