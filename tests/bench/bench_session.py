@@ -54,6 +54,7 @@ index_per_turn_ms.
 import argparse
 import collections
 import gc
+import threading
 import json
 import os
 import random
@@ -62,7 +63,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
