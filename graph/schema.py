@@ -194,4 +194,15 @@ MIGRATIONS: list[tuple[str, str]] = [
         )
         """,
     ),
+    (
+        # what each turn counts, counted from an index: a version's settled rewards (reward.served),
+        # rewards and memories since a time (up to a bound: evolution's auto start, consolidation)
+        "0009_counting_indexes",
+        """
+        CREATE INDEX rewards_served ON rewards(prompt_version, settled);
+        DROP INDEX rewards_prompt;
+        CREATE INDEX rewards_created ON rewards(created);
+        CREATE INDEX memories_created ON memories(created)
+        """,
+    ),
 ]

@@ -15,8 +15,9 @@ A turn has two parts. The answer: the graph runs until it is about to leave `rea
 the upkeep nodes (AFTER_ANSWER), the answer is checkpointed, the lock is released and
 "done" is yielded: the user has what they waited for. The upkeep: the iterator goes on
 with reflect → reward → self_rewrite → compact (memories, rewards, rules, folding the
-window, with the model calls some of them make) under the lock again, then indexes the
-turns folded out of the window in long-term memory, outside the lock. A front end may
+window, with the model calls some of them make) under the lock again, then hands the
+turns folded out of the window to the memory's backlog, whose thread indexes them once the
+user pauses (backlog.py), outside the lock. A front end may
 finish the iterator at once (`agent.py -m`, tests, benchmarks) or in the background while
 the user reads and types (the REPL). If the process dies or the lock is taken by another
 process first, whoever next takes the lock finishes it (`_recover`): exactly once, since
@@ -158,9 +159,9 @@ class Session:
             yield "notice", started
 
     def _index_folded(self) -> Iterator[tuple[str, str]]:
-        """Index the turns that compaction folded out of the window in long-term memory, outside
-        the turn lock (another terminal's turn may start meanwhile)."""
-        if (queue := self._backlog()) and (problem := queue.index_now()):
+        """Have the turns that compaction folded out of the window indexed in long-term memory
+        by the backlog's thread, once the user pauses (another terminal's turn may start meanwhile)."""
+        if (queue := self._backlog()) and (problem := queue.schedule()):
             yield "notice", f"memory is unavailable, old turns are not indexed yet: {problem}"
 
     def _backlog(self):

@@ -285,10 +285,11 @@ class Store:
         with self._lock:
             return self.conn.execute("SELECT COUNT(*) FROM memories WHERE status='active'").fetchone()[0]
 
-    def memories_since(self, when: float) -> int:
-        """Memories made (active or not) after `when` (a time.time())."""
+    def memories_since(self, when: float, most: int) -> int:
+        """Memories made (active or not) after `when` (a time.time()), counted up to `most`."""
         with self._lock:
-            return self.conn.execute("SELECT COUNT(*) FROM memories WHERE created > ?", (when,)).fetchone()[0]
+            return self.conn.execute("SELECT COUNT(*) FROM (SELECT 1 FROM memories WHERE created > ? LIMIT ?)",
+                                     (when, most)).fetchone()[0]
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.parent.glob(DB_NAME + "*") if p.is_file())

@@ -1,6 +1,7 @@
 """Folded turns are indexed in long-term memory off the turn's path (graph/backlog.py), with the
-real Chroma index and the bundled embedder: the answer comes before its folded turns are embedded,
-which the turn's upkeep does outside the turn lock,
+real Chroma index and the bundled embedder: neither the answer nor the turn's upkeep waits for
+its folded turns to be embedded, which the backlog's thread does once the user pauses, outside
+the turn lock,
 a process killed mid-batch loses nothing (the next start indexes what was left), and two
 processes draining one backlog never index the same turn twice."""
 
@@ -17,7 +18,7 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from conftest import ROOT
 from fakes import ScriptedChat, install
-from graph.memory import memories as memory
+from graph.memory import backlog, memories as memory
 from graph.context import Context
 from graph.memory.memories import memories_for
 from graph.session import Session
@@ -37,13 +38,13 @@ mode, home, config, out = sys.argv[1:5]
 backlog.BATCH = 3
 real = memory.Memories.index_turns
 
-def index_turns(self, turns, texts=None):
+def index_turns(self, turns):
     if mode == "hang":  # the test kills this process here, mid-batch
         pathlib.Path(out).touch()
         time.sleep(120)
     with open(out, "a", encoding="utf-8") as log:
         log.write(json.dumps(turns) + "\\n")
-    real(self, turns, texts)
+    real(self, turns)
 
 memory.Memories.index_turns = index_turns
 mem = memories_for(Context(home=home, config=config))
@@ -74,7 +75,7 @@ def child(tmp_path: Path, mode: str, home: str, config: str, out: Path) -> subpr
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_folded_turns_are_indexed_after_the_answer_outside_the_turn_lock(tmp_path, make_config, monkeypatch):
+def test_folded_turns_are_indexed_by_the_backlogs_thread_once_the_user_pauses(tmp_path, make_config, monkeypatch):
     ctx = Context(home=str(tmp_path / "home"), config=str(make_config({"session": {"keep_turns": 1}})))
     model = ScriptedChat(replies=[])
     install(ctx, model, context_window=1024)
@@ -82,36 +83,31 @@ def test_folded_turns_are_indexed_after_the_answer_outside_the_turn_lock(tmp_pat
     entered, release, threads = threading.Event(), threading.Event(), []
     real = memory.Memories.index_turns
 
-    def held(self, turns, texts=None):
+    def held(self, turns):
         threads.append(threading.current_thread().name)
         entered.set()
         release.wait(60)
-        real(self, turns, texts)
+        real(self, turns)
 
     monkeypatch.setattr(memory.Memories, "index_turns", held)
     for i, topic in enumerate(TOPICS, 1):
         model.replies = [f"Here is a long answer about {topic}. " * 20, "The user asked about several hobbies."]
-        events = session.turn(f"Tell me about {topic}, part {i}. " * 5)
-        for kind, _ in events:
-            if kind == "done":  # the answer is in, before any indexing
-                assert not entered.is_set()
-                break
-        upkeep = threading.Thread(target=lambda: list(events), name="upkeep")  # as the REPL does while the user types
-        upkeep.start()
-        while upkeep.is_alive() and not entered.wait(0.05):
-            pass
-        if entered.is_set():
+        list(session.turn(f"Tell me about {topic}, part {i}. " * 5))  # the answer and its upkeep, as -m runs them
+        if backlog.waiting(session.store):
             break
-    assert threads == ["upkeep"]  # the turn's upkeep indexes what it folded...
-    session.lock.acquire(timeout=0)  # ...outside the turn lock: another terminal's turn may start meanwhile
-    session.lock.release()
-    mem = memories_for(ctx)
     queued = [t for (t,) in session.store.read("SELECT turn FROM turn_backlog ORDER BY turn")]
-    assert queued and queued[0] == 1 and mem.store.get_meta("turns_indexed") is None
+    assert queued and queued[0] == 1 and session.store.get_meta("turns_indexed") is None
+    assert entered.wait(30)  # the user pauses: the backlog's thread indexes them...
+    assert threads == ["memory-backlog"]
+    model.replies = ["Green tea is steeped at about 80 degrees.", "The user asked about hobbies and tea."]
+    kinds = [kind for kind, _ in session.turn("How hot should green tea be? " * 5)]
+    assert "done" in kinds  # ...outside the turn lock: a turn meanwhile is not held up by it
     release.set()
-    upkeep.join(60)
-    assert not upkeep.is_alive()
-    assert mem.backlog.pending() == 0 and int(mem.store.get_meta("turns_indexed")) == queued[-1]
+    mem, deadline = memories_for(ctx), time.monotonic() + 60
+    while mem.backlog.pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert mem.backlog.pending() == 0 and int(mem.store.get_meta("turns_indexed")) >= queued[-1]
+    assert set(threads) == {"memory-backlog"}
     assert mem.search_turns(TOPICS[0], k=1)[0]["turn"] == 1
 
 

@@ -202,7 +202,7 @@ def test_past_turns_are_searchable(mem, ctx):
     store.append(HumanMessage("What's a good name for a goldfish?", id="u2"))
     store.append(AIMessage("Bubbles or Finn.", id="a2"))
     mem.index_turns([1])  # read from the transcript
-    mem.index_turns([2], {2: "User: goldfish names\nAssistant: Bubbles or Finn"})
+    mem.index_turns([2])
     hits = mem.search_turns("baking bread at home")
     assert hits[0]["turn"] == 1 and hits[0]["text"].startswith("User: How do I bake sourdough") and "250C" in hits[0]["text"]
     assert 0 < hits[0]["similarity"] <= 1
@@ -245,8 +245,11 @@ def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
 
 
 def test_a_query_is_embedded_once_for_memories_and_turns(mem, monkeypatch):
+    from langchain_core.messages import AIMessage, HumanMessage
     mem.add("The user's cat is called Mochi", "fact")
-    mem.index_turns([1], {1: "User: my cat Mochi likes tuna\nAssistant: Noted."})
+    mem.store.append(HumanMessage("my cat Mochi likes tuna", id="u1"))
+    mem.store.append(AIMessage("Noted.", id="a1"))
+    mem.index_turns([1])
     calls = []
     ef = vectors.embedder(mem.model)
     real = type(ef).__call__

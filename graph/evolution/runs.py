@@ -48,7 +48,8 @@ def auto_start(ctx: Context, store) -> str:
     every = ctx.settings.evolution.every_turns
     if not every or not ctx.settings.learning.enabled or guard.frozen(store) or archive.busy(store):
         return ""
-    since = store.read("SELECT COUNT(*) FROM rewards WHERE created > ?", (archive.last_start(store) or 0,))[0][0]
+    since = store.read("SELECT COUNT(*) FROM (SELECT 1 FROM rewards WHERE created > ? LIMIT ?)",
+                       (archive.last_start(store) or 0, every))[0][0]  # counted up to `every`: each turn asks
     if since < every:
         return ""
     pid = start_background(ctx, "auto", {})

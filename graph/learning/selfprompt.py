@@ -174,7 +174,8 @@ def failed_rules(store: Store, within: int) -> list[str]:
     be unlucky)."""
     found = []
     for version in reversed(_versions(store, "status='rolled_back'")):
-        since = store.read("SELECT COUNT(*) FROM rewards WHERE created > ?", (version.decided or 0,))[0][0]
+        since = store.read("SELECT COUNT(*) FROM (SELECT 1 FROM rewards WHERE created > ? LIMIT ?)",
+                           (version.decided or 0, within))[0][0]
         if since >= within:
             continue
         parent = get(store, version.parent) if version.parent else None

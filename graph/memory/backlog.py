@@ -2,13 +2,13 @@
 
 Owns: the `turn_backlog` table of agent.db (turns that left the conversation window and are
 not searchable yet; durable, so a kill loses none and the next start indexes them), indexing
-them in batches (one embedding call per batch): right after they are queued, by the turn's
-upkeep (`index_now`, after the answer, outside the turn lock: session.py), and by the
-background thread of each `Memories` for what is left (a previous process's, or more than a
-batch), once the conversation pauses or at once when many wait; and the claim that keeps two
-processes from indexing the same turn: DATA/backlog.lock, held while a batch is embedded and
-written (the system releases it when its process dies). When the program ends, the thread
-finishes the batch it is indexing, if any, and the rest waits for the next start.
+them in batches (one embedding call and one index write per batch) by the background thread
+of each `Memories`, once the conversation pauses (the user reads and types) or at once when
+many wait (`schedule`, called by the turn's upkeep: session.py), so the user never waits for
+it; and the claim that keeps two processes from indexing the same turn: DATA/backlog.lock,
+held while a batch is embedded and written (the system releases it when its process dies).
+When the program ends, the thread finishes the batch it is indexing, if any, and the rest
+waits for the next start.
 Does not own: embedding and writing the index (memory.py's `index_turns`, vectors.py), or which
 turns leave the window (nodes/compact.py).
 """
@@ -44,28 +44,22 @@ class Backlog:
         self._stopping = False
         self._thread: threading.Thread | None = None
         self.problem: str | None = None  # why the last batch could not be indexed (memory unavailable)
+        self._said: str | None = None  # the problem `schedule` last returned
 
     def add(self, turns: list[int]) -> None:
-        """Queue these turns for indexing (written to agent.db at once); `index_now` indexes them."""
+        """Queue these turns for indexing (written to agent.db at once); `schedule` has them indexed."""
         now = time.time()
         with self.store.write() as db:
             db.executemany("INSERT OR IGNORE INTO turn_backlog VALUES (?, ?)", [(t, now) for t in turns])
 
-    def index_now(self) -> str | None:
-        """Index a batch of the waiting turns in this thread (none while another process indexes)
-        and leave the rest, if any, to the thread. Returns why memory is unavailable, the first time."""
-        from graph.memory.vectors import MemoryUnavailable
-
-        known = self.problem
-        try:
-            self._batch(block=False)
-            self.problem = None
-        except MemoryUnavailable as exc:  # the turns stay queued; retried after the next fold
-            self.problem = str(exc)
-            return None if known == self.problem else self.problem
-        if self.pending():
-            self.wake(pause=True)
-        return None
+    def schedule(self) -> str | None:
+        """Have the thread index the waiting turns, in batches, once the conversation pauses (at
+        once when `MOST` wait). Returns why memory is unavailable, once for each new reason."""
+        self.wake(pause=True)
+        if self.problem is None or self.problem == self._said:
+            return None
+        self._said = self.problem
+        return self.problem
 
     def wake(self, pause: bool = False) -> None:
         """Have the thread index what is waiting: after a pause in the conversation (`pause`: turns
@@ -132,8 +126,8 @@ class Backlog:
                     return
             try:
                 indexed = self._batch(block=False)
-                self.problem = None
-            except MemoryUnavailable as exc:  # said on the next turn that folds (compact.py); retried then
+                self.problem = self._said = None
+            except MemoryUnavailable as exc:  # said after the next turn that folds (schedule); retried then
                 self.problem, indexed = str(exc), 0
                 with self._wake:
                     self._waiting = False

@@ -22,6 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 
 BATCH = 256  # texts embedded at once when filling or rebuilding the index
+# Chroma writes its HNSW index to disk after this many changes; each write costs time in
+# proportion to the changes not written yet (the default 1000 made writing one turn 4 ms at 1k
+# indexed turns and 12 ms at 10k; 100 keeps it at 5-6 ms: tests/bench/bench_index.py)
+SYNC = 100
 USE = "multilingual-universal-sentence-encoder-3"  # the default: Japanese and English, also across them
 MINILM = "all-MiniLM-L6-v2"  # bundled too: English only
 FIX_MODEL = (f'set it to "" for the bundled multilingual model, "{MINILM}" for the bundled English one, '
@@ -218,9 +222,19 @@ class Index:
             set_meta(db, "index_gen", self._gen)
 
     def _collections(self) -> None:
-        space, ef = {"hnsw": {"space": "cosine"}}, embedder(self.model)
-        self.mems = self._client.get_or_create_collection("memories", embedding_function=ef, configuration=space)
-        self.turns = self._client.get_or_create_collection("turns", embedding_function=ef, configuration=space)
+        """Open both collections, made with `SYNC` (an older index is changed to it, which Chroma
+        applies when the index is opened again)."""
+        ef = embedder(self.model)
+        made = [self._client.get_or_create_collection(
+            name, embedding_function=ef, configuration={"hnsw": {"space": "cosine", "sync_threshold": SYNC}})
+            for name in ("memories", "turns")]
+        if old := [c for c in made if c.configuration_json.get("hnsw", {}).get("sync_threshold") != SYNC]:
+            for collection in old:
+                collection.modify(configuration={"hnsw": {"sync_threshold": SYNC}})
+            self._client.close()
+            self._client = _open_chroma(str(self.home / "memory"))
+            return self._collections()
+        self.mems, self.turns = made
 
     def nearest(self, vec, n: int) -> dict[str, float]:
         """{id: similarity} of the n indexed memories most similar to `vec` (inside reading() or writing())."""
@@ -255,7 +269,8 @@ class Index:
         return clusters
 
     def turn_texts(self, first: int, last: int) -> dict[int, str]:
-        """The user and assistant text of turns first..last, as they are indexed."""
+        """The user and assistant text of turns first..last, as they are indexed (and searched:
+        the index keeps no texts)."""
         with self.store._lock:
             rows = self.store.conn.execute(
                 "SELECT turn, role, content FROM transcript WHERE turn BETWEEN ? AND ? AND role IN ('user', 'assistant')"
@@ -277,10 +292,9 @@ class Index:
 
     def _fill_turns(self, label: str = "") -> None:
         texts = self.turn_texts(1, int(self.store.get_meta("turns_indexed") or 0))
-        self._fill(self.turns, [f"turn-{t}" for t in texts], list(texts.values()), [{"turn": t} for t in texts],
-                   label, docs=True)
+        self._fill(self.turns, [f"turn-{t}" for t in texts], list(texts.values()), [{"turn": t} for t in texts], label)
 
-    def _fill(self, collection, ids: list[str], texts: list[str], metas: list[dict], label: str, docs=False) -> None:
+    def _fill(self, collection, ids: list[str], texts: list[str], metas: list[dict], label: str) -> None:
         """Embed and index texts in batches, with a progress bar on stderr when `label` is given."""
         batches = range(0, len(ids), BATCH)
         if label and ids:
@@ -289,8 +303,7 @@ class Index:
             batches = track(batches, description=label, console=Console(stderr=True))
         for i in batches:
             part = slice(i, i + BATCH)
-            collection.upsert(ids=ids[part], embeddings=embedder(self.model)(texts[part]), metadatas=metas[part],
-                              documents=texts[part] if docs else None)
+            collection.upsert(ids=ids[part], embeddings=embedder(self.model)(texts[part]), metadatas=metas[part])
 
     def rebuild(self) -> None:
         """Both collections made again from SQLite with this model (inside writing())."""

@@ -130,4 +130,4 @@ def consolidation_due(ctx: Context) -> bool:
     if not (ctx.settings.memory.enabled and every):
         return False
     store = store_for(ctx.home)
-    return store.memories_since(float(store.get_meta("consolidated_at") or 0)) >= every
+    return store.memories_since(float(store.get_meta("consolidated_at") or 0), every) >= every

@@ -90,7 +90,7 @@ def run(n: int, calls: int, seed: int, folder: Path) -> dict:
             vecs = base[[t % len(base) for t in part]] + noise.normal(0, 0.05, (len(part), base.shape[1]))
             vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
             mem.index.turns.upsert(ids=[f"turn-{t}" for t in part], embeddings=vecs.tolist(),
-                                   metadatas=[{"turn": t} for t in part], documents=[texts[t] for t in part])
+                                   metadatas=[{"turn": t} for t in part])
         mem.store.set_meta("turns_indexed", n)
 
     real = vectors.embedder

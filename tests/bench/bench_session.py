@@ -2,6 +2,7 @@
 `SummarizationMiddleware`: per-turn overhead, its parts, the background work, and storage.
 
     python tests/bench/bench_session.py [--turns 2000] [--peer-turns 1000] [--context-window 4096] [--seed 7]
+                                        [--profile]
 
 All get the same scripted chat model (tests/fakes.py's ScriptedChat, which takes ~no time)
 and the same deterministic ~600-character user messages and ~600-character answers (seeded
@@ -36,7 +37,9 @@ of the first and of the last 100 turns, the wait until the answer with and witho
 model and the query embedding of recall (the model: the time spent getting the scripted
 model's next chunk through LangChain's `stream`, what a real model's generation replaces;
 reported apart, with the parts of a turn: each graph node, recall, the embedding, the
-model, the rest), database bytes per turn (agent.db with its -wal/-shm
+model, the rest; with --profile, cProfile's functions whose time per turn grew most between
+the first and the last 100 turns of ours, in the turn's thread: profiling slows those turns,
+so their timings are not comparable with a run without it), database bytes per turn (agent.db with its -wal/-shm
 files, final size / turns), the ratios ours/peers, and PASS/FAIL lines for our targets
 (the wait until the answer under 15 ms apart from the model and the query embedding, whole turns'
 last-100 within 1.3x of first-100 in wall and CPU time, under 20 KB/turn); it exits 0
@@ -52,6 +55,7 @@ index_per_turn_ms.
 """
 
 import argparse
+import cProfile
 import collections
 import gc
 import threading
@@ -204,9 +208,9 @@ def instrument(builder) -> tuple[dict, dict]:
     memory.Memories.search_turns = timed("recall", memory.Memories.search_turns)
     index_turns = memory.Memories.index_turns
 
-    def indexing(self, turns, texts=None):
+    def indexing(self, turns):
         start = time.perf_counter()
-        index_turns(self, turns, texts)
+        index_turns(self, turns)
         entry = background[threading.current_thread().name]
         entry[0] += len(turns)
         entry[1] += time.perf_counter() - start
@@ -232,8 +236,8 @@ def instrument(builder) -> tuple[dict, dict]:
     return parts, background
 
 
-def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, every: int, context_window: int
-             ) -> dict:
+def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, every: int, context_window: int,
+             profile: bool = False) -> dict:
     import yaml
 
     from graph import store as store_module
@@ -253,11 +257,15 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     session = Session(ctx)
     memories_for(ctx).add("The user's bicycle is a blue Brompton", "fact")  # so every turn recalls, the first too
     times, waits, cpu, split, answering, folds, started = [], [], [], [], [], 0, time.perf_counter()
+    profiles = (cProfile.Profile(), cProfile.Profile()) if profile else None
     try:
         for i, (user, answer) in enumerate(zip(users, answers), 1):
             model.replies = [answer, summary]  # the answer; the summary if `compact` folds this turn
             model.calls = []
             before = dict(parts)
+            profiler = profiles and (profiles[0] if i <= WINDOW else profiles[1] if i > len(users) - WINDOW else None)
+            if profiler:
+                profiler.enable()
             t0, c0 = time.perf_counter(), time.process_time()
             events = session.turn(user)
             for kind, data in events:
@@ -270,6 +278,8 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
             times.append(time.perf_counter() - t0)
             waits.append(answered - t0)
             cpu.append(time.process_time() - c0)
+            if profiler:
+                profiler.disable()
             split.append({k: v - before.get(k, 0.0) for k, v in parts.items()})
             if i % every == 0:
                 progress("ours", i, len(users), times, session.store.size_bytes(), started)
@@ -295,7 +305,27 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     return {"times": times, "waits": waits, "cpu": cpu, "split": split, "answering": answering, "bytes": size,
             "wall": time.perf_counter() - started,
             "folds": folds, "wal": wal, "half": half, "live": live, "transcript": transcript,
-            "checkpoints": checkpoints, "during": during, "drained": drained, "index_mb": index_mb}
+            "checkpoints": checkpoints, "during": during, "drained": drained, "index_mb": index_mb,
+            "profiles": profiles}
+
+
+def growth_lines(profiles: tuple, top: int = 25) -> list[str]:
+    """The functions whose cumulative time per turn grew most from the first to the last 100 turns."""
+    import pstats
+
+    first, last = (pstats.Stats(p).stats for p in profiles)
+    grown = []
+    for key, (_, calls, _, cumulative, _) in last.items():
+        was = first.get(key, (0, 0, 0, 0.0, None))
+        grown.append((cumulative - was[3], key, was[3], cumulative, was[1], calls))
+    grown.sort(reverse=True)
+    lines = [f"       cProfile, the turn's thread: cumulative ms per turn, first-{WINDOW} -> last-{WINDOW} (calls), "
+             f"the {top} that grew most:"]
+    for _, (file, line, name), was, now, was_calls, calls in grown[:top]:
+        where = f"{Path(file).name}:{line}" if line else file
+        lines.append(f"         {was * 1000 / WINDOW:8.2f} -> {now * 1000 / WINDOW:8.2f}  ({was_calls} -> {calls})  "
+                     f"{name} {where}")
+    return lines
 
 
 def parts_table(ours: dict, first: slice, last: slice) -> list[str]:
@@ -353,6 +383,8 @@ def main() -> None:
     ap.add_argument("--context-window", type=int, default=4096,
                     help="our model's context window in tokens: compaction every few turns at 4096 (default)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--profile", action="store_true",
+                    help="profile our first and last 100 turns and print what grew (slows those turns)")
     args = ap.parse_args()
     peer_turns = max(0, min(args.turns, args.peer_turns))
     load = os.getloadavg()
@@ -369,7 +401,7 @@ def main() -> None:
             shutil.rmtree(folder / "peer", ignore_errors=True)
             gc.collect()
         print(f"ours: {args.turns} turns…", file=sys.stderr, flush=True)
-        ours = run_ours(folder / "ours", users, answers, summary, every, args.context_window)
+        ours = run_ours(folder / "ours", users, answers, summary, every, args.context_window, args.profile)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -396,7 +428,7 @@ def main() -> None:
     print(f"       until the answer (what the user waits for; the upkeep after it runs while they type): "
           f"first-{WINDOW} {w_first:6.2f} ms, last-{WINDOW} {w_last:6.2f} ms")
     print(f"       the same without the model and the query embedding: first-{WINDOW} {n_first:6.2f} ms, last-{WINDOW} {n_last:6.2f} ms")
-    for line in parts_table(ours, first, last):
+    for line in parts_table(ours, first, last) + (growth_lines(ours["profiles"]) if args.profile else []):
         print(line)
     indexed = {name: entry for name, entry in ours["during"].items()}
     bg_turns = sum(n for n, _ in indexed.values())
