@@ -16,11 +16,14 @@ checkpoints, SQLite, long-term memory.
   every turn searches long-term memory (recall, with the query embedding), as a user's would
   once there is anything to recall. A turn is `for _ in session.turn(text): pass`, timed in
   two parts: until its "done" event (the answer is in: what the user waits for) and the
-  upkeep after it (reflect, reward, self_rewrite, compact, then indexing the turns folded
-  out of the window in long-term memory, graph/backlog.py), which the REPL runs while the
-  user reads and types; here it runs at once, before the next turn, as after a pause. What
-  the backlog's thread did not index yet is indexed at the end (`drain()`); the indexing is
-  reported per thread (turns, seconds, turns/s), so the work moved off the path is not hidden.
+  upkeep after it (reflect, reward, self_rewrite, compact, handing the turns folded out of
+  the window to the memory's backlog), which the REPL runs while the user reads and types;
+  here it runs at once, before the next turn. Then comes the user's pause: the backlog's
+  thread indexes the folded turns (graph/backlog.py, with its QUIET shortened to 0: it
+  starts at once), and the next turn starts when it is done. The pause is not part of the
+  turn's times; its wall and CPU time are reported apart (per turn, first and last 100, and
+  the growth of turn + pause CPU), so the work moved off the path is not hidden. What is
+  still waiting at the end is indexed by `drain()`.
 - peer: `langchain.agents.create_agent(model, tools=[], checkpointer=SqliteSaver(...))`
   on one thread id, `agent.invoke({"messages": [user message]}, config)` per turn. Its
   state keeps every message and every checkpoint, so its database grows quadratically
@@ -51,7 +54,7 @@ ours_ms_last, ours_cpu_ratio, ours_mean_ratio, ours_mean_cpu_ratio, ours_wait_ms
 ours_wait_ms_last, ours_net_ms_first, ours_net_ms_last, ours_kb_per_turn,
 peer_turns, peer_ms_first, peer_ms_last, peer_kb_per_turn, summarizing_ms_first,
 summarizing_ms_last, summarizing_kb_per_turn, indexed_in_background, indexed_at_end,
-index_per_turn_ms.
+index_per_turn_ms, pause_cpu_ms_first, pause_cpu_ms_last, total_cpu_ratio.
 """
 
 import argparse
@@ -240,6 +243,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
              profile: bool = False) -> dict:
     import yaml
 
+    from graph.memory import backlog as backlog_module
     from graph import store as store_module
     from graph.builder import builder
     from graph.context import Context
@@ -256,7 +260,10 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     parts, background = instrument(builder)
     session = Session(ctx)
     memories_for(ctx).add("The user's bicycle is a blue Brompton", "fact")  # so every turn recalls, the first too
+    backlog = memories_for(ctx).backlog
+    backlog_module.QUIET = 0.0  # the user's pause is simulated below: index at once
     times, waits, cpu, split, answering, folds, started = [], [], [], [], [], 0, time.perf_counter()
+    pauses = []  # (wall, CPU) seconds of the backlog's indexing after each turn
     profiles = (cProfile.Profile(), cProfile.Profile()) if profile else None
     try:
         for i, (user, answer) in enumerate(zip(users, answers), 1):
@@ -281,12 +288,15 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
             if profiler:
                 profiler.disable()
             split.append({k: v - before.get(k, 0.0) for k, v in parts.items()})
+            t1, c1 = time.perf_counter(), time.process_time()
+            while backlog.pending():  # the user's pause: the backlog's thread indexes the folded turns
+                time.sleep(0.002)
+            pauses.append((time.perf_counter() - t1, time.process_time() - c1))
             if i % every == 0:
                 progress("ours", i, len(users), times, session.store.size_bytes(), started)
             if i == len(users) // 2:  # for the growth of the second half
                 half = (session.store.size_bytes(), transcript_bytes(session.store.path))
         during = {name: tuple(entry) for name, entry in background.items()}
-        backlog = memories_for(ctx).backlog
         waiting, t0 = backlog.pending(), time.perf_counter()
         backlog.drain()
         drained = (waiting, time.perf_counter() - t0)
@@ -303,6 +313,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
         session.saver.conn.close()
         store_module.close_all()
     return {"times": times, "waits": waits, "cpu": cpu, "split": split, "answering": answering, "bytes": size,
+            "pauses": pauses,
             "wall": time.perf_counter() - started,
             "folds": folds, "wal": wal, "half": half, "live": live, "transcript": transcript,
             "checkpoints": checkpoints, "during": during, "drained": drained, "index_mb": index_mb,
@@ -439,6 +450,13 @@ def main() -> None:
           f"({', '.join(f'{k}: {n}' for k, (n, _) in indexed.items()) or 'none'}); {left} left at the end, indexed "
           f"by drain() in {drain_s:.1f} s; {per_turn:.1f} ms per indexed turn "
           f"({1000 / per_turn if per_turn else 0:.0f} turns/s); index folder {ours['index_mb']:.1f} MB")
+    pause_wall, pause_cpu = [w for w, _ in ours["pauses"]], [c for _, c in ours["pauses"]]
+    total_cpu = [c + p for c, p in zip(ours["cpu"], pause_cpu)]
+    tc_first, tc_last = mean_ms(total_cpu, first), mean_ms(total_cpu, last)
+    print(f"       the user's pause after each turn, the backlog's thread indexing: mean first-{WINDOW} "
+          f"{mean_ms(pause_wall, first):.2f} ms, last-{WINDOW} {mean_ms(pause_wall, last):.2f} ms (CPU "
+          f"{mean_ms(pause_cpu, first):.2f} / {mean_ms(pause_cpu, last):.2f} ms); turn + pause CPU, mean "
+          f"{tc_first:.2f} / {tc_last:.2f} ms = {tc_last / tc_first:.2f}x")
     print(f"       db {ours['bytes'] / 1e6:.1f} MB = {o_kb:.2f} KB/turn; {ours['folds']} compactions, "
           f"{ours['live']} messages in the live window at the end, {ours['checkpoints']} checkpoints kept")
     print(f"       db {ours['bytes'] / 1e6:.1f} MB (of which -wal {ours['wal'] / 1e6:.1f} MB) vs transcript content "
@@ -453,7 +471,9 @@ def main() -> None:
               "ours_net_ms_last": round(n_last, 3), "ours_kb_per_turn": round(o_kb, 3), "peer_turns": peer_turns,
               "peer_ms_first": None, "peer_ms_last": None, "peer_kb_per_turn": None, "summarizing_ms_first": None,
               "summarizing_ms_last": None, "summarizing_kb_per_turn": None, "indexed_in_background": bg_turns,
-              "indexed_at_end": left, "index_per_turn_ms": round(per_turn, 2)}
+              "indexed_at_end": left, "index_per_turn_ms": round(per_turn, 2),
+              "pause_cpu_ms_first": round(mean_ms(pause_cpu, first), 3),
+              "pause_cpu_ms_last": round(mean_ms(pause_cpu, last), 3), "total_cpu_ratio": round(tc_last / tc_first, 3)}
     for label, key in (("peer", "peer"), ("summarizing peer", "summarizing")):
         if label in peers:
             for line in peer_lines(label if label != "peer" else "peer ", peers[label], ours, peer_turns, args.turns,
