@@ -11,6 +11,7 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph.context import Context
+from graph.learning import feedback
 from graph.models import window
 from graph.session import Session
 
@@ -132,11 +133,27 @@ def test_a_user_writing_japanese_to_the_embedded_model_is_told_once_in_japanese(
     session = Session(ctx)
     assert japanese_notices(session, "What is the capital of France?") == []
     said = japanese_notices(session, "猫の名前はモチです。")
-    assert len(said) == 1 and "日本語で答えられません" in said[0] and "ollama pull qwen2:7b-instruct" in said[0]
+    assert len(said) == 1 and "英語で答えます" in said[0] and "ollama pull qwen2:7b-instruct" in said[0]
     assert japanese_notices(session, "ペットの名前は？") == []
     other = Context(home=str(tmp_path / "other"), config=str(make_config({})), cwd=str(tmp_path))
     install(other, ScriptedChat(replies=[]), name="ollama")
     assert japanese_notices(Session(other), "猫の名前はモチです。") == []
+
+
+def test_the_embedded_model_is_told_to_answer_a_japanese_message_in_english(tmp_path, make_config):
+    """SmolLM2-135M garbles Japanese: its system prompt asks for English when the message is
+    Japanese (as the notice says), not for an English message, and not on Ollama."""
+    def system_prompt(name, text):
+        ctx = Context(home=str(tmp_path / name / text[:3]), config=str(make_config({})), cwd=str(tmp_path))
+        model = ScriptedChat(replies=["ok"])
+        install(ctx, model, name=name)
+        list(Session(ctx).turn(text))
+        return model.calls[0][0].text
+
+    english = feedback.preference("english").instruction
+    assert english in system_prompt("embedded", "猫の名前は何ですか？")
+    assert english not in system_prompt("embedded", "What is my cat called?")
+    assert english not in system_prompt("ollama", "猫の名前は何ですか？")
 
 
 def test_the_embedded_model_sees_only_the_last_exchanges_word_for_word(tmp_path, make_config):

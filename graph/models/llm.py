@@ -28,7 +28,7 @@ from graph.models.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMiss
 from graph.models.llama_process import ModelCrashed
 
 STOP = threading.Event()  # set (by Ctrl-C in the REPL) to stop the answer being generated
-NO_JAPANESE = ("内蔵モデル（{model}）は日本語で答えられません。日本語で話すには Ollama（https://ollama.com）を入れて "
+NO_JAPANESE = ("内蔵モデル（{model}）は日本語で答えられないため、英語で答えます。日本語で話すには Ollama（https://ollama.com）を入れて "
                "`ollama pull {ollama}` を実行し、agent.py を起動し直してください。")
 NO_JAPANESE_EVERY_S = 24 * 3600  # said at most once a day, however many Japanese messages
 

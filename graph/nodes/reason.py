@@ -46,6 +46,11 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     heeds = not ctx.parent_turn and ctx.settings.learning.feedback  # the user's feedback shapes this answer
     learns = heeds and learning_on(ctx, store)
     shaped = feedback.applied(store, said, learns) if heeds else feedback.Applied()
+    if backend.name == "embedded" and where.startswith("ja") and \
+            not any(feedback.preference(key).group == "language" for key in shaped.keys):
+        # SmolLM2-135M cannot write Japanese (it garbles it, at length): it answers in English, as
+        # llm.NO_JAPANESE tells the user, whether or not the user has asked for that yet
+        shaped.instructions.append(feedback.preference("english").instruction)
     styled = "style" not in shaped.arms  # a length preference says it in the system prompt instead
     arms = {**arms, **shaped.arms}  # what the user's feedback asks for wins over the policy's sample
     # in the system prompt, not after the conversation, where SmolLM2-135M takes an instruction for the
