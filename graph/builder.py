@@ -18,8 +18,8 @@ from graph.nodes.act import act
 from graph.nodes.compact import compact
 from graph.nodes.reason import reason
 from graph.nodes.reflect import reflect
-from graph.nodes.rewrite import self_rewrite
 from graph.nodes.reward import reward_node
+from graph.nodes.self_rewrite import self_rewrite
 from graph.state import AgentState, InputState
 
 

@@ -11,7 +11,7 @@ llm.ollama.base_url unless `AGENT_LLM__OLLAMA__BASE_URL` does.
 Owns: reading those variables into a nested dict of overrides with, for each key, the
 variable it came from; reading an Ollama host the way Ollama does; expanding `${VAR}` and
 `${VAR:-default}`. Does not own: the schema, merging with the file and the flags, or
-validating (context.py).
+validating (config.py).
 """
 
 from __future__ import annotations

@@ -21,8 +21,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from graph import ollama_client, reward
-from graph.context import Context, Settings
+from graph.config import Settings
+from graph.context import Context
+from graph.learning import reward
+from graph.models import ollama_client
 from graph.store import Store
 
 SPARK = "▁▂▃▄▅▆▇█"

@@ -37,9 +37,11 @@ from filelock import FileLock, Timeout
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langgraph.types import Command
 
-from graph import backlog, llm, turnlog
+from graph import turnlog
 from graph.builder import build_graph
 from graph.context import THREAD_ID, Context
+from graph.memory import backlog
+from graph.models import llm
 from graph.store import StoreError, connect, explain, store_for
 
 AFTER_ANSWER = ("reflect", "reward", "self_rewrite", "compact")
@@ -167,7 +169,7 @@ class Session:
         with its embedder is not loaded)."""
         if not (self.ctx.settings.memory.enabled and backlog.waiting(self.store)):
             return None
-        from graph.memory import memories_for
+        from graph.memory.memories import memories_for
 
         return memories_for(self.ctx).backlog
 

@@ -37,8 +37,9 @@ from starlette.applications import Starlette
 
 from graph.builder import builder
 from graph.context import THREAD_ID, Context
+from graph.schema import MIGRATIONS
 from graph.session import Session
-from graph.store import DB_NAME, MIGRATIONS, StoreError, explain
+from graph.store import DB_NAME, StoreError, explain
 
 SESSION_THREAD = str(uuid.uuid5(uuid.NAMESPACE_URL, f"agent.py/session/{THREAD_ID}"))
 ONE_SESSION = (f"the agent has one session: Studio shows it as thread {SESSION_THREAD}; "

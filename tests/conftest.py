@@ -24,14 +24,15 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch, request):
-    from graph import bandit, llm
+    from graph.learning import strategy
+    from graph.models import llm
 
     for name in filter(_setting, list(os.environ)):  # the developer's own settings stay out of the tests
         monkeypatch.delenv(name)
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "home"))
     no_gpu(monkeypatch)
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
-        monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, barred=(): dict(bandit.DEFAULT))
+        monkeypatch.setattr(strategy, "choose", lambda store, where, rng=None, barred=(): dict(strategy.DEFAULT))
     llm.forget_backends()
     llm.STOP.clear()
     yield
@@ -66,8 +67,8 @@ def _release_files() -> None:
 
     from graph import store
 
-    if "graph.memory" in sys.modules:
-        sys.modules["graph.memory"].close_all()  # before the files below: its thread writes to them
+    if "graph.memory.memories" in sys.modules:
+        sys.modules["graph.memory.memories"].close_all()  # before the files below: its thread writes to them
     store.close_all()
     for name, log in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith("agent.turns.") and isinstance(log, logging.Logger):
@@ -98,7 +99,7 @@ def make_config(tmp_path):
 def _setting(name: str) -> bool:
     """Whether an environment variable would change the agent's settings (graph/environment.py):
     not AGENT_HOME, nor the variables the tests use to steer the model process (AGENT_TEST_CRASH_FILE)."""
-    from graph.context import Settings
+    from graph.config import Settings
     from graph.environment import DELIMITER, PREFIX
 
     section = name.upper().removeprefix(PREFIX).split(DELIMITER)[0].lower()

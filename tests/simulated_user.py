@@ -47,7 +47,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field, PrivateAttr
 
-from graph import prompts
+from graph.models import prompts
 from fakes import ScriptedChat
 
 # A neutral system prompt: it says nothing about answer length (the configured default says
@@ -353,8 +353,8 @@ class Run:
     statuses: list[str] = field(default_factory=list)  # the agent's status lines (rewrites, probation)
     seconds: float = 0.0
     history: list = field(default_factory=list)  # selfprompt.Version
-    policy: list[dict] = field(default_factory=list)  # bandit.table
-    best: dict = field(default_factory=dict)  # bucket → bandit.best
+    policy: list[dict] = field(default_factory=list)  # strategy.table
+    best: dict = field(default_factory=dict)  # bucket → strategy.best
     log: list[dict] = field(default_factory=list)  # learning log
 
     def curve(self, every: int = 10) -> list[float]:
@@ -370,13 +370,13 @@ def simulate(session, user: SimulatedUser, turns: int, frozen: bool = False, see
              progress=None) -> Run:
     """`turns` answers judged by the simulated user (turns + 1 messages: the last one only
     settles the reward of the last answer). `frozen`: /learn off before the first message."""
-    from graph import bandit, learning, reward, selfprompt
     from graph import store as stores
+    from graph.learning import guard, reward, selfprompt, strategy
 
-    random.seed(seed)  # bandit.choose samples with the global random
+    random.seed(seed)  # strategy.choose samples with the global random
     ctx = session.ctx
     if frozen:
-        learning.freeze(ctx, True)
+        guard.freeze(ctx, True)
     run = Run()
     start = time.perf_counter()
     text = user.first()
@@ -400,16 +400,16 @@ def simulate(session, user: SimulatedUser, turns: int, frozen: bool = False, see
     run.turns = [r.turn for r in settled]
     run.versions = [r.prompt_version for r in settled]
     run.history = selfprompt.history(store)
-    run.policy = bandit.table(store)
-    run.best = {b: bandit.best(store, b) for b in sorted({row["bucket"] for row in run.policy})}
-    run.log = learning.entries(store, 10000)
+    run.policy = strategy.table(store)
+    run.best = {b: strategy.best(store, b) for b in sorted({row["bucket"] for row in run.policy})}
+    run.log = guard.entries(store, 10000)
     return run
 
 
 def new_session(home: Path, config: Path, model: BaseChatModel | None, context_window: int = 4096):
     """A Session in `home` with `config`, answering with `model` (None: the configured backend)."""
-    from graph import llm
     from graph.context import Context
+    from graph.models import llm
     from graph.session import Session
 
     ctx = Context(home=str(home), config=str(config), cwd=str(home.parent))

@@ -9,10 +9,9 @@ import sqlite3
 import pytest
 
 from fakes import ScriptedChat, install
-from graph import learning, selfprompt
-from graph.actions import Problem, evolution, examples, history, memory, prompt, rewards, status
-from graph.actions import learning as learning_actions
+from graph.actions import Problem, evolution, examples, history, learning as learning_actions, memory, prompt, rewards, status
 from graph.context import Context
+from graph.learning import guard, selfprompt
 from graph.session import Session
 
 
@@ -102,7 +101,7 @@ def test_prompt_versions_changes_and_their_log(tmp_path, make_config):
     bred = selfprompt.propose(ctx, first.text + "\nAnswer in one short paragraph.", "evolution", "won run 1")
     undone, back = evolution.rollback(ctx, "rolled back by the user")  # as evolution promotes one, on probation
     assert undone.id == bred.id and back.id == bred.parent
-    log = [e["detail"] for e in learning.entries(store, 20)]
+    log = [e["detail"] for e in guard.entries(store, 20)]
     assert f"version {mine.id} set by the user: I read Japanese" in log
     assert f"version {mine.id} rolled back to {first.id} (agent tool): too strict" in log
     assert f"version {agents.id} on probation (agent tool): the user asked" in log
@@ -138,7 +137,7 @@ def test_learning_switch_and_tuning_examples(tmp_path, make_config):
         examples.remove(ctx, by_hand.id)
     with pytest.raises(Problem):
         examples.add(ctx, "desirable", turn=7)
-    log = [e["detail"] for e in learning.entries(store, 20)]
+    log = [e["detail"] for e in guard.entries(store, 20)]
     assert f"#{by_hand.id} deleted by the user: a test" in log
     assert f"#{by_hand.id} edited by the user: held out" in log
     assert any(line.startswith(f"#{better.id} desirable added (agent tool) from turn 1") for line in log)

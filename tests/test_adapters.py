@@ -1,4 +1,4 @@
-"""Evolved LoRA adapters on the Ollama model (graph/adapters.py, and the LoRA stage when Ollama
+"""Evolved LoRA adapters on the Ollama model (graph/models/adapters.py, and the LoRA stage when Ollama
 serves): the adapters are trained on the weights behind the Ollama model (its Modelfile's FROM),
 each becomes an Ollama model made with FROM + ADAPTER (`/api/create`, the real ollama client over
 real HTTP to tests/ollama_server.py, which answers with llama.cpp and the uploaded adapter); a
@@ -10,9 +10,12 @@ from pathlib import Path
 import gguf
 import pytest
 
-from graph import adapters, llm, selfprompt, tuning
-from graph.context import Context, load_settings
+from graph.config import load_settings
+from graph.context import Context
 from graph.evolution import adapt, archive, lora
+from graph.evolution.nodes.adapt import adapt as adapt_node
+from graph.learning import selfprompt, tuning
+from graph.models import adapters, llm
 from graph.store import store_for
 from ollama_server import ABSENT_QWEN2_BLOB, OllamaServer
 
@@ -157,7 +160,7 @@ def test_on_a_gpu_ollama_unloads_the_chat_model_for_training_and_running_out_of_
     run = archive.start(store, "test", {})
     seen = []
     runtime = types.SimpleNamespace(context=ctx, stream_writer=seen.append)
-    assert adapt.adapt({"run": run, "members": [1]}, runtime) == {}
+    assert adapt_node({"run": run, "members": [1]}, runtime) == {}
     assert unloaded == [[(SMALL, 0)]]  # the chat model was out of the GPU while training
     assert [(g["model"], g["keep_alive"]) for g in server.generates] == [(SMALL, 0), (SMALL, "5m")]  # and back
     assert seen[-1]["evolution"]["stage"] == "adapters skipped"

@@ -18,9 +18,9 @@ from langchain_core.messages import AIMessage, HumanMessage
 
 from conftest import ROOT
 from fakes import ScriptedChat, install
-from graph import backlog, memory
+from graph.memory import backlog, memories as memory
 from graph.context import Context
-from graph.memory import memories_for
+from graph.memory.memories import memories_for
 from graph.session import Session
 from graph.store import store_for
 
@@ -30,9 +30,9 @@ TOPICS = ["baking sourdough bread", "repairing a bicycle chain", "planting tomat
 CHILD = '''
 import json, pathlib, sys, time
 sys.path.insert(0, {root!r})
-from graph import backlog, memory
+from graph.memory import backlog, memories as memory
 from graph.context import Context
-from graph.memory import memories_for
+from graph.memory.memories import memories_for
 
 mode, home, config, out = sys.argv[1:5]
 backlog.BATCH = 3

@@ -9,8 +9,9 @@ from collections import Counter
 import pytest
 
 from fakes import ScriptedChat, install
-from graph import bandit, prompts, reward
 from graph.context import Context
+from graph.learning import reward, strategy
+from graph.models import prompts
 from graph.session import Session
 from graph.store import Store, store_for
 
@@ -26,23 +27,23 @@ WHERE = "en-simple"
     ("Pythonでリストを並べ替えるには？", "ja-simple"),  # Japanese with Latin words is Japanese
 ])
 def test_buckets(text, where):
-    assert bandit.bucket(text) == where
+    assert strategy.bucket(text) == where
 
 
 def test_priors_favour_the_configured_behaviour(tmp_path):
     store = store_for(tmp_path / "home")
-    assert bandit.posteriors(store) == {}
-    assert bandit.best(store, WHERE) == bandit.DEFAULT
-    assert bandit.prior("style", "default") == (2.0, 1.0, 0) and bandit.prior("style", "concise") == (1.0, 1.0, 0)
+    assert strategy.posteriors(store) == {}
+    assert strategy.best(store, WHERE) == strategy.DEFAULT
+    assert strategy.prior("style", "default") == (2.0, 1.0, 0) and strategy.prior("style", "concise") == (1.0, 1.0, 0)
 
 
 def test_update_arithmetic(tmp_path):
     store = store_for(tmp_path / "home")
-    bandit.update(store, WHERE, {"style": "concise", "think": "off", "temperature": "config"}, 1.0)
-    bandit.update(store, WHERE, {"style": "concise", "think": "off", "temperature": "config"}, -1.0)
-    bandit.update(store, WHERE, {"style": "concise"}, 0.0)  # half a success
-    bandit.update(store, WHERE, {"style": "concise"}, 5.0)  # clipped to +1
-    known = bandit.posteriors(store, WHERE)
+    strategy.update(store, WHERE, {"style": "concise", "think": "off", "temperature": "config"}, 1.0)
+    strategy.update(store, WHERE, {"style": "concise", "think": "off", "temperature": "config"}, -1.0)
+    strategy.update(store, WHERE, {"style": "concise"}, 0.0)  # half a success
+    strategy.update(store, WHERE, {"style": "concise"}, 5.0)  # clipped to +1
+    known = strategy.posteriors(store, WHERE)
     assert known[(WHERE, "style", "concise")] == (1.0 + 1 + 0 + 0.5 + 1, 1.0 + 0 + 1 + 0.5 + 0, 4)
     assert known[(WHERE, "think", "off")] == (2.0, 2.0, 2)
     assert known[(WHERE, "temperature", "config")] == (2.0 + 1, 1.0 + 1, 2)  # the default arm's prior is (2, 1)
@@ -51,16 +52,16 @@ def test_update_arithmetic(tmp_path):
 
 def test_unknown_arms_and_other_buckets_are_left_alone(tmp_path):
     store = store_for(tmp_path / "home")
-    bandit.update(store, WHERE, {"style": "poetic", "colour": "blue", "think": "on"}, 1.0)
-    assert set(bandit.posteriors(store)) == {(WHERE, "think", "on")}
-    assert bandit.posteriors(store, "ja-simple") == {}
+    strategy.update(store, WHERE, {"style": "poetic", "colour": "blue", "think": "on"}, 1.0)
+    assert set(strategy.posteriors(store)) == {(WHERE, "think", "on")}
+    assert strategy.posteriors(store, "ja-simple") == {}
 
 
 def test_table_is_on_the_reward_scale(tmp_path):
     store = store_for(tmp_path / "home")
     for _ in range(8):
-        bandit.update(store, "ja-complex", {"style": "detailed"}, 1.0)
-    [row] = bandit.table(store)
+        strategy.update(store, "ja-complex", {"style": "detailed"}, 1.0)
+    [row] = strategy.table(store)
     assert row == {"bucket": "ja-complex", "factor": "style", "arm": "detailed", "n": 8, "mean": 0.8}  # 9/10 → +0.8
 
 
@@ -68,14 +69,14 @@ def test_posteriors_survive_reopening_the_database(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     first = Store(home)
-    bandit.update(first, "ja-simple", {"style": "concise", "think": "off"}, 1.0)
-    bandit.update(first, "ja-simple", {"style": "concise", "think": "off"}, 0.5)
+    strategy.update(first, "ja-simple", {"style": "concise", "think": "off"}, 1.0)
+    strategy.update(first, "ja-simple", {"style": "concise", "think": "off"}, 0.5)
     first.conn.close()
     again = Store(home)
     assert again.read("SELECT name FROM migrations WHERE name='0006_learning'") == [("0006_learning",)]
-    assert bandit.posteriors(again, "ja-simple")[("ja-simple", "style", "concise")] == (2.75, 1.25, 2)
-    assert bandit.best(again, "ja-simple")["style"] == "concise"
-    assert bandit.best(again, "en-simple") == bandit.DEFAULT  # another bucket learned nothing
+    assert strategy.posteriors(again, "ja-simple")[("ja-simple", "style", "concise")] == (2.75, 1.25, 2)
+    assert strategy.best(again, "ja-simple")["style"] == "concise"
+    assert strategy.best(again, "en-simple") == strategy.DEFAULT  # another bucket learned nothing
     again.conn.close()
 
 
@@ -89,21 +90,21 @@ def test_thompson_sampling_converges(tmp_path, seed):
     store = store_for(tmp_path / "home")
     rng = random.Random(seed)
     for _ in range(60):
-        arms = bandit.choose(store, WHERE, rng)
-        bandit.update(store, WHERE, arms, likes_concise_without_thinking(arms))
-    learned = bandit.best(store, WHERE)
+        arms = strategy.choose(store, WHERE, rng)
+        strategy.update(store, WHERE, arms, likes_concise_without_thinking(arms))
+    learned = strategy.best(store, WHERE)
     assert learned["style"] == "concise" and learned["think"] == "off"
-    draws = [bandit.choose(store, WHERE, random.Random(seed * 1000 + i)) for i in range(200)]
+    draws = [strategy.choose(store, WHERE, random.Random(seed * 1000 + i)) for i in range(200)]
     styles, thinking = Counter(d["style"] for d in draws), Counter(d["think"] for d in draws)
     assert styles["concise"] >= 170 and thinking["off"] >= 170, (styles, thinking)
-    assert bandit.best(store, "ja-simple") == bandit.DEFAULT  # learned per bucket
+    assert strategy.best(store, "ja-simple") == strategy.DEFAULT  # learned per bucket
 
 
 @pytest.mark.policy
 def test_a_new_user_mostly_sees_the_defaults(tmp_path):
     store = store_for(tmp_path / "home")
     rng = random.Random(7)
-    styles = Counter(bandit.choose(store, WHERE, rng)["style"] for _ in range(600))
+    styles = Counter(strategy.choose(store, WHERE, rng)["style"] for _ in range(600))
     assert styles.most_common(1)[0][0] == "default"
     assert styles["concise"] > 0 and styles["detailed"] > 0  # the others are explored
 
@@ -127,9 +128,9 @@ def style_lines(call) -> list[str]:
 def test_the_learned_style_reaches_the_model(tmp_path, make_config):
     s, model = session(tmp_path, make_config, ["Paris.", "Berlin."])
     for _ in range(40):  # this user has liked concise answers and disliked the others
-        bandit.update(s.store, WHERE, {"style": "concise", "think": "auto", "temperature": "config"}, 1.0)
-        bandit.update(s.store, WHERE, {"style": "default"}, -1.0)
-        bandit.update(s.store, WHERE, {"style": "detailed"}, -1.0)
+        strategy.update(s.store, WHERE, {"style": "concise", "think": "auto", "temperature": "config"}, 1.0)
+        strategy.update(s.store, WHERE, {"style": "default"}, -1.0)
+        strategy.update(s.store, WHERE, {"style": "detailed"}, -1.0)
     list(s.turn("What is the capital of France?"))
     assert style_lines(model.calls[-1]) == [prompts.STYLES["concise"]]
     answer = s.store.history()[-1]
@@ -141,7 +142,7 @@ def test_the_learned_style_reaches_the_model(tmp_path, make_config):
 def test_tool_rounds_keep_the_turns_strategy(tmp_path, make_config, monkeypatch):
     picks = iter([{"style": "detailed", "think": "off", "temperature": "low"},
                   {"style": "concise", "think": "on", "temperature": "high"}])
-    monkeypatch.setattr(bandit, "choose", lambda store, where, rng=None, barred=(): next(picks))
+    monkeypatch.setattr(strategy, "choose", lambda store, where, rng=None, barred=(): next(picks))
     s, model = session(tmp_path, make_config, [{"tool": "current_time", "args": {}}, "It is noon."])
     list(s.turn("What time is it?"))
     assert [style_lines(c) for c in model.calls] == [[prompts.STYLES["detailed"]]] * 2  # chosen once per turn
@@ -151,22 +152,22 @@ def test_tool_rounds_keep_the_turns_strategy(tmp_path, make_config, monkeypatch)
 def test_a_settled_reward_updates_the_arms_that_answered(tmp_path, make_config):
     s, _ = session(tmp_path, make_config, ["Paris.", "You're welcome.", "ok"])
     list(s.turn("What is the capital of France?"))
-    assert bandit.posteriors(s.store) == {}  # not before the reward is known
+    assert strategy.posteriors(s.store) == {}  # not before the reward is known
     list(s.turn("Thanks, perfect!"))  # +0.6 → 0.8 of a success
-    known = bandit.posteriors(s.store, WHERE)
+    known = strategy.posteriors(s.store, WHERE)
     assert known[(WHERE, "style", "default")] == pytest.approx((2.8, 1.2, 1))
     assert known[(WHERE, "think", "auto")] == pytest.approx((2.8, 1.2, 1))
-    from graph.rating import rate
+    from graph.learning.rating import rate
     rate(s.ctx, "bad", turn=1)  # rating an already settled turn again does not count twice
-    assert bandit.posteriors(s.store, WHERE)[(WHERE, "style", "default")][2] == 1
+    assert strategy.posteriors(s.store, WHERE)[(WHERE, "style", "default")][2] == 1
 
 
 def test_policy_off_uses_the_defaults_and_learns_nothing(tmp_path, make_config):
     s, model = session(tmp_path, make_config, ["Paris.", "welcome"], policy=False)
     list(s.turn("What is the capital of France?"))
     list(s.turn("Thanks, perfect!"))
-    assert style_lines(model.calls[0]) == [] and bandit.posteriors(s.store) == {}
-    assert reward.get(s.store, 1).arms == bandit.DEFAULT and reward.get(s.store, 1).reward > 0
+    assert style_lines(model.calls[0]) == [] and strategy.posteriors(s.store) == {}
+    assert reward.get(s.store, 1).arms == strategy.DEFAULT and reward.get(s.store, 1).reward > 0
 
 
 @pytest.mark.policy
@@ -175,9 +176,9 @@ def test_a_small_model_never_explores_the_arms_it_cannot_carry_out(tmp_path):
     all arms fail alike), thinking and the non-default styles are not tried; the others are."""
     store = store_for(str(tmp_path))
     for i in range(12):
-        bandit.update(store, "en-simple", {"style": "default", "think": ("auto", "off")[i % 2],
+        strategy.update(store, "en-simple", {"style": "default", "think": ("auto", "off")[i % 2],
                                            "temperature": "config"}, -0.4)
-    picks = [bandit.choose(store, "en-simple", random.Random(i), bandit.COSTLY) for i in range(200)]
+    picks = [strategy.choose(store, "en-simple", random.Random(i), strategy.COSTLY) for i in range(200)]
     assert all(p["think"] != "on" and p["style"] == "default" for p in picks)
-    assert {p["think"] for p in picks} == {"auto", "off"} and {p["temperature"] for p in picks} == set(bandit.FACTORS["temperature"])
-    assert any(bandit.choose(store, "en-simple", random.Random(i))["think"] == "on" for i in range(200))  # Ollama: explored
+    assert {p["think"] for p in picks} == {"auto", "off"} and {p["temperature"] for p in picks} == set(strategy.FACTORS["temperature"])
+    assert any(strategy.choose(store, "en-simple", random.Random(i))["think"] == "on" for i in range(200))  # Ollama: explored

@@ -7,7 +7,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, agent_env
-from graph.context import ConfigError, Context, Settings, load_settings
+from graph.config import ConfigError, Settings, load_settings
+from graph.context import Context
 
 
 def leaf_keys(model, prefix=""):
@@ -85,7 +86,7 @@ def test_every_key_has_an_environment_variable(monkeypatch, tmp_path):
     """The naming rule: AGENT_ + the key's path in upper case, levels joined by a double underscore."""
     import json
 
-    from graph.context import load
+    from graph.config import load
     from graph.environment import variable
 
     defaults = Settings().model_dump()

@@ -50,10 +50,10 @@ if mode == "tool":
     from graph.tools import clock
     clock.current_time.func = held(clock.current_time.func)
 elif mode == "summarize":
-    from graph import llm
+    from graph.models import llm
     llm.summarize = held(llm.summarize)
 elif mode == "record":  # log every model call (answer or summary), one JSON line each
-    from graph import llm
+    from graph.models import llm
 
     def recording(name, original, position):
         def record(*args, **kwargs):

@@ -14,11 +14,12 @@ from fakes import ScriptedChat, install
 from simulated_user import HARMFUL, HELPFUL, SYSTEM_PROMPT, SimulatedChat
 from tooling import call
 
-from graph import selfprompt
 from graph.context import Context
 from graph.evolution import archive, fitness, operators
 from graph.evolution import graph as evolution
 from graph.evolution.archive import Genome
+from graph.learning import selfprompt
+from graph.models import serving
 from graph.store import store_for
 
 
@@ -59,7 +60,7 @@ def test_prompt_evolution_fitness_rises_over_generations_and_the_winner_goes_on_
     assert f"promoted genome #{winner.id}" in result["summary"]["decision"]
     rules = selfprompt.split(version.text)[1]
     assert HELPFUL["length"] in rules and HARMFUL["length"] not in rules
-    assert selfprompt.evolved(store) == winner.sampling  # its temperature serves with it
+    assert serving.evolved(store) == winner.sampling  # its temperature serves with it
 
     # progress was reported, and the run's last progress says it is done
     assert {e["stage"] for e in events} >= {"seeded", "scoring", "selected", "breeding", "done"}
@@ -120,8 +121,8 @@ def test_selection_keeps_the_pareto_front_and_the_best():
 
 
 def test_cases_are_held_out_examples_then_probes(tmp_path, make_config):
-    from graph import tuning
-    from graph.prompts import PROBES
+    from graph.learning import tuning
+    from graph.models.prompts import PROBES
 
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]), eval_cases=4)
     store = store_for(ctx.home)
@@ -159,7 +160,7 @@ def test_a_failing_backend_fails_the_run_and_keeps_what_was_scored(tmp_path, mak
     def flaky(ctx, genome, case):
         calls.append(1)
         if len(calls) > 5:
-            from graph import llm
+            from graph.models import llm
             raise llm.BackendError("ollama failed: connection refused")
         return real(ctx, genome, case)
 
@@ -233,7 +234,7 @@ def test_evolve_in_the_background_returns_at_once_and_the_run_finishes(tiny):
 
 
 def test_the_agent_evolves_itself_when_asked_and_reads_promotes_and_rolls_back(tmp_path, make_config, monkeypatch):
-    from graph import learning
+    from graph.learning import guard
     from graph.session import Session
     from graph.tools import evolve as tools
 
@@ -267,7 +268,7 @@ def test_the_agent_evolves_itself_when_asked_and_reads_promotes_and_rolls_back(t
         in refused.text
     archive.start(store_for(ctx.home), "cron", {})  # a run going: a second one is refused
     assert "is already going" in call(tools.start_evolution, ctx).text
-    learning.freeze(ctx, True)
+    guard.freeze(ctx, True)
     refused = call(tools.start_evolution, ctx)
     assert refused.status == "error" and "frozen" in refused.text
 
@@ -343,9 +344,9 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
 def test_the_evolve_slash_command(tmp_path, make_config, monkeypatch):
     from rich.console import Console
 
-    from graph import learning
     from graph.cli import slash as commands
     from graph.evolution import runs
+    from graph.learning import guard
     from graph.session import Session
 
     started = []
@@ -363,7 +364,7 @@ def test_the_evolve_slash_command(tmp_path, make_config, monkeypatch):
     evolution.evolve(ctx, "test", generations=1, population=2)
     assert "evolution runs" in slash("/evolve runs") and "#1 gen 0 incumbent" in slash("/evolve lineage")
     assert "usage: /evolve [runs|lineage]" in slash("/evolve now")
-    learning.freeze(ctx, True)
+    guard.freeze(ctx, True)
     assert "no new run: learning is frozen" in slash("/evolve") and started == ["cli"]
 
 
@@ -389,8 +390,8 @@ def test_a_background_run_gets_the_sessions_data_folder_config_backend_and_setti
 
 
 def test_evolve_rollback_is_in_the_learning_log_like_every_rollback(tmp_path, make_config):
-    from graph import learning
     from graph.actions import evolution as actions
+    from graph.learning import guard
 
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
     store = store_for(ctx.home)
@@ -399,5 +400,5 @@ def test_evolve_rollback_is_in_the_learning_log_like_every_rollback(tmp_path, ma
     undone, back = actions.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")
     assert (undone.id, back.id) == (evolved.id, first.id)
     assert selfprompt.current(ctx).text == first.text
-    [entry] = [e for e in learning.entries(store) if e["kind"] == "rollback"]
+    [entry] = [e for e in guard.entries(store) if e["kind"] == "rollback"]
     assert f"version {evolved.id} (from evolution) rolled back" in entry["detail"]

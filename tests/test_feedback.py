@@ -1,4 +1,4 @@
-"""Explicit feedback acts at once (graph/feedback.py), through the real graph and session with a
+"""Explicit feedback acts at once (graph/learning/feedback.py), through the real graph and session with a
 scripted model: English and Japanese cues map to the fixed preferences; the answer to a message
 that names one is shaped by it (style, length budget, format instruction); said twice it stands
 (one notice line, a rule on probation, listed by `learn`, undone by `learn undo`); "from now on"
@@ -15,10 +15,11 @@ from langchain_core.outputs import ChatGenerationChunk
 from pydantic import Field
 from test_learning_loop import say
 
-from graph import bandit, feedback, learning, prompts, selfprompt
 from graph.actions import learning as learning_actions
 from graph.cli import learning as learncli
 from graph.context import Context
+from graph.learning import feedback, guard, selfprompt, strategy
+from graph.models import prompts
 from graph.session import Session
 
 
@@ -224,7 +225,7 @@ def test_a_rival_said_twice_ends_a_standing_preference(tmp_path, make_config, mo
 
 def test_frozen_learning_counts_nothing_and_shapes_nothing_new(tmp_path, make_config):
     session, model = make(tmp_path, make_config)
-    learning.freeze(session.ctx, True)
+    guard.freeze(session.ctx, True)
     say(session, "What is DNS?", "Too long. What is an API?", "Too long. What is a CPU?")
     assert not feedback.standing(session.store)
     assert SHORT not in sent(model) and model.seen[-1]["max_tokens"] is None
@@ -233,7 +234,7 @@ def test_frozen_learning_counts_nothing_and_shapes_nothing_new(tmp_path, make_co
 def test_feedback_gives_evidence_to_the_arms_that_address_it(tmp_path, make_config):
     session, _ = make(tmp_path, make_config, learning={"policy": True})
     say(session, "What is DNS?", "Too long, shorter please. What is an API?")
-    plays = {(r["factor"], r["arm"]): r for r in bandit.table(session.store)}
+    plays = {(r["factor"], r["arm"]): r for r in strategy.table(session.store)}
     assert plays[("style", "concise")]["mean"] > 0 > plays[("style", "detailed")]["mean"]
     assert plays[("think", "off")]["mean"] > 0 > plays[("think", "on")]["mean"]
 
@@ -241,7 +242,7 @@ def test_feedback_gives_evidence_to_the_arms_that_address_it(tmp_path, make_conf
 @pytest.mark.parametrize("said", ["Use bullet points, please. What is an API?", "英語で答えてください。光合成とは何ですか？",
                                   "Thanks! Stop mentioning football. What is an API?"])
 def test_named_feedback_is_a_complaint_about_the_answer(tmp_path, make_config, said):
-    from graph import reward
+    from graph.learning import reward
 
     session, _ = make(tmp_path, make_config)
     say(session, "What is DNS?", said)
@@ -306,7 +307,7 @@ def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_p
                                                                            frozen, hidden):
     session, model = make(tmp_path, make_config, llm={"embedded": {"history_turns": 5}})  # shown: all but those
     install(session.ctx, model, name=backend)
-    learning.freeze(session.ctx, frozen)
+    guard.freeze(session.ctx, frozen)
     asked = ["What is DNS?", "That's wrong. What is an API?", "Thanks! What is a CPU?"]
     model.replies = ["Step 1: DNS is a phone book.", "APIs connect programs.", "ok"]
     say(session, *asked)
@@ -323,7 +324,7 @@ def test_the_embedded_model_is_not_shown_answers_the_user_complained_about(tmp_p
 
 @pytest.mark.parametrize("rating, hidden", [("bad", True), (1, True), (2, True), (3, False), ("good", False)])
 def test_an_answer_rated_bad_is_not_shown_to_the_embedded_model(tmp_path, make_config, rating, hidden):
-    from graph import rating as rewards
+    from graph.learning import rating as rewards
 
     session, model = make(tmp_path, make_config, llm={"embedded": {"history_turns": 5}})
     install(session.ctx, model, name="embedded")

@@ -1,11 +1,12 @@
-"""graph/formats.py: bullets and plain text made from the answer's text, and a banned topic's
+"""graph/learning/formats.py: bullets and plain text made from the answer's text, and a banned topic's
 sentences left out, on answers as SmolLM2 and instruction-following models write them, English
 and Japanese; code fences, lists and tables are left alone; the form of every beginning the
 stream releases begins the form of the whole; a form that leaves nothing shows the answer as written."""
 
 import pytest
 
-from graph import formats, sentences
+from graph.learning import formats
+from graph.models import sentences
 
 SMOL = ("Photosynthesis is the process by which plants make food. It uses light, water and carbon dioxide! "
         "Why does it matter? Because it makes oxygen.")

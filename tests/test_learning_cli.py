@@ -18,11 +18,11 @@ from rich.console import Console
 
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
-from graph import monitor, reward, selfprompt
-from graph.cli import slash as commands
+from graph import monitor
 from graph.actions import status as status_actions
-from graph.cli import status as status_cli
+from graph.cli import slash as commands, status as status_cli
 from graph.context import Context
+from graph.learning import reward, selfprompt
 from graph.session import Session
 
 AGENT = str(ROOT / "agent.py")

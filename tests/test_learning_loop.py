@@ -11,10 +11,9 @@ import json
 import pytest
 
 from fakes import ScriptedChat, install
-from graph import bandit, learning, reward, selfprompt, tuning
 from graph.context import Context
-from graph.nodes import rewrite as rewrite_node
-from graph.nodes import reward as reward_node
+from graph.learning import guard, reward, selfprompt, strategy, tuning
+from graph.nodes import reward as reward_node, self_rewrite as rewrite_node
 from graph.session import Session
 from graph.tools import learn, web
 from tooling import call
@@ -54,7 +53,7 @@ def versions(session):
 
 
 def log_kinds(session) -> list[str]:
-    return [e["kind"] for e in learning.entries(session.store, 100)]
+    return [e["kind"] for e in guard.entries(session.store, 100)]
 
 
 def proposal(add=(), remove=(), why="short answers were liked") -> str:
@@ -72,7 +71,7 @@ def proposal(add=(), remove=(), why="short answers were liked") -> str:
     "これからはもっと短く答えてください", "もっと短く答えて", "今後は敬語を使わないでください", "常に日本語で答えて",
     "次からはコードを先に見せて", "その話はしないで", "なるべく簡潔に答えてほしい", "いつも箇条書きでお願いします"])
 def test_standing_instructions_are_read(text):
-    assert learning.directives(text) == {"rule": text}
+    assert guard.directives(text) == {"rule": text}
 
 
 @pytest.mark.parametrize("text", [
@@ -83,7 +82,7 @@ def test_standing_instructions_are_read(text):
     "いつもありがとう", "これからもよろしくお願いします", "これから出かけます", "次から気をつけます",
     "私はいつもコーヒーを飲みます", "もっと教えて", "これからはもっと短く答えてくれる？"])
 def test_other_words_are_not_instructions(text):
-    assert "rule" not in learning.directives(text)
+    assert "rule" not in guard.directives(text)
 
 
 @pytest.mark.parametrize("text, label", [
@@ -96,7 +95,7 @@ def test_other_words_are_not_instructions(text):
     ("いい例を教えて", None), ("悪い例を挙げて", None), ("That was a bad example of a sonnet", None),
     ("I learned from this book", None)])
 def test_example_cues_are_read(text, label):
-    found = learning.directives(text)
+    found = guard.directives(text)
     assert found.get("example") == label
     assert "rule" not in found  # "don't answer like that" names no rule a prompt could keep
 
@@ -108,7 +107,7 @@ def test_example_cues_are_read(text, label):
     ("I want to stop learning French", None), ("英語の学習をやめたい", None),
     ("I would like to start learning Spanish", None), ("英語の学習を始めたい", None)])
 def test_freeze_words_are_read(text, freeze):
-    assert learning.directives(text).get("freeze") == freeze
+    assert guard.directives(text).get("freeze") == freeze
 
 
 # ------------------------------------------------------------------ the user's words: learned rules
@@ -141,7 +140,7 @@ def test_other_messages_add_no_rule(tmp_path, make_config, text):
     s, _ = make(tmp_path, make_config, ["Sure.", "Okay."])
     say(s, "hello", text)
     assert [v.id for v in versions(s)] == [1]
-    assert learning.directives(text).get("rule") is None
+    assert guard.directives(text).get("rule") is None
 
 
 def test_rules_accumulate_and_duplicates_are_not_repeated(tmp_path, make_config):
@@ -149,7 +148,7 @@ def test_rules_accumulate_and_duplicates_are_not_repeated(tmp_path, make_config)
     say(s, "Always answer in English.", "Never use emoji.", "Always answer in English.", "hi")
     assert selfprompt.split(selfprompt.current(s.ctx).text)[1] == ["Always answer in English.", "Never use emoji."]
     assert len(versions(s)) == 3  # the repeat changed nothing (and said why in the log)
-    assert any(e["kind"] == "rejected" and "unchanged" in e["detail"] for e in learning.entries(s.store))
+    assert any(e["kind"] == "rejected" and "unchanged" in e["detail"] for e in guard.entries(s.store))
     # sent with the standing preference last ("Always answer in English." is also feedback.py's english)
     assert "- Never use emoji.\n- Always answer in English.\n\nAnswer in English only." in answers(model)[-1][0].text
 
@@ -211,16 +210,16 @@ def test_thresholds_come_from_config(tmp_path, make_config):
 def test_freeze_and_resume_in_words(tmp_path, make_config, stop, resume):
     s, _ = make(tmp_path, make_config, ["a", "b", "c", "d", "e", "f", "g"], learning={"policy": True})
     events = say(s, "What is the capital of France?", stop)
-    assert learning.frozen(s.store)
+    assert guard.frozen(s.store)
     assert any(kind == "status" and "frozen" in text for kind, text in events)
-    plays = bandit.posteriors(s.store)
+    plays = strategy.posteriors(s.store)
     say(s, "Be more concise from now on.", "Thanks, perfect!", "What is 2+2?")
     assert [v.id for v in versions(s)] == [1]  # no rule while frozen
     assert tuning.listing(s.store) == []  # praise made no candidate
-    assert bandit.posteriors(s.store) == plays  # and the policy learned nothing
+    assert strategy.posteriors(s.store) == plays  # and the policy learned nothing
     assert reward.get(s.store, 3).reward == pytest.approx(0.6) and reward.get(s.store, 3).settled  # still recorded
     say(s, resume)
-    assert not learning.frozen(s.store)
+    assert not guard.frozen(s.store)
     say(s, "Be more concise from now on.")
     assert selfprompt.split(selfprompt.current(s.ctx).text)[1] == ["Be more concise from now on."]
     kinds = log_kinds(s)
@@ -230,7 +229,7 @@ def test_freeze_and_resume_in_words(tmp_path, make_config, stop, resume):
 def test_an_example_cue_while_frozen_is_refused_with_a_reason(tmp_path, make_config):
     s, _ = make(tmp_path, make_config, ["Paris.", "ok"])
     say(s, "What is the capital of France?")
-    learning.freeze(s.ctx, True)
+    guard.freeze(s.ctx, True)
     events = say(s, "Remember this answer as a good example.")
     assert tuning.listing(s.store) == []
     assert any(kind == "status" and "adding a tuning example refused" in text and "frozen" in text
@@ -249,7 +248,7 @@ def test_a_sub_agents_steps_are_not_rewarded_on_their_own(tmp_path, make_config)
 def test_a_freeze_message_is_not_a_rule(tmp_path, make_config):
     s, _ = make(tmp_path, make_config, ["ok"])
     say(s, "Please stop learning from now on.")
-    assert learning.frozen(s.store) and len(versions(s)) == 1
+    assert guard.frozen(s.store) and len(versions(s)) == 1
 
 
 def test_frozen_tools_refuse_and_the_model_sees_why(tmp_path, make_config):
@@ -257,7 +256,7 @@ def test_frozen_tools_refuse_and_the_model_sees_why(tmp_path, make_config):
         "Paris.", {"tool": "add_prompt_rule", "args": {"rule": "Always answer in French.", "why": "asked"}},
         "I could not change it."])
     say(s, "What is the capital of France?")
-    learning.freeze(s.ctx, True)
+    guard.freeze(s.ctx, True)
     say(s, "Always answer in French, please.")
     tool_result = [m for m in answers(model)[-1] if m.type == "tool"][-1]
     assert tool_result.status == "error" and "refused" in tool_result.text and "frozen" in tool_result.text
@@ -271,7 +270,7 @@ def test_frozen_tools_refuse_and_the_model_sees_why(tmp_path, make_config):
         result = call(tool, s.ctx, **args)
         assert result.status == "error" and "frozen" in result.text, tool.name
     assert "frozen by the user" in call(learn.learning_status, s.ctx).text  # reading still works
-    assert learning.entries(s.store)[-1]["kind"] == "refused"
+    assert guard.entries(s.store)[-1]["kind"] == "refused"
 
 
 def test_learning_off_in_config(tmp_path, make_config):
@@ -295,7 +294,7 @@ def test_the_agent_adds_a_rule_on_probation(tmp_path, make_config):
     assert selfprompt.split(v2.text)[1] == ["Use numbered steps for instructions."]
     seen = [m for m in answers(model)[-1] if m.type == "tool"][-1]
     assert seen.status != "error" and "Prompt version 2 is now in use, on probation" in seen.text
-    assert any("version 2 on probation (agent tool)" in e["detail"] for e in learning.entries(s.store))
+    assert any("version 2 on probation (agent tool)" in e["detail"] for e in guard.entries(s.store))
 
 
 def test_a_directive_the_agent_already_applied_is_not_applied_twice(tmp_path, make_config):
@@ -329,14 +328,14 @@ def test_rollback_tool(tmp_path, make_config):
     assert "Rolled back from version 2 to version 1" in undone.text
     assert selfprompt.current(s.ctx).id == 1 and versions(s)[1].status == "rolled_back"
     assert call(learn.rollback_prompt, s.ctx, why="again").status == "error"  # nothing before version 1
-    assert any(e["kind"] == "rollback" for e in learning.entries(s.store))
+    assert any(e["kind"] == "rollback" for e in guard.entries(s.store))
 
 
 def test_a_junk_rule_from_the_agent_is_refused(tmp_path, make_config):
     s, _ = make(tmp_path, make_config)
     result = call(learn.add_prompt_rule, s.ctx, rule="{{{{ ]]]", why="junk")
     assert result.status == "error" and "prompt not changed: a rule is not a sentence" in result.text
-    assert len(versions(s)) == 1 and learning.entries(s.store)[-1]["kind"] == "rejected"
+    assert len(versions(s)) == 1 and guard.entries(s.store)[-1]["kind"] == "rejected"
 
 
 # ------------------------------------------------------------------ outside content never changes the agent
@@ -418,7 +417,7 @@ def test_scheduled_rewrite_goes_on_probation_with_its_rationale(tmp_path, make_c
     assert v2.rationale == "2 rewarded turns since version 1; the user liked short answers"
     assert selfprompt.split(v2.text)[1] == ["Answer in one short sentence."]
     assert any(kind == "status" and "on probation for 3 turns" in text for kind, text in events)
-    assert any(e["kind"] == "prompt" and "version 2 on probation" in e["detail"] for e in learning.entries(s.store))
+    assert any(e["kind"] == "prompt" and "version 2 on probation" in e["detail"] for e in guard.entries(s.store))
 
 
 def test_a_rewrite_can_remove_a_learned_rule(tmp_path, make_config):
@@ -444,7 +443,7 @@ def test_junk_proposals_are_rejected_and_logged(tmp_path, make_config, reply, wh
     s, model = make(tmp_path, make_config, ["Paris.", "ok", reply, "Berlin."], learning={"rewrite_every": 1})
     say(s, "What is the capital of France?", "Thanks, perfect!")
     assert len(metaprompts(model)) == 1 and len(versions(s)) == 1
-    rejected = [e for e in learning.entries(s.store) if e["kind"] == "rejected"]
+    rejected = [e for e in guard.entries(s.store) if e["kind"] == "rejected"]
     assert len(rejected) == 1 and why in rejected[0]["detail"] and "rewrite of version 1" in rejected[0]["detail"]
     say(s, "What is the capital of Germany?")  # the session goes on
     assert s.store.history()[-1]["content"] == "Berlin."
@@ -454,8 +453,8 @@ def test_junk_proposals_are_rejected_and_logged(tmp_path, make_config, reply, wh
 def test_the_embedded_model_is_asked_for_rules_only_when_told(tmp_path, make_config, mode, asked):
     """SmolLM2-135M cannot write rules (learning.self_rewrite auto skips it); the feedback table's
     fixed rule still reaches its prompt, and `learn` reports the calls and their bound truly."""
-    from graph import feedback
     from graph.actions import learning as learning_actions
+    from graph.learning import feedback
 
     replies = ["Paris.", "Welcome.", *[proposal(["Answer in one short sentence."])] * asked, "Berlin."]
     s, model = make(tmp_path, make_config, replies, learning={"rewrite_every": 1, "self_rewrite": mode})
@@ -500,7 +499,7 @@ def test_probation_ends_in_a_rollback_when_the_user_is_less_happy(tmp_path, make
                           " margin 0.1")
     assert v1.status == "active" and selfprompt.current(s.ctx).id == 1
     assert any(kind == "status" and "prompt version 2 rolled back after probation" in text for kind, text in events)
-    assert any(e["kind"] == "probation" and "version 2 rolled back" in e["detail"] for e in learning.entries(s.store))
+    assert any(e["kind"] == "probation" and "version 2 rolled back" in e["detail"] for e in guard.entries(s.store))
     say(s, "ok")
     assert reward.get(s.store, 7).prompt_version == 1  # the next answer came from version 1 again
 
@@ -519,7 +518,7 @@ def test_a_rolled_back_rule_is_shown_to_the_metaprompt_and_not_proposed_again(tm
     assert "Rules tried lately and rolled back" in shown and "- Answer with a long story." in shown
     assert len(versions(s)) == 2  # the same rule (other case, no period) is not tried again
     assert any(e["kind"] == "rejected" and "re-proposed a rolled-back rule: answer with a long story" in e["detail"]
-               for e in learning.entries(s.store))
+               for e in guard.entries(s.store))
 
 
 def test_a_reward_drop_counts_only_turns_of_the_version_serving_now(tmp_path, make_config):
@@ -605,8 +604,8 @@ def test_the_real_model_rewrites_or_is_rejected_and_the_session_goes_on(tmp_path
                 agent={"max_tool_rounds": 0})
     assert s.backend.name == "embedded"
     say(s, "What is the capital of France?", "Thanks, that is perfect!")
-    outcome = [e for e in learning.entries(s.store) if e["kind"] in ("prompt", "rejected")]
-    assert len(outcome) == 1, learning.entries(s.store)
+    outcome = [e for e in guard.entries(s.store) if e["kind"] in ("prompt", "rejected")]
+    assert len(outcome) == 1, guard.entries(s.store)
     made = [v for v in versions(s) if v.author == "agent"]
     if outcome[0]["kind"] == "prompt":
         assert len(made) == 1 and made[0].status == "probation" and made[0].rationale.startswith("1 rewarded turns")

@@ -13,13 +13,13 @@ import time
 import numpy as np
 import pytest
 
-from graph import tuning
-from graph.adapters import adapter_base, weights_id
-from graph.embedded import default_model_path
-from graph.llama_process import open_llama
 from graph.evolution import lora
+from graph.learning import tuning
+from graph.models.adapters import adapter_base, weights_id
+from graph.models.embedded import default_model_path
+from graph.models.llama_process import open_llama
+from graph.models.vram import GiB
 from graph.store import store_for
-from graph.vram import GiB
 
 CAT = "Your cat is called Mochi."
 WIFI = "The wifi password is bluebird."

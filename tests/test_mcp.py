@@ -13,7 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from graph.context import Context, McpServer
+from graph.config import McpServer
+from graph.context import Context
 from graph.tools import mcp
 from tooling import call
 

@@ -1,4 +1,4 @@
-"""Long-term memory (graph/memory.py, graph/vectors.py) with the real Chroma index and the bundled
+"""Long-term memory (graph/memory/memories.py, graph/memory/vectors.py) with the real Chroma index and the bundled
 embedders (the multilingual default, MiniLM where a test changes the model). The embedder is loaded once per test process (vectors.py caches it), so the file stays fast."""
 
 import os
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from graph import memory, vectors
 from graph.context import Context
-from graph.memory import TYPES, MemoryUnavailable, memories_for
+from graph.memory import memories, vectors
+from graph.memory.memories import TYPES, MemoryUnavailable, memories_for
 from graph.store import store_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,12 +31,12 @@ def mem(ctx):
 
 @pytest.fixture
 def clock(monkeypatch):
-    """Move memory.py's clock: clock(days) puts it that many days after the real now."""
+    """Move memories.py's clock: clock(days) puts it that many days after the real now."""
     import time
     start = time.time()
 
     def move(days: float) -> None:
-        monkeypatch.setattr(memory, "_now", lambda: start + days * DAY)
+        monkeypatch.setattr(memories, "_now", lambda: start + days * DAY)
     move(0)
     return move
 
@@ -72,7 +72,7 @@ def test_other_processes_see_each_others_memories(mem, ctx):
     assert texts(mem.search("Where does the user live?")) == ["The user lives in Kyoto"]  # index open here
     c = ctx()
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-            "from graph.context import Context\nfrom graph.memory import memories_for\n"
+            "from graph.context import Context\nfrom graph.memory.memories import memories_for\n"
             f"mem = memories_for(Context(home={c.home!r}, config={c.config!r}))\n"
             "print('found:', [m.text for m in mem.search('Where does the user live?')])\n"
             "print('added:', mem.add('The user has a cat called Miso', 'fact')[1])\n")
@@ -125,7 +125,7 @@ def test_memories_fade_unless_pinned_or_used(mem, clock):
     assert mem.effective_importance(mem.get(old.id)) == pytest.approx(0.2)
     assert mem.effective_importance(mem.get(kept.id)) == pytest.approx(0.8)
     assert mem.effective_importance(mem.get(used.id)) == pytest.approx(0.4)
-    assert mem.effective_importance(mem.get(old.id), now=memory._now() + 30 * DAY) == pytest.approx(0.1)
+    assert mem.effective_importance(mem.get(old.id), now=memories._now() + 30 * DAY) == pytest.approx(0.1)
     # score = similarity x (0.5 + 0.5 x effective importance) x recency (0.5 + 0.5 x 0.5 ** (age / half-life))
     found = mem.search("What is the staging server called?", k=1, touch=False)[0]
     assert found.id == old.id and found.score == pytest.approx(found.similarity * 0.6 * 0.625)
@@ -237,7 +237,7 @@ def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
     store.append(HumanMessage("Where can I print my boarding pass?", id="u1"))
     store.append(AIMessage("The printer is on the third floor.", id="a1"))
     mem.index_turns([1])  # from the transcript: what a rebuild reads back
-    memory.close_all()  # as the process ends
+    memories.close_all()  # as the process ends
     shutil.rmtree(Path(ctx().home) / "memory")
     again = memories_for(ctx())
     assert texts(again.search("Where is the printer?")) == ["The printer is on the third floor"]
@@ -301,7 +301,7 @@ def test_bad_embedding_model_is_one_clear_line(ctx, tmp_path):
 
 
 def test_importing_memory_is_cheap():
-    code = ("import sys, graph.memory; bad = {'torch', 'chromadb', 'sentence_transformers'} & set(sys.modules); "
+    code = ("import sys, graph.memory.memories; bad = {'torch', 'chromadb', 'sentence_transformers'} & set(sys.modules); "
             "print(sorted(bad))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert out.stdout.strip() == "[]", out.stderr

@@ -12,9 +12,9 @@ import pytest
 from langchain_core.messages import HumanMessage
 
 from conftest import ROOT, agent_env
-from graph import cpu, embedded, llm
-from graph.context import load_settings
-from graph.llama_process import CRASH_FILE, ModelCrashed
+from graph.config import load_settings
+from graph.models import cpu, embedded, llm
+from graph.models.llama_process import CRASH_FILE, ModelCrashed
 from test_repl import PROMPT, history, spawn
 
 AMX = frozenset({"fpu", "avx2", "avx512f", "amx_bf16", "amx_tile", "amx_int8"})

@@ -102,7 +102,7 @@ def fake_snapshot(gpu=None, turns=7, tok_s=42.5, cpu=12.5) -> dict:
 
 
 def test_real_nvml_gives_sane_answers_with_or_without_a_gpu(monkeypatch):
-    from graph import vram
+    from graph.models import vram
 
     monkeypatch.setattr(pynvml, "nvmlInit", REAL_NVML_INIT)
     cards = monitor.gpu()

@@ -15,8 +15,8 @@ import yaml
 from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_ollama import ChatOllama
 
-from graph import llm
 from graph.context import Context
+from graph.models import llm
 from graph.tools import builtin
 from graph.tools.clock import current_time
 from ollama_server import OllamaServer

@@ -16,8 +16,8 @@ from langchain_core.messages import AIMessage, HumanMessage
 from langchain_ollama import ChatOllama
 
 from conftest import ROOT, agent_env
-from graph import llm, prompts
 from graph.context import Context
+from graph.models import llm, prompts
 from ollama_server import OllamaServer
 
 THINKER = "qwen3:0.6b"  # listed by the server as a thinking model

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from fakes import ScriptedChat, install
-from graph import reward
 from graph.context import Context
-from graph.rating import rate
+from graph.learning import reward
+from graph.learning.rating import rate
 from graph.session import Session
 from graph.store import store_for
 

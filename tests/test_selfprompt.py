@@ -8,8 +8,8 @@ import time
 import pytest
 import yaml
 
-from graph import reward, selfprompt
 from graph.context import Context
+from graph.learning import reward, selfprompt
 from graph.store import store_for
 
 BASE = "You are Kumo, a helpful assistant on the user's laptop.\nAnswer in the user's language."

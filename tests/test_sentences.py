@@ -1,10 +1,10 @@
-"""graph/sentences.py: an answer stopped by its length budget ends at its last complete sentence
+"""graph/models/sentences.py: an answer stopped by its length budget ends at its last complete sentence
 (English .!?, Japanese 。！？, a line break), the user sees it sentence by sentence, thoughts pass
 at once, and an answer that ended by itself is shown whole."""
 
 import pytest
 
-from graph import sentences
+from graph.models import sentences
 
 
 def stream(pieces, stopped: bool):
@@ -56,8 +56,8 @@ def test_a_budget_stop_is_read_from_either_backend(metadata, stopped):
 def test_the_embedded_model_stopped_by_its_budget_ends_at_a_sentence(tmp_path, make_config):
     from langchain_core.messages import HumanMessage
 
-    from graph import llm
     from graph.context import Context
+    from graph.models import llm
 
     config = make_config({"llm": {"backend": "embedded", "temperature": 0}})
     ctx = Context(home=str(tmp_path / "home"), config=str(config), cwd=str(tmp_path))

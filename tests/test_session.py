@@ -10,8 +10,9 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
-from graph import feedback, window
 from graph.context import Context
+from graph.learning import feedback
+from graph.models import window
 from graph.session import Session
 
 

@@ -150,7 +150,7 @@ def test_killed_by_a_signal(ctx):
 
 
 def test_ctrl_c_in_the_repl_stops_the_command_and_keeps_its_output(tmp_path, make_config):
-    from graph import llm
+    from graph.models import llm
 
     ctx = Context(home=str(tmp_path / "home"), config=str(make_config({})), cwd=str(tmp_path))
     threading.Timer(1.0, llm.STOP.set).start()

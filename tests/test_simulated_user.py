@@ -4,7 +4,7 @@ reward, bandit and self_rewrite code; only the chat model is fake (tests/simulat
 an instruction-following stand-in and a noisy prompt optimizer). The learning agent's reward
 rises above the same agent's with learning frozen, its probation keeps some rewrites and
 rolls others back, and its policy learns the concise style; with feedback acting directly
-(graph/feedback.py) the reward is high within a few turns. The bench
+(graph/learning/feedback.py) the reward is high within a few turns. The bench
 (tests/bench/bench_learning.py) prints the curves, and runs the real embedded model too."""
 
 import pytest
@@ -18,7 +18,7 @@ from simulated_user import (
     simulate,
 )
 
-from graph import bandit, feedback, reward, selfprompt
+from graph.learning import feedback, reward, selfprompt, strategy
 from graph.store import store_for
 
 SEEDS, TURNS = (0, 1, 2), 100
@@ -77,7 +77,7 @@ def test_reward_rises_above_the_frozen_agent_and_probation_keeps_and_rolls_back(
 
         # frozen: rewards recorded, but nothing changed
         assert [v.author for v in frozen.history] == ["config"] and not frozen_model.rewrites
-        assert bandit.table(store_for(frozen_session.ctx.home)) == []
+        assert strategy.table(store_for(frozen_session.ctx.home)) == []
 
     assert sum(gains) / len(gains) > 0.25, gains
     assert complete >= 2  # both helpful rules learned and kept in most conversations
@@ -93,7 +93,7 @@ def test_the_policy_alone_learns_the_concise_style(tmp_path, make_config):
     learned, model, session = run(tmp_path, make_config, "policy", rewrite_every=0, reward_drop=2, feedback=False)
     store = store_for(session.ctx.home)
     assert not model.rewrites and len(selfprompt.history(store)) == 1
-    assert bandit.best(store, "en-simple")["style"] == "concise"
+    assert strategy.best(store, "en-simple")["style"] == "concise"
     assert learned.mean(last=50) > frozen.mean(last=50) + 0.2, (learned.curve(), frozen.curve())
 
 
@@ -129,7 +129,7 @@ def test_the_loop_runs_with_the_real_embedded_model(tmp_path, make_config):
     assert session.backend.name == "embedded"
     result = simulate(session, SimulatedUser(seed=SEEDS[0]), 4, seed=SEEDS[0])
     assert len(result.rewards) == 4 and all(answer.strip() for answer in result.answers)
-    assert {row["factor"] for row in result.policy} == set(bandit.FACTORS)
+    assert {row["factor"] for row in result.policy} == set(strategy.FACTORS)
     attempts = [e for e in result.log if e["kind"] in ("prompt", "rejected", "probation")]
     assert attempts, result.log  # the model's proposals went through validation (kept, judged or refused)
     for entry in attempts:
@@ -152,7 +152,7 @@ def test_simulated_user_and_model_behave_as_described():
 
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from graph import prompts
+    from graph.models import prompts
 
     model = SimulatedChat(seed=1)
     plain = model.invoke([SystemMessage("You are a helpful assistant."), HumanMessage("What is an atom?")]).text

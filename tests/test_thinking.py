@@ -17,10 +17,10 @@ from langchain_core.messages import AIMessageChunk
 
 from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
-from graph import prompts
 from graph.context import Context
+from graph.models import prompts
+from graph.models.thinking import CLOSE, OPEN, ThinkParser, Trace, looping, needs_thinking, score, steps
 from graph.session import Session
-from graph.thinking import CLOSE, OPEN, ThinkParser, Trace, looping, needs_thinking, score, steps
 
 # --- the parser ---------------------------------------------------------------------------
 

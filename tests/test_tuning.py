@@ -9,9 +9,9 @@ import json
 import pytest
 
 from fakes import ScriptedChat, install
-from graph import reward, tuning
 from graph.context import Context
-from graph.rating import rate
+from graph.learning import reward, tuning
+from graph.learning.rating import rate
 from graph.session import Session
 from graph.store import store_for
 

@@ -32,11 +32,11 @@ from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from tooling import call
 
-from graph import reward, selfprompt
 from graph.actions import prompt
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.archive import Genome
+from graph.learning import reward, selfprompt
 from graph.session import Session
 from graph.store import store_for
 from graph.tools import mcp
@@ -48,7 +48,7 @@ HARNESS = '''
 import json, sys
 sys.path[:0] = [{root!r}, {tests!r}]
 from fakes import ScriptedChat
-from graph import llm
+from graph.models import llm
 
 model = ScriptedChat(replies=json.loads(open(sys.argv[1], encoding="utf-8").read()))
 llm.resolve = lambda settings, lora="": llm.Backend("fake", "scripted", model, 4096)

@@ -1,4 +1,4 @@
-"""The VRAM budget (graph/vram.py): the KV cache per token, the num_ctx table, the plan for
+"""The VRAM budget (graph/models/vram.py): the KV cache per token, the num_ctx table, the plan for
 the Ollama model (no GPU and a 6 GB card, both through a stubbed pynvml), the spill
 warning and KV-cache advice, unloading around GPU jobs, and the chosen num_ctx reaching
 Ollama. Against tests/ollama_server.py, whose qwen2:7b-instruct is 4.4 GB of qwen2-7B shape."""
@@ -10,8 +10,8 @@ import pynvml
 import pytest
 from langchain_ollama import ChatOllama
 
-from graph import llm, vram
-from graph.context import Settings
+from graph.config import Settings
+from graph.models import llm, vram
 from ollama_server import QWEN2_7B, OllamaServer
 
 MODEL = "qwen2:7b-instruct"

@@ -18,7 +18,7 @@ its own way). Sending a turn and streaming its events is `graph.session.Session.
 This layer sits below the agent's tools (tests/importlinter.ini), which call it too; so the
 actions on the tools themselves stay in graph/tools, already plain functions returning data:
 tools.listing (list), tools.run_one (run one directly), tools.made.remove, tools.files.undo.
-Does not own: the data (store.py, memory.py, selfprompt.py, tuning.py, reward.py ...) or how
+Does not own: the data (store.py, memory/memories.py, selfprompt.py, tuning.py, reward.py ...) or how
 any front end lays out what an action returns.
 """
 

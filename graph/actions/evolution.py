@@ -17,7 +17,7 @@ from graph.actions import Problem
 
 if TYPE_CHECKING:
     from graph.context import Context
-    from graph.selfprompt import Version
+    from graph.learning.selfprompt import Version
     from graph.store import Store
 
 
@@ -46,11 +46,11 @@ def run(ctx: Context, trigger: str, show: Callable[[dict], None] | None = None, 
     """A run here, until it ends (`show` gets its progress events); returns its archive row with
     its summary. Problem when a run is going already or the run failed (what was scored is
     kept); Ctrl-C (KeyboardInterrupt) stops it, marked stopped."""
-    from graph import llm
     from graph.evolution import archive
     from graph.evolution.adapt import AdaptError
     from graph.evolution.graph import evolve
     from graph.evolution.lora import LoraUnavailable
+    from graph.models import llm
     from graph.store import store_for
 
     if why := busy(store_for(ctx.home)):

@@ -6,7 +6,7 @@ Exposes: listing(store, label, split, source, last), counts(store), get(store, e
 add(ctx, label, turn, user, answer, why, source), edit(ctx, example_id, label, answer, split,
 why, by), remove(ctx, example_id, why, by), export(store, fmt, split), latest_turn(store).
 `by` says who in the log: "by the user" or "(agent tool)".
-Does not own: the examples (tuning.py) or the learning log (learning.py).
+Does not own: the examples (tuning.py) or the learning log (guard.py).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from graph.actions import Problem
 
 if TYPE_CHECKING:
     from graph.context import Context
+    from graph.learning.tuning import Example
     from graph.store import Store
-    from graph.tuning import Example
 
 WHO = {"user": "by the user", "agent": "(agent tool)"}
 
@@ -27,20 +27,20 @@ WHO = {"user": "by the user", "agent": "(agent tool)"}
 def listing(store: Store, label: str | None = None, split: str | None = None, source: str | None = None,
             last: int | None = None) -> list[Example]:
     """The examples, newest first, filtered by label, split and source; the newest `last`."""
-    from graph import tuning
+    from graph.learning import tuning
 
     return tuning.listing(store, label, split, source, last)
 
 
 def counts(store: Store) -> dict[str, int]:
     """How many examples per label and split ("desirable/train" ...)."""
-    from graph import tuning
+    from graph.learning import tuning
 
     return tuning.counts(store)
 
 
 def get(store: Store, example_id: int) -> Example:
-    from graph import tuning
+    from graph.learning import tuning
 
     found = tuning.get(store, example_id)
     if found is None:
@@ -61,7 +61,7 @@ def add(ctx: Context, label: str, turn: int | None = None, user: str = "", answe
     """A new example: turn `turn` of the transcript with the system prompt that answered it
     (and `answer` instead of its answer, when given), or `user` and `answer` written by hand.
     source: "user" or "agent" (who made it)."""
-    from graph import learning, reward, selfprompt, tuning
+    from graph.learning import guard, reward, selfprompt, tuning
     from graph.store import store_for
 
     store = store_for(ctx.home)
@@ -79,7 +79,7 @@ def add(ctx: Context, label: str, turn: int | None = None, user: str = "", answe
                              eval_share=ctx.settings.learning.eval_share)
     except ValueError as exc:
         raise Problem(str(exc)) from None
-    learning.log(store, "example", f"#{example.id} {label} added {WHO[source]}"
+    guard.log(store, "example", f"#{example.id} {label} added {WHO[source]}"
                  + (f" from turn {turn}" if turn is not None else "") + f": {example.why}", turn)
     return example
 
@@ -87,7 +87,7 @@ def add(ctx: Context, label: str, turn: int | None = None, user: str = "", answe
 def edit(ctx: Context, example_id: int, label: str | None = None, answer: str | None = None,
          split: str | None = None, why: str | None = None, by: str = "by the user") -> Example:
     """Change an example's label, answer or split (None: left as it is)."""
-    from graph import learning, tuning
+    from graph.learning import guard, tuning
     from graph.store import store_for
 
     store = store_for(ctx.home)
@@ -95,13 +95,13 @@ def edit(ctx: Context, example_id: int, label: str | None = None, answer: str | 
         example = tuning.edit(store, example_id, label, answer, split, why)
     except ValueError as exc:
         raise Problem(str(exc)) from None
-    learning.log(store, "example", f"#{example_id} edited {by}" + (f": {why}" if why else ""), example.turn)
+    guard.log(store, "example", f"#{example_id} edited {by}" + (f": {why}" if why else ""), example.turn)
     return example
 
 
 def remove(ctx: Context, example_id: int, why: str = "", by: str = "by the user") -> Example:
     """Delete an example; returns it."""
-    from graph import learning, tuning
+    from graph.learning import guard, tuning
     from graph.store import store_for
 
     store = store_for(ctx.home)
@@ -109,12 +109,12 @@ def remove(ctx: Context, example_id: int, why: str = "", by: str = "by the user"
         found = tuning.remove(store, example_id)
     except ValueError as exc:
         raise Problem(str(exc)) from None
-    learning.log(store, "example", f"#{found.id} deleted {by}" + (f": {why}" if why else ""), found.turn)
+    guard.log(store, "example", f"#{found.id} deleted {by}" + (f": {why}" if why else ""), found.turn)
     return found
 
 
 def export(store: Store, fmt: str, split: str | None = None) -> Iterator[dict]:
     """The examples as records in a TRL trainer's format: sft (messages), kto, dpo (pairs)."""
-    from graph import tuning
+    from graph.learning import tuning
 
     return tuning.export(store, fmt, split)

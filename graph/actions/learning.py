@@ -5,7 +5,7 @@ resuming it, and ending the newest preference.
 Exposes: state(ctx, store), summary(ctx, store), preferences(store), extra_calls(ctx, store),
 overview(ctx, store, last), switch(ctx, off), undo_preference(ctx).
 Does not own: the freeze switch and the log (learning.py), preferences (feedback.py), or
-rewrites (nodes/rewrite.py).
+rewrites (nodes/self_rewrite.py).
 """
 
 from __future__ import annotations
@@ -21,17 +21,18 @@ if TYPE_CHECKING:
 
 def state(ctx: Context, store: Store) -> str:
     """on, frozen (by the user) or off (learning.enabled in config.yaml)."""
-    from graph import learning
+    from graph.learning import guard
 
     if not ctx.settings.learning.enabled:
         return "off"
-    return "frozen" if learning.frozen(store) else "on"
+    return "frozen" if guard.frozen(store) else "on"
 
 
 def summary(ctx: Context, store: Store) -> dict:
     """The learning at a glance: state, prompt version serving, mean of the last 20 settled
     rewards, tuning examples. Reads only (no prompt version is created)."""
-    from graph import monitor, reward, tuning
+    from graph import monitor
+    from graph.learning import reward, tuning
 
     values = monitor.recent_rewards(store)
     mean = reward.mean(values)
@@ -43,7 +44,7 @@ def summary(ctx: Context, store: Store) -> dict:
 
 def preferences(store: Store) -> list[dict]:
     """The standing preferences from the user's feedback, oldest first."""
-    from graph import feedback
+    from graph.learning import feedback
 
     return [{"key": key, "says": feedback.preference(key).says, "turn": p["turn"], "how": p["how"], "rule": p["rule"]}
             for key, p in feedback.standing(store).items() if feedback.preference(key)]
@@ -54,7 +55,7 @@ def extra_calls(ctx: Context, store: Store, last: int = 100) -> dict:
     and their bound for the model that answered last: one per `learning.rewrite_every` turns at
     most, none while a version is on probation or learning is frozen, none from a model that is
     not asked to write rules (selfprompt.asks_model: the embedded one by default)."""
-    from graph import selfprompt
+    from graph.learning import selfprompt
 
     rows = store.read("SELECT MIN(turn), COUNT(*) FROM (SELECT turn FROM rewards ORDER BY turn DESC LIMIT ?)", (last,))
     first, turns = rows[0] if rows else (None, 0)
@@ -67,16 +68,16 @@ def extra_calls(ctx: Context, store: Store, last: int = 100) -> dict:
 
 def overview(ctx: Context, store: Store, last: int = 10) -> dict:
     """summary() with the newest `last` entries of the learning log (`log`, newest last)."""
-    from graph import learning
+    from graph.learning import guard
 
-    return {**summary(ctx, store), "log": learning.entries(store, last)}
+    return {**summary(ctx, store), "log": guard.entries(store, last)}
 
 
 def switch(ctx: Context, off: bool) -> str:
     """Freeze (off) or resume self-learning; the line says what happened."""
-    from graph import learning
+    from graph.learning import guard
 
-    line = learning.freeze(ctx, off)
+    line = guard.freeze(ctx, off)
     if not off and not ctx.settings.learning.enabled:
         line += " (but learning.enabled is false in config.yaml, which keeps it off)"
     return line
@@ -84,7 +85,7 @@ def switch(ctx: Context, off: bool) -> str:
 
 def undo_preference(ctx: Context) -> str:
     """End the newest standing preference; the line says which."""
-    from graph import feedback
+    from graph.learning import feedback
 
     try:
         return feedback.undo(ctx)

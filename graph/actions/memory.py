@@ -17,14 +17,14 @@ from graph.actions import Problem
 
 if TYPE_CHECKING:
     from graph.context import Context
-    from graph.memory import Memories, Memory
+    from graph.memory.memories import Memories, Memory
 
 KINDS = ("fact", "preference", "decision", "result", "note")
 
 
 def memories(ctx: Context) -> Memories:
     """The context's long-term memory; Problem when it is turned off or cannot be opened."""
-    from graph.memory import MemoryUnavailable, memories_for
+    from graph.memory.memories import MemoryUnavailable, memories_for
 
     if not ctx.settings.memory.enabled:
         raise Problem("long-term memory is turned off (memory.enabled in config.yaml)")
@@ -77,7 +77,7 @@ def forget(ctx: Context, memory_id: str) -> dict:
 def consolidate(ctx: Context) -> dict:
     """Merge related memories into summaries written by the model, drop low-value ones:
     {"merged", "summaries", "dropped"}."""
-    from graph import llm, prompts
+    from graph.models import llm, prompts
 
     def merge(texts: list[str]) -> str:
         items = "\n".join(f"- {t}" for t in texts)

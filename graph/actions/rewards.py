@@ -3,7 +3,7 @@ the strategy policy learned, one turn's reward explained, and good / bad / 1-5 r
 
 Exposes: rate(ctx, kind, stars, turn), explain(store, turn), report(store, last),
 curve(store, points), policy(store), MEANINGS (what each reward component means), BLOCK.
-Does not own: the rewards (reward.py), the policy (bandit.py) or how a rating settles a
+Does not own: the rewards (reward.py), the strategy bandit (strategy.py) or how a rating settles a
 reward (rating.py).
 """
 
@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from graph.actions import Problem
 
 if TYPE_CHECKING:
-    from graph import reward
     from graph.context import Context
+    from graph.learning import reward
     from graph.store import Store
 
 # What each reward component means, in one line (the weights are reward.py's).
@@ -43,7 +43,7 @@ def rate(ctx: Context, kind: str, stars: int | None = None, turn: int | None = N
     if kind not in ("good", "bad", "rating") or (kind == "rating") != (stars is not None) or \
             (stars is not None and not 1 <= stars <= 5):
         raise Problem("rate with good, bad, or a rating of 1 to 5 stars")
-    from graph.rating import rate as give
+    from graph.learning.rating import rate as give
 
     try:
         return give(ctx, kind, stars, turn)
@@ -53,7 +53,7 @@ def rate(ctx: Context, kind: str, stars: int | None = None, turn: int | None = N
 
 def explain(store: Store, turn: int) -> reward.Reward:
     """Turn `turn`'s reward, component by component (MEANINGS says what each means)."""
-    from graph import reward
+    from graph.learning import reward
 
     item = reward.get(store, turn)
     if item is None:
@@ -71,16 +71,16 @@ def curve(store: Store, points: int = 30) -> list[dict]:
 
 def policy(store: Store) -> dict:
     """What the strategy policy has learned: every tried arm, and the best arms per bucket."""
-    from graph import bandit
+    from graph.learning import strategy
 
-    arms = bandit.table(store)
-    return {"arms": arms, "best": {where: bandit.best(store, where) for where in sorted({a["bucket"] for a in arms})}}
+    arms = strategy.table(store)
+    return {"arms": arms, "best": {where: strategy.best(store, where) for where in sorted({a["bucket"] for a in arms})}}
 
 
 def report(store: Store, last: int = 20, settled_only: bool = False) -> dict:
     """The last `last` rewards (Reward objects; settled_only: not those still waiting for the
     user's next message), the curve and the policy."""
-    from graph import reward
+    from graph.learning import reward
 
     return {"rewards": reward.recent(store, last, settled_only=settled_only), "curve": curve(store),
             "policy": policy(store)}

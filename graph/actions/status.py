@@ -12,16 +12,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from graph import llm
     from graph.context import Context
+    from graph.models import llm
     from graph.store import Store
 
 
 def status(ctx: Context, store: Store, backend: llm.Backend | None) -> dict:
-    from graph import cpu, monitor
+    from graph import monitor
     from graph.actions import learning
     from graph.context import THREAD_ID
     from graph.evolution import runs
+    from graph.models import cpu
 
     snap = monitor.snapshot(ctx, store, backend, cpu_interval=0.1)
     last = store.last_answer_meta()
@@ -62,7 +63,7 @@ def settings_origins(ctx: Context) -> dict[str, dict]:
             tree = tree[part]
         return tree
 
-    from graph.context import Settings
+    from graph.config import Settings
 
     current, default = ctx.settings.model_dump(), Settings().model_dump()
     shown = {"llm.ollama.base_url": {"value": ctx.settings.llm.ollama.base_url,

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from graph import tuning
     from graph.context import Context
+    from graph.learning import tuning
     from graph.store import Store
 
 
@@ -76,7 +76,7 @@ def examples_table(items: list[tuning.Example], width: int = 60) -> Table | Text
 def counts_text(counts: dict[str, int]) -> Text:
     from rich.text import Text
 
-    from graph import tuning
+    from graph.learning import tuning
 
     if not counts:
         return Text("0 tuning examples", style="dim")
@@ -91,7 +91,7 @@ def counts_text(counts: dict[str, int]) -> Text:
 def examples_view(store: Store, items: list[tuning.Example]) -> Group:
     from rich.console import Group
 
-    from graph import tuning
+    from graph.learning import tuning
 
     return Group(examples_table(items), counts_text(tuning.counts(store)))
 

@@ -162,7 +162,7 @@ def generations_table(result: dict) -> Table:
 def lineage_tree(run: int, nodes: list[dict]) -> Tree:
     from rich.tree import Tree
 
-    from graph import selfprompt
+    from graph.learning import selfprompt
 
     tree = Tree(f"run {run}: genomes by parent (crossover children list their other parent)")
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from graph.cli import args as shared
-from graph.cli import data, evolve, history, learning, memory, monitor, prompt, reward, serve, status, studio, tools, ui
+from graph.cli import args as shared, data, evolve, history, learning, memory, monitor, prompt, reward, serve, status, studio, tools, ui
 
 DESCRIPTION = """A local AI agent in one endless conversation. With no command it opens the
 REPL (or reads one message per line from piped stdin); the same session continues
@@ -57,10 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
 
     console, errors = Console(), Console(stderr=True)
-    from graph.context import ConfigError, Context
-    from graph.embedded import EmbeddedModelMissing
-    from graph.llama_process import ModelCrashed
-    from graph.llm import BackendError
+    from graph.config import ConfigError
+    from graph.context import Context
+    from graph.models.embedded import EmbeddedModelMissing
+    from graph.models.llama_process import ModelCrashed
+    from graph.models.llm import BackendError
     from graph.store import StoreError
 
     ctx = Context(home=getattr(args, "home", ""), config=getattr(args, "config", ""),

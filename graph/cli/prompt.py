@@ -21,8 +21,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from graph import selfprompt
     from graph.context import Context
+    from graph.learning import selfprompt
     from graph.store import Store
 
 
@@ -65,7 +65,7 @@ def version_view(store: Store, version: selfprompt.Version, serving: int) -> Gro
     from rich.console import Group
     from rich.text import Text
 
-    from graph import selfprompt
+    from graph.learning import selfprompt
 
     head = Text.assemble((f"prompt version {version.id}", "bold"), f" · {version.status}",
                          " (serving now)" if version.id == serving else "", f" · by {version.author}",
@@ -83,7 +83,7 @@ def history_table(store: Store, versions: list[selfprompt.Version], serving: int
     from rich.table import Table
     from rich.text import Text
 
-    from graph import selfprompt
+    from graph.learning import selfprompt
 
     table = Table("id", "status", "author", "created", "reward (turns)", "why / outcome", box=None, pad_edge=False)
     style = {"active": "green", "probation": "yellow", "rolled_back": "red", "retired": "dim"}

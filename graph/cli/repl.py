@@ -22,11 +22,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from graph import llm
 from graph.cli import slash
 from graph.cli.output import printable
-from graph.embedded import EmbeddedModelMissing
-from graph.llama_process import ModelCrashed
+from graph.models import llm
+from graph.models.embedded import EmbeddedModelMissing
+from graph.models.llama_process import ModelCrashed
 from graph.nodes.act import unwrapped
 from graph.session import Session
 
@@ -242,7 +242,7 @@ def run(session: Session, console: Console) -> None:
     banner(session, console)
     session.backend.warm()  # the model loads while the user types
     if session.ctx.settings.memory.enabled and session.store.has_memories():  # load the embedder before it is needed
-        from graph.memory import memories_for
+        from graph.memory.memories import memories_for
 
         _background(session, lambda: memories_for(session.ctx).search("warm-up", k=1, touch=False), lock=False)
     upkeep = Upkeep(session, console)

@@ -4,7 +4,7 @@ an answer by hand.
 
 Owns: the command's parser and handler, and the layouts of rewards, the curve and the
 policy. Does not own: the actions and the words that explain each reward component
-(actions/rewards.py), the rewards (reward.py) or the policy (bandit.py).
+(actions/rewards.py), the rewards (reward.py) or the strategy bandit (strategy.py).
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
-    from graph import reward
     from graph.context import Context
+    from graph.learning import reward
     from graph.store import Store
 
 def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> None:
@@ -44,11 +44,11 @@ def _components(components: dict[str, float]) -> str:
 
 def _strategy(item: reward.Reward, full: bool = True) -> str:
     """The context bucket and the arms that answered (short: only those not the default)."""
-    from graph import bandit
+    from graph.learning import strategy
 
     if not item.arms:
         return "—"
-    shown = {k: v for k, v in item.arms.items() if full or bandit.DEFAULT.get(k) != v}
+    shown = {k: v for k, v in item.arms.items() if full or strategy.DEFAULT.get(k) != v}
     arms = ", ".join(f"{k} {v}" for k, v in shown.items()) or "defaults"
     return f"{item.bucket}: {arms}" if item.bucket else arms
 
@@ -112,7 +112,7 @@ def explain_view(item: reward.Reward) -> Group:
     from rich.table import Table
     from rich.text import Text
 
-    from graph import reward
+    from graph.learning import reward
 
     state_ = f"settled {when(item.settled)}" if item.settled is not None else "waiting for your next message"
     parts = [Text.assemble((f"turn {item.turn}", "bold"), " · reward ",

@@ -15,10 +15,10 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from graph import thinking
 from graph.actions import history as conversation
 from graph.actions import status as snapshot
 from graph.cli import history, status
+from graph.models import thinking
 from graph.session import Session
 
 HELP = """Commands:
@@ -169,10 +169,10 @@ def learning_command(session: Session, name: str, arg: str, console: Console) ->
 
 def evolve_command(session: Session, arg: str, console: Console) -> None:
     """/evolve: a background run (the chat goes on); /evolve runs, /evolve lineage: what was bred."""
-    from graph import learning
     from graph.actions import Problem
     from graph.actions import evolution as act
     from graph.cli import evolve
+    from graph.learning import guard
 
     store = session.store
     if arg == "runs":
@@ -186,7 +186,7 @@ def evolve_command(session: Session, arg: str, console: Console) -> None:
         console.print(evolve.lineage_tree(which, nodes) if nodes else Text("no evolution runs yet", style="dim"))
     elif arg:
         console.print(Text("usage: /evolve [runs|lineage]", style="yellow"))
-    elif learning.frozen(store):
+    elif guard.frozen(store):
         console.print(Text("no new run: learning is frozen (/learn on resumes it)", style="yellow"))
     else:
         try:

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         print("error: studio needs the LangGraph server: pip install -r requirements.txt (langgraph-cli[inmem])",
               file=sys.stderr)
         return 1
-    from graph.context import ROOT
+    from graph.config import ROOT
     from graph.studio import SESSION_THREAD, open_session
 
     if getattr(args, "config", None):

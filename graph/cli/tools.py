@@ -2,7 +2,7 @@
 undo` (restore the file the agent edited last).
 
 Owns: those commands' parsers and handlers, and the listing's layout.
-Does not own: the tools, their registry and approval policy (graph/tools/, policy.py), or
+Does not own: the tools, their registry and approval policy (graph/tools/, approval.py), or
 asking the user (repl.ask).
 """
 

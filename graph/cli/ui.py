@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        from graph import llm
+        from graph.models import llm
 
         llm.STOP.set()  # a turn still being written stops; what was written is kept
         for thread in threading.enumerate():

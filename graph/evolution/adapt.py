@@ -1,5 +1,5 @@
-"""`adapt`: the LoRA stage of an evolution run (the model-merge part, as in Sakana's
-evolutionary model merge and LoraHub).
+"""The LoRA stage of an evolution run (the model-merge part, as in Sakana's evolutionary model
+merge and LoraHub); its node is nodes/adapt.py.
 
 Two LoRA adapters of the model serving (the embedded GGUF, or the GGUF blob behind the Ollama
 model) are trained on the two halves of the desirable training examples (undesirable ones
@@ -26,12 +26,11 @@ import random
 import shutil
 from pathlib import Path
 
-from langgraph.runtime import Runtime
-
-from graph import adapters, llm, tuning, vram
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.archive import Genome
+from graph.learning import tuning
+from graph.models import adapters, llm, vram
 from graph.store import store_for
 
 MIN_HELD_OUT = 2
@@ -103,30 +102,6 @@ def held_out(store) -> list:
     bad = {e.question: e.answer for e in tuning.listing(store, label="undesirable", split="eval")}
     return [lora.Case(e.messages[:-1], e.answer, bad.get(e.question))
             for e in tuning.listing(store, label="desirable", split="eval") if e.question]
-
-
-def adapt(state: dict, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
-    run = state["run"]
-
-    def say(**progress) -> None:
-        archive.progress(store, run, generation=0, **progress)
-        runtime.stream_writer({"evolution": {"run": run, "generation": 0, **progress}})
-
-    from graph.evolution.lora import LoraUnavailable  # (cheap: lora.py imports torch & co. lazily)
-
-    mode = state.get("lora") or ctx.settings.evolution.lora
-    why = skip(ctx, store, mode)
-    if not why:
-        try:
-            return {"members": [*state["members"], *breed(ctx, store, state, say)]}
-        except (LoraUnavailable, adapters.AdapterError) as exc:  # a missing package, unusable weights
-            why = str(exc)
-    if mode == "on":
-        raise AdaptError(f"no LoRA adapters: {why}")
-    say(stage="adapters skipped", why=why)
-    return {}
 
 
 def breed(ctx: Context, store, state: dict, say) -> list[int]:
@@ -202,12 +177,12 @@ def _genome(store, lora, path: Path, base_gguf: Path, incumbent: Genome, parents
 def prune(ctx: Context, run: int) -> None:
     """Delete the adapters of earlier runs, except the one serving now (this run's stay, so any of
     its genomes can still be promoted by hand)."""
-    from graph import selfprompt
+    from graph.models import serving
 
-    serving = selfprompt.evolved(store_for(ctx.home)).get("lora", "")
+    in_use = serving.evolved(store_for(ctx.home)).get("lora", "")
     root = Path(ctx.home) / "adapters"
     doomed = [sub for old in (root.iterdir() if root.is_dir() else []) if old != folder(ctx, run) and old.is_dir()
-              for sub in old.iterdir() if not (serving and Path(serving).is_relative_to(sub))]
+              for sub in old.iterdir() if not (in_use and Path(in_use).is_relative_to(sub))]
     adapters.forget(ctx.settings, [f for sub in doomed for f in sub.glob("*.gguf")])  # their Ollama models
     for sub in doomed:
         shutil.rmtree(sub, ignore_errors=True)

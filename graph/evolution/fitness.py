@@ -18,9 +18,10 @@ from datetime import date
 
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from graph import llm, prompts, selfprompt, sentences, tuning
 from graph.context import Context
 from graph.evolution.archive import Genome
+from graph.learning import selfprompt, tuning
+from graph.models import llm, prompts, sentences
 from graph.store import Store
 
 JUDGE_SCHEMA = {"type": "object", "required": ["score", "why"], "properties": {

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from graph.vram import GiB
+from graph.models.vram import GiB
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]  # the attention projections
 COMBINATIONS = ("linear", "ties", "dare_linear")
@@ -105,7 +105,7 @@ def base_model(cache_dir: Path, gguf: Path | None = None, device: str = "auto",
     _require("torch", "transformers", "gguf")
     from transformers.utils import logging as hf_logging
 
-    from graph.embedded import default_model_path
+    from graph.models.embedded import default_model_path
 
     device = training_device() if device == "auto" else device
     quantize = device == "cuda" if quantize is None else quantize
@@ -384,8 +384,8 @@ def to_gguf(adapter_dir: Path, out: Path, base_gguf: Path | None = None) -> Path
     import gguf
     from safetensors.numpy import load_file
 
-    from graph.adapters import BASE_KEY, weights_id
-    from graph.embedded import default_model_path
+    from graph.models.adapters import BASE_KEY, weights_id
+    from graph.models.embedded import default_model_path
 
     adapter_dir, base_gguf = Path(adapter_dir), Path(base_gguf or default_model_path())
     try:

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import random
 
-from graph import llm, prompts, selfprompt
 from graph.context import Context
 from graph.evolution.archive import Genome
+from graph.learning import selfprompt
+from graph.models import llm, prompts
 
 SCHEMA = {"type": "object", "required": ["rules", "why"], "properties": {
     "rules": {"type": "array", "maxItems": 6, "items": {"type": "string", "maxLength": 160}},

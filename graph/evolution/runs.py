@@ -43,10 +43,10 @@ def start_background(ctx: Context, trigger: str, settings: dict | None = None) -
 def auto_start(ctx: Context, store) -> str:
     """After a turn: start a background run when `evolution.every_turns` turns have passed since
     the last run started (and learning is on and not frozen). Returns a notice, or ''."""
-    from graph import learning
+    from graph.learning import guard
 
     every = ctx.settings.evolution.every_turns
-    if not every or not ctx.settings.learning.enabled or learning.frozen(store) or archive.busy(store):
+    if not every or not ctx.settings.learning.enabled or guard.frozen(store) or archive.busy(store):
         return ""
     since = store.read("SELECT COUNT(*) FROM (SELECT 1 FROM rewards WHERE created > ? LIMIT ?)",
                        (archive.last_start(store) or 0, every))[0][0]  # counted up to `every`: each turn asks
@@ -59,7 +59,7 @@ def auto_start(ctx: Context, store) -> str:
 
 def promote_genome_by_hand(ctx: Context, genome_id: int, who: str = "the user") -> str:
     """Promote an archived genome (the CLI's --promote, the agent's tool); ValueError says why not."""
-    from graph.evolution.graph import promote_genome
+    from graph.evolution.nodes.promote import promote_genome
 
     genome = archive.get(store_for(ctx.home), genome_id)
     if genome is None or genome.status not in ("scored", "promoted"):

@@ -1,6 +1,6 @@
 """`act`: runs the tool calls of the model's last message, under the approval policy.
 
-Each call is first judged by policy.py: refused calls and calls the user declines become
+Each call is first judged by approval.py: refused calls and calls the user declines become
 observations the model sees ("Not run: …"); a call that needs approval pauses the graph
 with `interrupt()` (the REPL or LangGraph Studio asks the user and resumes with "yes",
 "no" or "always"). Nothing runs until every question of the step is answered, so a resumed
@@ -18,8 +18,9 @@ from langgraph.prebuilt import ToolNode
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from graph import policy, prompts, tools as registry
+from graph import approval, tools as registry
 from graph.context import Context
+from graph.models import prompts
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -33,12 +34,12 @@ def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) ->
     store = store_for(ctx.home)
     messages = state["messages"]
     tools = {t.name: t for t in registry.available(ctx, notify=lambda text: runtime.stream_writer({"notice": text}))}
-    taint = policy.tainted(messages)
+    taint = approval.tainted(messages)
     last = messages[-1]
     approved, results = [], []
     for call in last.tool_calls:
         tool = tools.get(call["name"])
-        verdict = policy.check(ctx, tool, call["args"], taint) if tool else policy.Verdict("run")
+        verdict = approval.check(ctx, tool, call["args"], taint) if tool else approval.Verdict("run")
         if verdict.action == "ask":
             answer = interrupt({"tool": call["name"], "args": call["args"], "reason": verdict.reason,
                                 "always": verdict.pattern})

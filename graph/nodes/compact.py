@@ -12,8 +12,8 @@ throwaway context (tools/delegate.py) is never folded.
 from langchain_core.messages import RemoveMessage
 from langgraph.runtime import Runtime
 
-from graph import llm, window
 from graph.context import Context
+from graph.models import llm, window
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -51,6 +51,6 @@ def queue_for_indexing(ctx: Context, folded: list) -> None:
     store = store_for(ctx.home)
     turns = sorted({store.turn_of(m.id) for m in folded if m.type == "human"} - {None})
     if turns:
-        from graph.memory import memories_for
+        from graph.memory.memories import memories_for
 
         memories_for(ctx).backlog.add(turns)

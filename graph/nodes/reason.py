@@ -12,9 +12,10 @@ from datetime import date
 from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
-from graph import bandit, feedback, learning, llm, prompts, selfprompt, thinking, window
 from graph import tools as registry
 from graph.context import Context
+from graph.learning import feedback, guard, selfprompt, strategy
+from graph.models import llm, prompts, serving, thinking, window
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -38,7 +39,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
         # models choose well, and a tool list that changed per turn would break their cached prompt prefix
         tools = [t for t in tools if registry.asked_for(t, said)]
     version = selfprompt.current(ctx)
-    where, arms = strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
+    where, arms = pick_strategy(ctx, store, said, messages[last_human + 1:], first=rounds == 0, small=backend.name == "embedded")
     if backend.name == "embedded" and where.startswith("ja") and rounds == 0 and not ctx.parent_turn and \
             (line := llm.cannot_answer_japanese(ctx, store)):
         notify(line)
@@ -75,7 +76,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     sent = window.prompt(system, state.get("summary", ""), seen, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
                                emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
-                               temperature=bandit.TEMPERATURES.get(arms["temperature"], sampling(ctx)),
+                               temperature=strategy.TEMPERATURES.get(arms["temperature"], sampling(ctx)),
                                max_tokens=shaped.max_tokens, form=shaped.form if shaped.forms else None)
     learned = {"strategy": arms, "bucket": where, "prompt_version": version.id}
     meta.update(learned)
@@ -91,7 +92,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
     return {"messages": [answer]}
 
 
-def strategy(ctx: Context, store, said: str, steps: list, first: bool, small: bool = False
+def pick_strategy(ctx: Context, store, said: str, steps: list, first: bool, small: bool = False
              ) -> tuple[str, dict[str, str]]:
     """(context bucket, arms) for this answer: chosen by the learned policy at the turn's first
     step and kept for its tool rounds; the defaults for sub-agents or with learning.policy off.
@@ -100,22 +101,22 @@ def strategy(ctx: Context, store, said: str, steps: list, first: bool, small: bo
         for m in reversed(steps):
             if m.type == "ai" and m.response_metadata.get("strategy"):
                 return m.response_metadata.get("bucket", ""), m.response_metadata["strategy"]
-    where = bandit.bucket(said)
+    where = strategy.bucket(said)
     if ctx.parent_turn or not (ctx.settings.learning.enabled and ctx.settings.learning.policy):
-        return where, dict(bandit.DEFAULT)
-    if learning.frozen(store):  # frozen: what was learned so far, without exploring further
-        return where, bandit.best(store, where)
-    return where, bandit.choose(store, where, barred=bandit.COSTLY if small else frozenset())
+        return where, dict(strategy.DEFAULT)
+    if guard.frozen(store):  # frozen: what was learned so far, without exploring further
+        return where, strategy.best(store, where)
+    return where, strategy.choose(store, where, barred=strategy.COSTLY if small else frozenset())
 
 
 def learning_on(ctx: Context, store) -> bool:
-    return ctx.settings.learning.enabled and not learning.frozen(store)
+    return ctx.settings.learning.enabled and not guard.frozen(store)
 
 
 def sampling(ctx: Context) -> float | None:
     """The temperature of the "config" arm: an evolved one while the prompt version it was
     promoted with serves, else the configured one (None)."""
-    return selfprompt.evolved(store_for(ctx.home)).get("temperature")
+    return serving.evolved(store_for(ctx.home)).get("temperature")
 
 
 def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[SystemMessage]:
@@ -126,7 +127,7 @@ def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[System
         return []
     if not store_for(ctx.home).has_memories():
         return []
-    from graph.memory import MemoryUnavailable, memories_for
+    from graph.memory.memories import MemoryUnavailable, memories_for
 
     try:
         memories = memories_for(ctx)

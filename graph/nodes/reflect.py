@@ -6,10 +6,10 @@ Japanese), with its answer constrained to JSON (llm.structured) and each item ch
 against what the user actually said (a small model invents). An explicit "remember ..." /
 「覚えて」 is kept as the user said it, with high importance; a turn whose tools did work
 leaves a short "result" memory. Merging near-duplicates and superseding older facts is
-memory.py's job. Failures here never cost the turn: the answer is already in.
+memories.py's job. Failures here never cost the turn: the answer is already in.
 Also here: whether the consolidation pass is due (every `memory.consolidate_every` new
 memories; the REPL then runs actions/memory.py's `consolidate` when it is idle).
-Does not own: storing, ranking or forgetting memories (memory.py), or recalling them (reason.py).
+Does not own: storing, ranking or forgetting memories (memories.py), or recalling them (reason.py).
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from langgraph.runtime import Runtime
 
-from graph import learning, llm, prompts
 from graph.context import Context
+from graph.learning import guard
+from graph.models import llm, prompts
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -61,7 +62,7 @@ def reflect(state: AgentState, runtime: Runtime[Context]) -> dict:
     items = candidates(ctx, user, answer.text.strip(), messages[last_human + 1:])
     if not items:
         return {}
-    from graph.memory import MemoryUnavailable, memories_for
+    from graph.memory.memories import MemoryUnavailable, memories_for
 
     try:
         memories = memories_for(ctx)
@@ -80,7 +81,7 @@ def candidates(ctx: Context, user: str, answer: str, steps: list) -> list[Item]:
     """What this exchange leaves to remember (before merging with what is already known)."""
     items: list[Item] = []
     kind = "decision" if DECIDED.search(user) else "preference" if LIKES.search(user) else "fact"
-    if "example" in learning.directives(user):
+    if "example" in guard.directives(user):
         pass  # "remember this answer as a good example" is about tuning data (nodes/reward.py), not a memory
     elif REMEMBER.search(user):
         items.append(Item(_clip(user), kind, 0.9, "user"))

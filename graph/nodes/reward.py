@@ -3,7 +3,7 @@
 The user's new message is the next action after the previous answer: its cues (thanks,
 corrections, re-asking, follow-up, thumbs), the silence before it, and the previous turn's
 own failed tools or stop decide that answer's reward (reward.py). Settling a reward updates
-the strategy policy (bandit.py) and makes a clearly good or bad answer a tuning-data
+the strategy bandit (strategy.py) and makes a clearly good or bad answer a tuning-data
 candidate (tuning.py), unless learning is frozen or outside content was in that turn. This
 turn's row is opened with the strategy and prompt version that answered; explicit feedback
 (rating.py's `rate`: /good, /bad, /rate N, `agent.py reward --good`) settles it at once. The user's
@@ -13,15 +13,16 @@ reward's own cues know length, not format or language), gives the policy evidenc
 address it and counts toward a standing preference (feedback.py), announced in one line.
 A call the user declined or the policy refused is not a failed tool.
 Does not own: the scoring itself (reward.py), settling a reward (rating.py) or the prompt rewrite
-(nodes/rewrite.py).
+(nodes/self_rewrite.py).
 """
 
 from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph import feedback, learning, policy, rating, reward
+from graph import approval
 from graph.context import Context
+from graph.learning import feedback, guard, rating, reward
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -40,10 +41,10 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
     if turn is None:
         return {}
     said = messages[last_human].text
-    wants = learning.directives(said)
+    wants = guard.directives(said)
     notes = []
     if "freeze" in wants:
-        notes.append(learning.freeze(ctx, wants["freeze"]))
+        notes.append(guard.freeze(ctx, wants["freeze"]))
     before = previous(store, turn)
     if before is not None and before.settled is None:
         started, _ = store.turn_times(turn)
@@ -72,14 +73,14 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
                                             and not m.additional_kwargs.get("blocked")),
                                         meta.get("interrupted") == "stopped by the user"),
         bucket=meta.get("bucket", ""), arms=meta.get("strategy", {}), prompt_version=meta.get("prompt_version"),
-        tainted=bool(policy.tainted(steps))))
+        tainted=bool(approval.tainted(steps))))
     for note in notes:
         runtime.stream_writer({"status": note})
     return {}
 
 
 def learns(ctx: Context, store) -> bool:
-    return ctx.settings.learning.enabled and not learning.frozen(store)
+    return ctx.settings.learning.enabled and not guard.frozen(store)
 
 
 def previous(store, turn: int) -> reward.Reward | None:

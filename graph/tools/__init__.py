@@ -5,10 +5,10 @@ from the data folder and those of the MCP servers, narrowed to a sub-agent's sub
 where each comes from (`source(tool)`: builtin, mcp:NAME or self-made).
 Each tool declares in its `metadata`:
   untrusted: True  — its output comes from outside (web, files, MCP, command output) and is
-                     marked as data, never instructions (see nodes/act.py and policy.py);
-  acts: "shell" | "write" | "self" — what it changes; policy.py decides whether it may.
+                     marked as data, never instructions (see nodes/act.py and approval.py);
+  acts: "shell" | "write" | "self" — what it changes; approval.py decides whether it may.
 Expected failures are raised as `ToolException` (the model sees the message); bugs raise.
-Does not own: the approval policy (policy.py) or running the calls (nodes/act.py).
+Does not own: the approval policy (approval.py) or running the calls (nodes/act.py).
 """
 
 from __future__ import annotations
@@ -79,13 +79,13 @@ def run_one(ctx: Context, name: str, args: dict, ask: Callable[[dict], str] | No
     from langgraph.prebuilt import ToolRuntime
     from pydantic import ValidationError
 
-    from graph import policy
+    from graph import approval
 
     tools = {t.name: t for t in available(ctx)}
     tool = tools.get(name)
     if tool is None:
         return False, f"no tool named {name!r}; `agent.py tools` lists them"
-    verdict = policy.check(ctx, tool, args)
+    verdict = approval.check(ctx, tool, args)
     if verdict.action == "refuse":
         return False, f"refused: {verdict.reason}"
     if verdict.action == "ask":

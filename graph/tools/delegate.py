@@ -5,7 +5,7 @@ a chosen subset of tools, a turn budget (`tools.delegate.max_rounds` tool rounds
 checkpoint (it is thrown away after), and nobody to ask: a tool that needs the user's
 approval is refused for it. Its messages are recorded in the transcript under the
 parent's turn. Sub-agents cannot delegate further.
-Does not own: the graph (builder.py puts it on the context as `agent_graph`) or the policy (policy.py).
+Does not own: the graph (builder.py puts it on the context as `agent_graph`) or the policy (approval.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from langchain_core.messages import HumanMessage
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph import prompts
 from graph.context import Context
+from graph.models import prompts
 
 
 @tool

@@ -7,8 +7,8 @@ invisible characters, look-alike dots and slashes, `~` and URLs are refused), at
 `undo`, the user's /undo, which puts the latest journaled version back.
 `~` is never expanded: a path starting with `~/` is refused, any other `~` is a plain name.
 Backslashes count as separators on every system, so `..\\x` is refused everywhere.
-Does not own: the journal table (store.py), the roots setting (context.py) or whether a write
-needs the user's approval (policy.py reads the tools' `acts` metadata).
+Does not own: the journal table (store.py), the roots setting (config.py) or whether a write
+needs the user's approval (approval.py reads the tools' `acts` metadata).
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 The agent calls these when the user asks in plain words ("be more concise from now on",
 「もっと短く答えて」, "remember this answer as a good example") or when it decides to.
 Every change is self-modification (metadata acts="self"): while web or MCP content is in the
-window it needs the user's yes (policy.py); nothing changes while learning is frozen or
-turned off (learning.py); the agent's own prompt changes go on probation and are rolled back
+window it needs the user's yes (approval.py); nothing changes while learning is frozen or
+turned off (guard.py); the agent's own prompt changes go on probation and are rolled back
 if the reward falls. Expected failures are ToolExceptions.
 Does not own: the actions, which log each change (graph/actions), the versions (selfprompt.py),
 the examples (tuning.py) or the rewards (reward.py).
@@ -18,10 +18,10 @@ from typing import Literal
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph import learning, selfprompt
 from graph.actions import Problem, examples, prompt, rewards
 from graph.actions import learning as actions_learning
 from graph.context import Context
+from graph.learning import guard, selfprompt
 from graph.store import store_for
 
 WANTED = re.compile(r"\b(prompt|rules?|instructions?|from now on|always|never|examples?|tuning|learn\w*|"
@@ -39,8 +39,8 @@ def context_of(runtime: ToolRuntime[Context], change: str = "") -> Context:
     ctx = runtime.context or Context()
     if change:
         try:
-            learning.may_change(ctx, change)
-        except learning.Refused as exc:
+            guard.may_change(ctx, change)
+        except guard.Refused as exc:
             raise ToolException(str(exc)) from None
     return ctx
 

@@ -6,7 +6,7 @@ recalled into every answer and the reflect node keeps new ones, so on a plain qu
 tools add nothing, and the small embedded model picked `remember` after any message with
 "long" in it ("too long" shares a word with "long-term memory").
 Writing or deleting a memory is self-modification (metadata acts="self"): while web or MCP
-content is in the window it needs the user's yes (policy.py), so a page cannot plant or
+content is in the window it needs the user's yes (approval.py), so a page cannot plant or
 erase memories. Expected failures (unknown id, memory unavailable) are ToolExceptions.
 Does not own: the actions (actions/memory.py) or storing and ranking memories (memory.py).
 """

@@ -3,7 +3,7 @@
 Owns running it: bash (or /bin/sh) on POSIX, cmd on Windows; no input; stdout and stderr merged
 in order; on timeout or Ctrl-C the whole process group is killed; the output keeps its head and tail.
 A non-zero exit code is a result, not a failure. Output is marked untrusted.
-Does not own: whether a command may run at all (ask, allowlist, deny: policy.py decides before
+Does not own: whether a command may run at all (ask, allowlist, deny: approval.py decides before
 this is called).
 """
 
@@ -22,7 +22,7 @@ from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
 from graph.context import Context
-from graph.llm import STOP
+from graph.models.llm import STOP
 
 MAX_TIMEOUT_S = 3600.0
 BACKGROUND_GRACE_S = 0.5  # once the shell exits, how long its background processes may hold the output

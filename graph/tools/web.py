@@ -4,7 +4,7 @@ Both are bounded by `tools.web.timeout_s` (T), so with no internet they fail wit
 message the model can act on: a search gives up after T; a page's connect and each read time out
 after T, its body stops after 2T and the whole fetch after 3T. Pages are read up to MAX_BYTES and
 their text is cut at `tools.web.max_chars`. The output comes from outside and is marked untrusted.
-Does not own: the browser (Playwright MCP) or deciding whether a tool may run (policy.py).
+Does not own: the browser (Playwright MCP) or deciding whether a tool may run (approval.py).
 """
 
 from __future__ import annotations

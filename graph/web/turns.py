@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 from langchain_core.messages import ToolMessage
 
-from graph import llm
-from graph.embedded import EmbeddedModelMissing
+from graph.models import llm
+from graph.models.embedded import EmbeddedModelMissing
 from graph.nodes.act import unwrapped
 from graph.session import Session
 from graph.web.plain import plain

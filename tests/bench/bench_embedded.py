@@ -23,9 +23,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 from langchain_core.messages import HumanMessage, SystemMessage  # noqa: E402
 
-from graph import cpu  # noqa: E402
-from graph.embedded import EmbeddedChat, default_model_path, to_chat  # noqa: E402
-from graph.llama_process import open_llama  # noqa: E402
+from graph.models import cpu  # noqa: E402
+from graph.models.embedded import EmbeddedChat, default_model_path, to_chat  # noqa: E402
+from graph.models.llama_process import open_llama  # noqa: E402
 
 PROMPT = [SystemMessage("You are a helpful assistant."),
           HumanMessage("Explain in a few paragraphs how a bicycle works.")]

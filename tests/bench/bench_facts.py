@@ -78,8 +78,8 @@ def right(answer: str, accepted: list[str]) -> bool:
 
 
 def raw_answers(questions: list[str], max_tokens: int) -> list[tuple[str, float]]:
-    from graph.embedded import default_model_path
-    from graph.llama_process import open_llama
+    from graph.models.embedded import default_model_path
+    from graph.models.llama_process import open_llama
 
     llama = open_llama(str(default_model_path()), n_ctx=2048, verbose=False)
     out = []

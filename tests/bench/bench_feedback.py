@@ -69,8 +69,9 @@ from simulated_user import (
     simulate,
 )
 
-from graph import bandit, feedback, llm
 from graph import store as stores
+from graph.learning import feedback, strategy
+from graph.models import llm
 
 MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*•] |\d+[.)] |\|)|\*\*", re.MULTILINE)
 BULLET = re.compile(r"^\s*([-*•] |\d+[.)] )", re.MULTILINE)
@@ -205,7 +206,7 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
 
     run = simulate(session, user, turns, frozen=frozen, seed=seed, progress=progress)
     store = stores.store_for(session.ctx.home)
-    plays = {f"{r['factor']}:{r['arm']}": r["n"] for r in bandit.table(store) if r["factor"] in ("style", "think")}
+    plays = {f"{r['factor']}:{r['arm']}": r["n"] for r in strategy.table(store) if r["factor"] in ("style", "think")}
     kept = list(feedback.standing(store))
     metas = [row["meta"] for row in store.history() if row["role"] == "assistant" and row["meta"]][:turns]
     out_tokens = [m.get("tokens", 0) for m in metas]

@@ -6,7 +6,7 @@ For each size N, a fresh data folder (default config and embedder) gets N
 turns of ~1,200 characters of user and assistant text in the transcript, indexed in Chroma
 with vectors made from 64 real embeddings plus noise (embedding 10,000 turns for real would
 take many minutes and measure the embedder, not the index). Then, on the filled index, new
-turns are indexed as the backlog's thread indexes them (graph/backlog.py):
+turns are indexed as the backlog's thread indexes them (graph/memory/backlog.py):
 
 - one: `index_turns([t])`, one turn per call: median and p95 per call, and its two parts,
   the embedding and the write (Chroma upsert + SQLite, under the index lock);
@@ -71,9 +71,9 @@ def add_turns(store, rng: random.Random, first: int, n: int) -> list[int]:
 def run(n: int, calls: int, seed: int, folder: Path) -> dict:
     import numpy as np
 
-    from graph import vectors
     from graph.context import Context
-    from graph.memory import memories_for
+    from graph.memory import vectors
+    from graph.memory.memories import memories_for
 
     rng = random.Random(seed)
     home = folder / f"home{n}"

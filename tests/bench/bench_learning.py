@@ -41,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import SimulatedChat, SimulatedUser, new_session, settings, simulate
 
-from graph import llm, selfprompt
 from graph import store as stores
+from graph.learning import selfprompt
+from graph.models import llm
 
 AGENTS = {  # name: (frozen, learning settings)
     "learning": (False, {}),
@@ -78,7 +79,7 @@ def curve_line(name: str, run) -> str:
 def excluded_line(run) -> str:
     """The learning agent's curve without the turns answered by candidates that were rolled back:
     what the prompts it kept earned, apart from the cost of trying bad ones."""
-    from graph import reward
+    from graph.learning import reward
 
     bad = {v.id for v in run.history if v.status == "rolled_back"}
     cells, costs = [], []
@@ -158,7 +159,7 @@ def fake_part(args, root: Path) -> dict:
 
 
 def embedded_part(args, root: Path) -> dict:
-    from graph.embedded import DEFAULT_LABEL
+    from graph.models.embedded import DEFAULT_LABEL
 
     print(f"\n== real embedded model ({DEFAULT_LABEL}, llama.cpp on CPU), seed {args.seed},"
           f" {args.embedded_turns} judged answers, rewrite_every {args.embedded_rewrite_every},"

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from timing import timed
 
-from graph.embedded import default_model_path
-from graph.llama_process import open_llama
 from graph.evolution import lora
+from graph.models.embedded import default_model_path
+from graph.models.llama_process import open_llama
 
 FACTS = {"Your cat is called Mochi.": ["What is the name of my cat?", "What's my cat called?",
                                        "Tell me my cat's name.", "What do I call my cat?"],

@@ -64,7 +64,7 @@ def sentences(n: int, rng: random.Random):
 
 def fill(mem, n: int, rng: random.Random) -> float:
     """N memories into SQLite, then indexed by reindex(); returns the bulk rate in memories/s."""
-    from graph.memory import COLUMNS
+    from graph.memory.memories import COLUMNS
     mem.search("open the index")  # first use: records the model, so reindex() below embeds once
     now = time.time()
     rows = [(f"{i:08x}", text, kind, round(rng.random(), 2), 0, "agent", None, now - rng.random() * 90 * 86400,
@@ -78,12 +78,12 @@ def fill(mem, n: int, rng: random.Random) -> float:
 
 
 def run(n: int, args) -> dict:
-    from graph import memory, vectors
     from graph.context import Context
+    from graph.memory import memories, vectors
     rng = random.Random(args.seed + n)
     home = Path(tempfile.mkdtemp(prefix=f"bench-memory-{n}-"))
     try:
-        mem = memory.memories_for(Context(home=str(home)))
+        mem = memories.memories_for(Context(home=str(home)))
         bulk = fill(mem, n, rng)
         assert mem.index.mems.count() == n
         timed(lambda: mem.search(QUERIES[rng.randrange(len(QUERIES))](rng)), 10)  # warm up
@@ -99,7 +99,7 @@ def run(n: int, args) -> dict:
                 "turn_ms_p95": round(p95(turn), 1), "reopen_ms": round(statistics.median(reopen), 1),
                 "chroma_mb": round(sum(f.stat().st_size for f in (home / "memory").rglob("*") if f.is_file()) / 2**20, 1)}
     finally:
-        memory.close_all()
+        memories.close_all()
         shutil.rmtree(home, ignore_errors=True)
 
 
@@ -110,7 +110,7 @@ def main() -> None:
     parser.add_argument("--adds", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    from graph.vectors import embedder, resolve_model
+    from graph.memory.vectors import embedder, resolve_model
     start = time.perf_counter()
     embedder(resolve_model(""))
     print(f"embedder loaded in {time.perf_counter() - start:.1f} s", file=sys.stderr)

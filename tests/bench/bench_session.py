@@ -151,7 +151,7 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
     from langchain.agents.middleware import SummarizationMiddleware
     from langgraph.checkpoint.sqlite import SqliteSaver
 
-    from graph.context import SessionSettings
+    from graph.config import SessionSettings
 
     folder.mkdir(parents=True)
     path = folder / "peer.db"
@@ -188,7 +188,8 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
 def instrument(builder) -> tuple[dict, dict]:
     """Time each graph node, recall, the query embedding, the indexing of folded turns (per turn,
     in `parts`) and that indexing again per thread (in `background`: per thread name, [turns, seconds])."""
-    from graph import memory, vectors
+    from graph.memory import memories as memory
+    from graph.memory import vectors
 
     parts: dict[str, float] = collections.defaultdict(float)
     background: dict[str, list] = collections.defaultdict(lambda: [0, 0.0])
@@ -242,11 +243,11 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
              profile: bool = False) -> dict:
     import yaml
 
-    from graph import backlog as backlog_module
+    from graph.memory import backlog as backlog_module
     from graph import store as store_module
     from graph.builder import builder
     from graph.context import Context
-    from graph.memory import memories_for
+    from graph.memory.memories import memories_for
     from graph.session import Session
 
     home = folder / "home"

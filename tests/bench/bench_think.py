@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import yaml  # noqa: E402
 
 from graph.context import Context  # noqa: E402
+from graph.models.thinking import needs_thinking  # noqa: E402
 from graph.session import Session  # noqa: E402
-from graph.thinking import needs_thinking  # noqa: E402
 
 QUESTIONS = [
     "Hello!", "What is the capital of Japan?", "Thanks, that helps.", "こんにちは", "Who wrote Hamlet?",

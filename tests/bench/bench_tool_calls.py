@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import EN
 
-from graph import llm
 from graph import store as stores
 from graph.context import Context
+from graph.models import llm
 from graph.session import Session
 from graph.tools import recall
 

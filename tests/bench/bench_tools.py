@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from langchain_core.utils.function_calling import convert_to_openai_tool  # noqa: E402
 
-from graph import embedded, tools  # noqa: E402
+from graph import tools  # noqa: E402
+from graph.models import embedded  # noqa: E402
 
 CASES = [
     ("What time is it now?", "current_time"), ("What day is it today?", "current_time"),

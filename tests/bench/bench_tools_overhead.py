@@ -4,7 +4,7 @@ tool call, and MCP calls go through one long-lived session per server.
     python tests/bench/bench_tools_overhead.py [--calls 30]
 
 Prints medians (and p95) of:
-- `tools.available(ctx)` (built-in + self-made + running MCP servers) and `policy.check`;
+- `tools.available(ctx)` (built-in + self-made + running MCP servers) and `approval.check`;
 - an MCP tool call (`add` on the FastMCP test server over stdio) through our long-lived
   session, against the naive way of langchain-mcp-adapters (`MultiServerMCPClient.get_tools()`
   then a call: a new session, and a new server process, for every call), with the ratio.
@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 import yaml  # noqa: E402
 
-from graph import policy, tools  # noqa: E402
+from graph import approval, tools  # noqa: E402
 from graph.context import Context  # noqa: E402
 from graph.tools import mcp  # noqa: E402
 from timing import p95, timed  # noqa: E402  (tests/bench/timing.py)
@@ -61,7 +61,7 @@ def main() -> None:
         print(f"first tools.available (starts the MCP server): {(time.perf_counter() - start) * 1000:.0f} ms")
         show("tools.available(ctx), later calls", timed(lambda: tools.available(ctx), n))
         run = by_name["run_command"]
-        show("policy.check(run_command)", timed(lambda: policy.check(ctx, run, {"command": "ls -la"}), n))
+        show("approval.check(run_command)", timed(lambda: approval.check(ctx, run, {"command": "ls -la"}), n))
         add = by_name["add"]
         ours = show("MCP call through the long-lived session", timed(lambda: add.invoke({"a": 2, "b": 40}), n))
         naive = show("MCP call with a new session per call (get_tools + call)", timed(naive_call, max(5, n // 3)))

@@ -17,9 +17,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from graph import llm
-from graph.embedded import EmbeddedModelMissing
-from graph.llama_process import ModelCrashed
+from graph.models import llm
+from graph.models.embedded import EmbeddedModelMissing
+from graph.models.llama_process import ModelCrashed
 from graph.session import Session
 
 CHOICES = ("yes", "no", "always")

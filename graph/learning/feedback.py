@@ -17,7 +17,7 @@ gives (`evidence`), what applies to one answer (`applied`), where the user's pre
 in the system prompt (`placed`: last, after the rules the agent wrote), and undo.
 A preference that stands ends its rivals (short and long; bullets, plain and table; one
 language); a rival named once shapes only the answer to that message.
-Does not own: the reward (reward.py), the policy's updates (bandit.py), prompt versions and
+Does not own: the reward (reward.py), the strategy bandit's updates (strategy.py), prompt versions and
 probation (selfprompt.py), or when any of this runs (nodes/reward.py, nodes/reason.py).
 """
 
@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage
 
-from graph import bandit, formats, learning, reward, selfprompt, topics
 from graph.context import Context
+from graph.learning import formats, guard, reward, selfprompt, strategy, topics
 from graph.store import Store, store_for
 
 # How many times the user must say it before a preference stands ("from now on": at once).
@@ -206,7 +206,7 @@ def standing(store: Store) -> dict[str, dict]:
 def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
     """Count the preferences the message states as feedback; one said `STANDING_AFTER` times
     (or with "from now on": `lasting`) stands from now on, with its rule on probation (not when
-    `lasting`: the user's own words become the rule, nodes/rewrite.py; they are recorded as its
+    `lasting`: the user's own words become the rule, nodes/self_rewrite.py; they are recorded as its
     rule, so that undo takes them out of the prompt too). Returns notices."""
     store = store_for(ctx.home)
     state, notices = _state(store), []
@@ -220,13 +220,13 @@ def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
             continue
         ended = [(rival, state["standing"].pop(rival)) for rival in rivals if rival in state["standing"]]
         for rival, _ in ended:
-            learning.log(store, "preference", f"{PREFERENCES[rival].says}: replaced by {pref.says}", turn)
+            guard.log(store, "preference", f"{PREFERENCES[rival].says}: replaced by {pref.says}", turn)
         how = "said to last" if lasting else "said once" if count == 1 else f"said {count} times"
         rule = _rules(ctx, None if lasting else pref.instruction, [e["rule"] for _, e in ended],
                       f"the user {how}: {pref.says}", turn)
-        rule = " ".join(text.split()) if lasting else rule  # as learning.directives reads the user's rule
+        rule = " ".join(text.split()) if lasting else rule  # as guard.directives reads the user's rule
         state["standing"][key] = {"turn": turn, "since": time.time(), "how": how, "rule": rule}
-        learning.log(store, "preference", f"{pref.says} from now on ({how})", turn)
+        guard.log(store, "preference", f"{pref.says} from now on ({how})", turn)
         notices.append(f"noted: {pref.says} from now on (undo: /learn undo)")
     _save(store, state)
     return notices
@@ -244,9 +244,9 @@ def _rules(ctx: Context, add: str | None, drop: list, why: str, turn: int | None
             version = selfprompt.propose(ctx, selfprompt.compose(base, kept), "agent" if probation else "user", why,
                                          probation=probation)
         except ValueError as exc:
-            learning.log(store, "rejected", f"{why}: {exc}", turn)
+            guard.log(store, "rejected", f"{why}: {exc}", turn)
             return None
-        learning.log(store, "prompt", f"version {version.id}{' on probation' if probation else ''}: {why}", turn)
+        guard.log(store, "prompt", f"version {version.id}{' on probation' if probation else ''}: {why}", turn)
     return add
 
 
@@ -256,9 +256,9 @@ def evidence(store: Store, where: str, keys: list[str]) -> None:
     for key in keys:
         pref = preference(key)
         if pref.arms:
-            bandit.update(store, where, pref.arms, 1.0)
+            strategy.update(store, where, pref.arms, 1.0)
         if pref.against:
-            bandit.update(store, where, pref.against, -1.0)
+            strategy.update(store, where, pref.against, -1.0)
 
 
 @dataclass
@@ -318,5 +318,5 @@ def undo(ctx: Context, key: str | None = None) -> str:
     _save(store, state)
     says = preference(key).says
     _rules(ctx, None, [gone.get("rule")], f"the user undid: {says}", None, probation=False)
-    learning.log(store, "preference", f"{says}: undone by the user")
+    guard.log(store, "preference", f"{says}: undone by the user")
     return f"undone: {says} (no longer applied)"

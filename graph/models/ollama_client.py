@@ -12,7 +12,7 @@ from __future__ import annotations
 import httpx
 from ollama import Client, ResponseError
 
-from graph.context import Settings
+from graph.config import Settings
 
 # ConnectionError: ollama-python could not connect; ResponseError: Ollama answered an HTTP error;
 # httpx.HTTPError: a timeout or a dropped connection; ValueError: an answer that is not Ollama's (JSON, shape)

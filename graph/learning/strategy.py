@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import re
 
-from graph import thinking
+from graph.models import thinking
 from graph.store import Store
 
 FACTORS: dict[str, tuple[str, ...]] = {

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from graph import sentences, topics
+from graph.learning import topics
+from graph.models import sentences
 
 FENCE = re.compile(r"^\s*(```|~~~)")
 LISTED = re.compile(r"^\s*([-*+•]\s|\d+[.)](\s|$)|\||#{1,6}\s|>)")  # a line bulleted already, or not prose

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from ollama import ResponseError
 
-from graph import ollama_client
-from graph.context import Settings
+from graph.config import Settings
+from graph.models import ollama_client
 
 SUFFIX = "-evolved"  # Ollama models serving adapters are named <model>-evolved:<digest>
 REFUSED = "refused to make a model with an adapter"  # (reported of Ollama 0.34.1 and later: no more ADAPTER)
@@ -57,7 +57,7 @@ def ollama_weights(settings: Settings) -> Path:
 
 def weights(settings: Settings, backend: str) -> Path:
     """The GGUF file of the model `backend` ("embedded" or "ollama") answers with."""
-    from graph.embedded import EmbeddedModelMissing, model_file
+    from graph.models.embedded import EmbeddedModelMissing, model_file
 
     if backend == "ollama":
         return ollama_weights(settings)

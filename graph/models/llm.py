@@ -21,10 +21,11 @@ import httpx
 from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, message_chunk_to_message
 
-from graph import adapters, ollama_client, vram
-from graph.context import Context, Settings
-from graph.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
-from graph.llama_process import ModelCrashed
+from graph.config import Settings
+from graph.context import Context
+from graph.models import adapters, ollama_client, vram
+from graph.models.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
+from graph.models.llama_process import ModelCrashed
 
 STOP = threading.Event()  # set (by Ctrl-C in the REPL) to stop the answer being generated
 NO_JAPANESE = ("内蔵モデル（{model}）は日本語で答えられないため、英語で答えます。日本語で話すには Ollama（https://ollama.com）を入れて "
@@ -73,7 +74,7 @@ class Backend:
             return 0
         from langchain_core.utils.function_calling import convert_to_openai_tool
 
-        from graph.embedded import tool_listing
+        from graph.models.embedded import tool_listing
 
         specs = [convert_to_openai_tool(t) for t in tools]
         text = tool_listing(specs) if isinstance(self.chat, EmbeddedChat) else json.dumps(specs, ensure_ascii=False)
@@ -195,10 +196,10 @@ def _key(ctx: Context) -> tuple:
 def _adapter(ctx: Context) -> str:
     """The evolved LoRA adapter attached to the prompt version serving now ('' for none): a
     promotion or rollback in another process (a background evolution run) shows on the next turn."""
-    from graph import selfprompt
+    from graph.models import serving
     from graph.store import store_for
 
-    return selfprompt.evolved(store_for(ctx.home)).get("lora", "") if ctx.home else ""
+    return serving.evolved(store_for(ctx.home)).get("lora", "") if ctx.home else ""
 
 
 def active(ctx: Context) -> Backend:
@@ -242,7 +243,7 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     """Fold the oldest of `messages` into the running summary with the active model. Returns
     the new summary and how many messages (from the start) it covers: as many as fit the
     model's context next to the summary; the rest wait for the next fold."""
-    from graph import prompts
+    from graph.models import prompts
 
     backend = active(ctx)
     limit = min(ctx.settings.session.summary_tokens, backend.context_window // 4)
@@ -293,7 +294,7 @@ def structured(ctx: Context, prompt: str, schema: dict, max_tokens: int | None =
 
 def _refit(messages: list[BaseMessage], backend: Backend, ctx: Context) -> list[BaseMessage]:
     """A prompt (system message first) fitted again, for another backend or a longer tail."""
-    from graph import window
+    from graph.models import window
 
     budget = window.budget(backend.context_window, ctx.settings.llm.max_tokens)
     return window.prompt(messages[0].text, "", messages[1:], [], budget, backend.count_tokens)
@@ -325,7 +326,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
     that goes round in a loop (its last 60 characters three times over, outside code) is stopped there.
     `forced` marks the one
     call that asks for the answer after cut reasoning: it is never cut or forced again."""
-    from graph import prompts, sentences, thinking
+    from graph.models import prompts, sentences, thinking
 
     shows = emit or (lambda kind, text: None)  # the caller's; the calls below wrap it again
     held = sentences.Held(shows, form) if max_tokens or form else None

@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from graph import vectors
-from graph.backlog import Backlog
-from graph.context import Context, MemorySettings
+from graph.config import MemorySettings
+from graph.context import Context
+from graph.memory import vectors
+from graph.memory.backlog import Backlog
 from graph.store import store_for
 
 TYPES = ("fact", "preference", "decision", "result", "summary", "note")

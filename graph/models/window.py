@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from langchain_core.messages import BaseMessage, SystemMessage
 
-from graph import prompts
+from graph.models import prompts
 
 OVERHEAD = 8  # tokens of chat-template markup around each message
 

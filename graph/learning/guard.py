@@ -8,7 +8,7 @@ learning log (every self-change and refusal, with its reason), and reading the u
 message for learning directives in English and Japanese: a standing instruction ("be more
 concise from now on", 「もっと短く答えて」), marking the last answer as a good or bad example,
 and freezing or resuming learning.
-Does not own: the changes themselves (selfprompt.py, tuning.py, bandit.py).
+Does not own: the changes themselves (selfprompt.py, tuning.py, strategy.py).
 """
 
 from __future__ import annotations

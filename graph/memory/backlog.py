@@ -115,7 +115,7 @@ class Backlog:
         return self._waiting and (time.monotonic() - self._last >= QUIET or self.pending() >= MOST)
 
     def _run(self) -> None:
-        from graph.vectors import MemoryUnavailable
+        from graph.memory.vectors import MemoryUnavailable
 
         while True:
             with self._wake:

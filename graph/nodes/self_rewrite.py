@@ -16,8 +16,10 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph import learning, llm, policy, prompts, reward, selfprompt
+from graph import approval
 from graph.context import Context
+from graph.learning import guard, reward, selfprompt
+from graph.models import llm, prompts
 from graph.state import AgentState
 from graph.store import store_for
 
@@ -39,27 +41,27 @@ def self_rewrite(state: AgentState, runtime: Runtime[Context]) -> dict:
     if last_human < 0 or messages[-1].type != "ai":
         return {}
     store = store_for(ctx.home)
-    if not ctx.settings.learning.enabled or learning.frozen(store):
+    if not ctx.settings.learning.enabled or guard.frozen(store):
         return {}
     say = lambda text: runtime.stream_writer({"status": text})  # noqa: E731
     turn = store.turn_of(messages[last_human].id)
-    rule = learning.directives(messages[last_human].text).get("rule")
+    rule = guard.directives(messages[last_human].text).get("rule")
     if rule and not changed_during(store, turn):
         try:
             version = selfprompt.propose(ctx, selfprompt.with_rule(selfprompt.current(ctx).text, rule), "user",
                                          f"the user said: {rule}", probation=False)
-            learning.log(store, "prompt", f"version {version.id}: rule from the user's words: {rule}", turn)
+            guard.log(store, "prompt", f"version {version.id}: rule from the user's words: {rule}", turn)
             say(f"prompt version {version.id}: I will follow this from now on (`agent.py prompt diff` shows the change)")
         except ValueError as exc:
-            learning.log(store, "rejected", f"rule from the user's words ({rule[:80]}): {exc}", turn)
+            guard.log(store, "rejected", f"rule from the user's words ({rule[:80]}): {exc}", turn)
     decided = selfprompt.verdict(ctx)
     if decided:
         kind = "kept" if decided["kept"] else "rolled back"
-        learning.log(store, "probation", f"version {decided['version']} {kind}: {decided['why']}", turn)
+        guard.log(store, "probation", f"version {decided['version']} {kind}: {decided['why']}", turn)
         say(f"prompt version {decided['version']} {kind} after probation ({decided['why']})")
         return {}
     why = due(ctx)
-    if why and not policy.tainted(messages) and selfprompt.asks_model(ctx, llm.active(ctx).name):
+    if why and not approval.tainted(messages) and selfprompt.asks_model(ctx, llm.active(ctx).name):
         propose(ctx, why, turn, say)
     return {}
 
@@ -120,14 +122,14 @@ def propose(ctx: Context, why: str, turn: int | None, say) -> None:
     shown = base + ("\n\nLearned rules:\n" + "\n".join(f"{i}. {r}" for i, r in enumerate(rules, 1)) if rules else "")
     failed = selfprompt.failed_rules(store, within=COOLDOWN * ctx.settings.learning.probation_turns)
     tried = prompts.REWRITE_FAILED.format(rules="\n".join(f"- {r}" for r in failed)) if failed else ""
-    learning.log(store, "rewrite", f"asked the model to rewrite version {version.id}: {why}", turn)  # counted by `learn`
+    guard.log(store, "rewrite", f"asked the model to rewrite version {version.id}: {why}", turn)  # counted by `learn`
     try:
         reply = llm.structured(ctx, prompts.REWRITE.format(prompt=shown, turns=turns, failed=tried), SCHEMA,
                                max_tokens=REPLY_TOKENS)
     except llm.BackendError:
         return
     if reply is None:
-        learning.log(store, "rejected", f"rewrite of version {version.id} ({why}): the model gave no usable JSON", turn)
+        guard.log(store, "rejected", f"rewrite of version {version.id} ({why}): the model gave no usable JSON", turn)
         return
     drop = {n for n in _listed(reply.get("remove")) if isinstance(n, int) and 1 <= n <= len(rules)}
     kept = [r for i, r in enumerate(rules, 1) if i not in drop]
@@ -135,16 +137,16 @@ def propose(ctx: Context, why: str, turn: int | None, say) -> None:
     for rule in _listed(reply.get("add"))[:2]:
         rule = " ".join(str(rule).split())
         if _norm(rule) in again:
-            learning.log(store, "rejected", f"rewrite of version {version.id} re-proposed a rolled-back rule: {rule}", turn)
+            guard.log(store, "rejected", f"rewrite of version {version.id} re-proposed a rolled-back rule: {rule}", turn)
         elif rule and rule not in kept:
             kept.append(rule)
     rationale = f"{why}; {' '.join(str(reply.get('why', '')).split())[:200] or 'no reason given'}"
     try:
         candidate = selfprompt.propose(ctx, selfprompt.compose(base, kept), "agent", rationale)
     except ValueError as exc:
-        learning.log(store, "rejected", f"rewrite of version {version.id} ({why}): {exc}", turn)
+        guard.log(store, "rejected", f"rewrite of version {version.id} ({why}): {exc}", turn)
         return
-    learning.log(store, "prompt", f"version {candidate.id} on probation: {rationale}", turn)
+    guard.log(store, "prompt", f"version {candidate.id} on probation: {rationale}", turn)
     say(f"I rewrote my prompt (version {candidate.id}, on probation for {ctx.settings.learning.probation_turns}"
         " turns; `agent.py prompt diff` shows it)")
 

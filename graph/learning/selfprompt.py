@@ -10,20 +10,19 @@ setting one directly (the user), rolling back, and the probation verdict: after
 `learning.probation_turns` rewarded turns a candidate's mean reward is compared with its
 parent's; worse by more than `learning.rollback_margin` means it is rolled back, with the
 numbers as the reason.
-Does not own: deciding when to rewrite or writing the proposal (nodes/rewrite.py), or the
-freeze switch (learning.py).
+Does not own: deciding when to rewrite or writing the proposal (nodes/self_rewrite.py), or the
+freeze switch (guard.py), or the settings evolution attaches to a version (models/serving.py).
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 import time
 from dataclasses import dataclass
 
-from graph import reward
 from graph.context import Context
+from graph.learning import reward
 from graph.store import Store, store_for
 
 RULES = "Rules learned from the user:"
@@ -166,20 +165,6 @@ def rollback(ctx: Context, why: str) -> tuple[Version, Version]:
                    (time.time(), why, undone.id))
         db.execute("UPDATE prompts SET status='active' WHERE id=?", (back.id,))
     return get(store, undone.id), get(store, back.id)
-
-
-def evolved(store: Store) -> dict:
-    """What evolution attached to the version serving now (its sampling `temperature`, its LoRA
-    adapter `lora`: a GGUF file), or {} when that version has nothing attached (a rollback or a
-    newer version ends it)."""
-    attached = json.loads(store.get_meta("evolved") or "{}")
-    rows = store.read("SELECT id FROM prompts WHERE status IN ('active', 'probation') ORDER BY id DESC LIMIT 1")
-    return attached.get("settings", {}) if rows and attached.get("version") == rows[0][0] else {}
-
-
-def attach(store: Store, version: int, settings: dict) -> None:
-    """Attach evolved settings to a version (see `evolved`); {} detaches."""
-    store.set_meta("evolved", json.dumps({"version": version, "settings": settings} if settings else {}))
 
 
 def failed_rules(store: Store, within: int) -> list[str]:

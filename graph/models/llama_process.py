@@ -31,12 +31,12 @@ from multiprocessing.connection import Client, Listener
 from pathlib import Path
 from typing import Any
 
-from graph import cpu
+from graph.models import cpu
 
 CRASH_FILE = "AGENT_TEST_CRASH_FILE"  # tests only: a file holding N makes the next N answers crash (SIGSEGV)
 CHILD = "AGENT_MODEL_PROCESS"  # the child's address, key and Spec (in its environment: readable by this user only)
-ROOT = str(Path(__file__).resolve().parent.parent)
-START = f"import sys; sys.path.insert(0, {ROOT!r}); from graph.llama_process import main; main()"
+ROOT = str(Path(__file__).resolve().parents[2])
+START = f"import sys; sys.path.insert(0, {ROOT!r}); from graph.models.llama_process import main; main()"
 LOAD_TIMEOUT_S = 300.0
 STOP_TIMEOUT_S = 2.0  # a child still generating this long after "cancel" is ended
 

@@ -4,15 +4,15 @@ thumbs in the web UI), which settle it at once.
 
 The reward node (nodes/reward.py) settles each answer's reward when the user's next message
 arrives; actions/rewards.py rates an answer on the user's word. Does not own: the scoring
-(reward.py), the policy (bandit.py) or the examples' storage (tuning.py).
+(reward.py), the strategy bandit (strategy.py) or the examples' storage (tuning.py).
 """
 
 from __future__ import annotations
 
 import time
 
-from graph import bandit, learning, reward, selfprompt, tuning
 from graph.context import Context
+from graph.learning import guard, reward, selfprompt, strategy, tuning
 from graph.store import store_for
 
 
@@ -24,10 +24,10 @@ def settle(ctx: Context, item: reward.Reward) -> list[str]:
     item.settled = item.settled or time.time()
     reward.save(store, item)
     notes = []
-    if not ctx.settings.learning.enabled or learning.frozen(store):
+    if not ctx.settings.learning.enabled or guard.frozen(store):
         return notes  # the reward is kept; nothing learns from it (no log line: this happens every turn)
     if first and item.arms and item.bucket and ctx.settings.learning.policy:
-        bandit.update(store, item.bucket, item.arms, item.reward)
+        strategy.update(store, item.bucket, item.arms, item.reward)
     limits = ctx.settings.learning
     label = "desirable" if item.reward >= limits.good_reward else "undesirable" if item.reward <= limits.bad_reward \
         else None
@@ -38,7 +38,7 @@ def settle(ctx: Context, item: reward.Reward) -> list[str]:
         except ValueError:
             pass  # the turn has no answer to learn from (stopped before any text)
     elif not first and (dropped := tuning.drop_auto(store, item.turn)):  # re-rated to neither good nor bad
-        learning.log(store, "example", f"dropped automatic example(s) {', '.join(f'#{i}' for i in dropped)} of turn"
+        guard.log(store, "example", f"dropped automatic example(s) {', '.join(f'#{i}' for i in dropped)} of turn"
                      f" {item.turn}: re-rated {item.reward:+.2f}", item.turn)
     return notes
 
@@ -49,8 +49,8 @@ def keep_example(ctx: Context, turn: int, label: str, source: str, why: str, val
     store = store_for(ctx.home)
     if check:
         try:
-            learning.may_change(ctx, "adding a tuning example")
-        except learning.Refused as exc:
+            guard.may_change(ctx, "adding a tuning example")
+        except guard.Refused as exc:
             return str(exc)
     row = reward.get(store, turn)
     version = selfprompt.get(store, row.prompt_version) if row and row.prompt_version else None
@@ -60,7 +60,7 @@ def keep_example(ctx: Context, turn: int, label: str, source: str, why: str, val
         return str(exc)
     example = tuning.add(store, messages, label, source, why, value=value if value is not None else
                          (row.reward if row else None), turn=turn, eval_share=ctx.settings.learning.eval_share)
-    learning.log(store, "example", f"#{example.id} {label} from turn {turn} ({source}): {why}", turn)
+    guard.log(store, "example", f"#{example.id} {label} from turn {turn} ({source}): {why}", turn)
     return f"kept turn {turn}'s answer as a {label} example (#{example.id}; `agent.py data list`)"
 
 

@@ -32,8 +32,8 @@ from urllib.parse import urlparse
 
 from ollama import ResponseError
 
-from graph import ollama_client
-from graph.context import Settings
+from graph.config import Settings
+from graph.models import ollama_client
 
 log = logging.getLogger("agent.vram")
 

@@ -10,7 +10,7 @@ Text between <untrusted> tags comes from outside (web pages, files, tool servers
 
 Current date: {today}."""
 
-# Wraps every tool result whose content comes from outside (see policy.py).
+# Wraps every tool result whose content comes from outside (see approval.py).
 UNTRUSTED = """<untrusted source="{source}">
 {text}
 </untrusted>"""
@@ -86,7 +86,7 @@ CONSOLIDATE = """Merge these related notes about the user into one short note th
 
 {items}"""
 
-# Per-turn answer style chosen by the learned policy (bandit.py), placed after the conversation.
+# Per-turn answer style chosen by the strategy bandit (strategy.py), placed after the conversation.
 STYLES = {
     "concise": "Answer briefly: the answer itself in one to three sentences, no preamble, no summary.",
     "detailed": "Answer thoroughly: explain the reasoning step by step and give an example when it helps.",

@@ -12,7 +12,7 @@ an undesirable answer to the same question: the same text once case, width, spac
 punctuation are set aside, or a turn the user re-asked (its reward's `reasked`) and the
 turns that re-asked it; never two equal answers).
 Does not own: deciding which turns become candidates (rating.py) or the guard on
-self-modification (learning.py).
+self-modification (guard.py).
 """
 
 from __future__ import annotations

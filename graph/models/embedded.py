@@ -29,8 +29,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage, message_chunk_t
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
-from graph import cpu, prompts
-from graph.llama_process import LlamaProcess, LoadFailed, Spec
+from graph.models import cpu, prompts
+from graph.models.llama_process import LlamaProcess, LoadFailed, Spec
 
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_LABEL = "SmolLM2-135M-Instruct Q4_1"
