@@ -42,10 +42,13 @@ model's next chunk through LangChain's `stream`, what a real model's generation 
 reported apart, with the parts of a turn: each graph node, recall, the embedding, the
 model, the rest; with --profile, cProfile's functions whose time per turn grew most between
 the first and the last 100 turns of ours, in the turn's thread: profiling slows those turns,
-so their timings are not comparable with a run without it), database bytes per turn (agent.db with its -wal/-shm
-files, final size / turns), the ratios ours/peers, and PASS/FAIL lines for our targets
-(the wait until the answer under 15 ms apart from the model and the query embedding, whole turns'
-last-100 within 1.3x of first-100 in wall and CPU time, under 20 KB/turn); it exits 0
+so their timings are not comparable with a run without it), database bytes per turn
+(agent.db with its -wal/-shm files, final size / turns), the ratios ours/peers, the
+machine's own speed during the first and the last 100 turns (a fixed piece of work timed
+after each of those turns, outside them) with the growth corrected for it, and PASS/FAIL
+lines for our targets on the raw figures (the wait until the answer under 15 ms apart from
+the model and the query embedding, whole turns' last-100 within 1.3x of first-100 in wall
+and CPU time, under 20 KB/turn); it exits 0
 either way. Whole turns alternate between folding (and indexing) and not, so their growth
 is judged on the mean of each 100 turns; the medians are printed too. The peers
 run first, then ours, in the same process, in temporary folders deleted at the end. Progress
@@ -54,13 +57,14 @@ ours_ms_last, ours_cpu_ratio, ours_mean_ratio, ours_mean_cpu_ratio, ours_wait_ms
 ours_wait_ms_last, ours_net_ms_first, ours_net_ms_last, ours_kb_per_turn,
 peer_turns, peer_ms_first, peer_ms_last, peer_kb_per_turn, summarizing_ms_first,
 summarizing_ms_last, summarizing_kb_per_turn, indexed_in_background, indexed_at_end,
-index_per_turn_ms, pause_cpu_ms_first, pause_cpu_ms_last, total_cpu_ratio.
+index_per_turn_ms, pause_cpu_ms_first, pause_cpu_ms_last, total_cpu_ratio, speed_drift.
 """
 
 import argparse
 import cProfile
 import collections
 import gc
+import hashlib
 import threading
 import json
 import os
@@ -79,6 +83,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for fake
 from fakes import ScriptedChat, install  # noqa: E402
 
 WINDOW = 100  # turns in the "first" and "last" medians
+BLOCK = bytes(range(256)) * (1 << 14)  # 4 MB for reference()
 TARGET_MS, TARGET_GROWTH, TARGET_KB = 15.0, 1.3, 20.0
 
 WORDS = ("the a of to and in that is for on with as it be at by this from or an are not was we "
@@ -185,6 +190,15 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
     return {"times": times, "cpu": cpu, "bytes": size, "wall": time.perf_counter() - started, "live": live}
 
 
+def reference() -> float:
+    """Seconds of a fixed piece of work in C (hashing 4 MB, no Python objects, so the state of
+    this process does not change it): the machine's speed at that moment. These machines are
+    shared: the same work takes up to 1.4x longer at some moments of a 10-minute run than at others."""
+    start = time.perf_counter()
+    hashlib.sha256(BLOCK).digest()
+    return time.perf_counter() - start
+
+
 def instrument(builder) -> tuple[dict, dict]:
     """Time each graph node, recall, the query embedding, the indexing of folded turns (per turn,
     in `parts`) and that indexing again per thread (in `background`: per thread name, [turns, seconds])."""
@@ -264,6 +278,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     backlog_module.QUIET = 0.0  # the user's pause is simulated below: index at once
     times, waits, cpu, split, answering, folds, started = [], [], [], [], [], 0, time.perf_counter()
     pauses = []  # (wall, CPU) seconds of the backlog's indexing after each turn
+    speed = []  # reference() after each turn of the first and the last 100
     profiles = (cProfile.Profile(), cProfile.Profile()) if profile else None
     try:
         for i, (user, answer) in enumerate(zip(users, answers), 1):
@@ -292,6 +307,8 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
             while backlog.pending():  # the user's pause: the backlog's thread indexes the folded turns
                 time.sleep(0.002)
             pauses.append((time.perf_counter() - t1, time.process_time() - c1))
+            if i <= WINDOW or i > len(users) - WINDOW:
+                speed.append(reference())
             if i % every == 0:
                 progress("ours", i, len(users), times, session.store.size_bytes(), started)
             if i == len(users) // 2:  # for the growth of the second half
@@ -313,7 +330,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
         session.saver.conn.close()
         store_module.close_all()
     return {"times": times, "waits": waits, "cpu": cpu, "split": split, "answering": answering, "bytes": size,
-            "pauses": pauses,
+            "pauses": pauses, "speed": speed,
             "wall": time.perf_counter() - started,
             "folds": folds, "wal": wal, "half": half, "live": live, "transcript": transcript,
             "checkpoints": checkpoints, "during": during, "drained": drained, "index_mb": index_mb,
@@ -427,6 +444,8 @@ def main() -> None:
     w_first, w_last = median_ms(ours["waits"], first), median_ms(ours["waits"], last)
     n_first, n_last = median_ms(net, first), median_ms(net, last)
     o_kb = ours["bytes"] / args.turns / 1024
+    s_first, s_last = median_ms(ours["speed"], first), median_ms(ours["speed"], last)
+    drift = s_last / s_first
     print(f"session benchmark: {args.turns} turns, user messages and answers of ~{chars:.0f} characters "
           f"(every 5th pair with Japanese), scripted model, context window {args.context_window} tokens")
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at the end "
@@ -473,7 +492,8 @@ def main() -> None:
               "summarizing_ms_last": None, "summarizing_kb_per_turn": None, "indexed_in_background": bg_turns,
               "indexed_at_end": left, "index_per_turn_ms": round(per_turn, 2),
               "pause_cpu_ms_first": round(mean_ms(pause_cpu, first), 3),
-              "pause_cpu_ms_last": round(mean_ms(pause_cpu, last), 3), "total_cpu_ratio": round(tc_last / tc_first, 3)}
+              "pause_cpu_ms_last": round(mean_ms(pause_cpu, last), 3), "total_cpu_ratio": round(tc_last / tc_first, 3),
+              "speed_drift": round(drift, 3)}
     for label, key in (("peer", "peer"), ("summarizing peer", "summarizing")):
         if label in peers:
             for line in peer_lines(label if label != "peer" else "peer ", peers[label], ours, peer_turns, args.turns,
@@ -484,6 +504,10 @@ def main() -> None:
                            f"{key}_kb_per_turn": round(peers[label]["bytes"] / peer_turns / 1024, 3)})
     if not peers:
         print("peers: skipped (--peer-turns 0)")
+    print(f"the machine's speed: a fixed piece of work took {s_first:.2f} ms (median) during the first {WINDOW} turns "
+          f"and {s_last:.2f} ms during the last {WINDOW}: {drift:.2f}x; corrected for it, the last-{WINDOW} / "
+          f"first-{WINDOW} means are {m_last / m_first / drift:.2f} in wall time and {mc_last / mc_first / drift:.2f} in "
+          f"CPU time, the wait apart from the model and the query embedding {n_last / drift:.2f} ms at the end")
     print(f"{verdict(n_first < TARGET_MS and n_last < TARGET_MS)} wait until the answer under {TARGET_MS:g} ms apart "
           f"from the model and the query embedding: first-{WINDOW} {n_first:.2f} ms, last-{WINDOW} {n_last:.2f} ms")
     print(f"{verdict(m_last <= TARGET_GROWTH * m_first and mc_last <= TARGET_GROWTH * mc_first)} no growth: "
