@@ -4,7 +4,7 @@ resuming it, and ending the newest preference.
 
 Exposes: state(ctx, store), summary(ctx, store), preferences(store), extra_calls(ctx, store),
 overview(ctx, store, last), switch(ctx, off), undo_preference(ctx).
-Does not own: the freeze switch and the log (learning.py), preferences (feedback.py), or
+Does not own: the freeze switch and the log (learning/guard.py), preferences (feedback.py), or
 rewrites (nodes/self_rewrite.py).
 """
 

@@ -5,7 +5,7 @@ Exposes: memories(ctx) (the data folder's Memories; Problem when memory is off o
 open), listing(ctx, everything, last), search(ctx, text, k, turns, touch), add(ctx, text,
 kind, importance, pinned, source), forget(ctx, memory_id), consolidate(ctx), row(memories, m).
 Memories are dicts: Memory.as_dict() with `strength`, the importance after fading.
-Does not own: storing and ranking memories (memory.py, vectors.py) or when consolidation is
+Does not own: storing and ranking memories (memory/memories.py, memory/vectors.py) or when consolidation is
 due (nodes/reflect.py).
 """
 

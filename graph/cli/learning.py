@@ -3,7 +3,7 @@ preferences (and undoing the newest), the learning log, and the learning at a gl
 `status` shows.
 
 Owns: the command's parser and handler, and those layouts. Does not own: the actions
-(actions/learning.py), the freeze switch and the log (learning.py) or preferences (feedback.py).
+(actions/learning.py), the freeze switch and the log (learning/guard.py) or preferences (feedback.py).
 """
 
 from __future__ import annotations

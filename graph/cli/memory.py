@@ -2,7 +2,7 @@
 memories' layout, which the REPL's /memory prints too.
 
 Owns: the command's parser and handler, and laying out memories for people.
-Does not own: the actions (actions/memory.py) or the memories and their index (memory.py).
+Does not own: the actions (actions/memory.py) or the memories and their index (memory/memories.py).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ design nothing here looks at the answer's length or wording: a verbose answer ca
 more than a concise one for the same reaction (length-based engagement rewards learn to
 ramble).
 Does not own: when rewards are assigned (nodes/reward.py) or what learns from them
-(bandit.py, selfprompt.py, tuning.py).
+(strategy.py, selfprompt.py, tuning.py).
 """
 
 from __future__ import annotations

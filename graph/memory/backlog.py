@@ -9,7 +9,7 @@ it; and the claim that keeps two processes from indexing the same turn: DATA/bac
 held while a batch is embedded and written (the system releases it when its process dies).
 When the program ends, the thread finishes the batch it is indexing, if any, and the rest
 waits for the next start.
-Does not own: embedding and writing the index (memory.py's `index_turns`, vectors.py), or which
+Does not own: embedding and writing the index (memories.py's `index_turns`, vectors.py), or which
 turns leave the window (nodes/compact.py).
 """
 

@@ -9,7 +9,7 @@ conversation window), filling it, re-embedding it when the model changes and rep
 staying in step across processes: writers take DATA/memory.lock and record a new index
 generation in memory_meta, and readers reopen the index when the generation they have open
 is old (Chroma's in-memory index does not see other processes' writes).
-Does not own: the memories rows and what they mean (memory.py), or the schema (store.py).
+Does not own: the memories rows and what they mean (memories.py), or the schema (schema.py).
 """
 
 from __future__ import annotations

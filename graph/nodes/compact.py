@@ -2,8 +2,8 @@
 answer, in the model's tokens) has passed `session.compact_at` of the context window,
 the turns before the last `session.keep_turns` are folded into the running summary by
 the model and removed from the checkpointed state. They stay in the transcript, and are
-queued for indexing in long-term memory (backlog.py; the session indexes them at the end
-of the upkeep, outside the turn lock) so that they can be recalled by meaning.
+queued for indexing in long-term memory (memory/backlog.py, whose thread indexes them while
+the user reads and types) so that they can be recalled by meaning.
 
 Rare by design: the summary (part of the prompt prefix) changes only here. A sub-agent's
 throwaway context (tools/delegate.py) is never folded.

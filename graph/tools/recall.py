@@ -8,7 +8,7 @@ tools add nothing, and the small embedded model picked `remember` after any mess
 Writing or deleting a memory is self-modification (metadata acts="self"): while web or MCP
 content is in the window it needs the user's yes (approval.py), so a page cannot plant or
 erase memories. Expected failures (unknown id, memory unavailable) are ToolExceptions.
-Does not own: the actions (actions/memory.py) or storing and ranking memories (memory.py).
+Does not own: the actions (actions/memory.py) or storing and ranking memories (memory/memories.py).
 """
 
 from __future__ import annotations
