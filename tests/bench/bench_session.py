@@ -192,8 +192,9 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
 
 def reference() -> float:
     """Seconds of a fixed piece of work in C (hashing 4 MB, no Python objects, so the state of
-    this process does not change it): the machine's speed at that moment. These machines are
-    shared: the same work takes up to 1.4x longer at some moments of a 10-minute run than at others."""
+    this process does not change it): the CPU's speed at that moment, on these shared machines.
+    Compute only: it does not see other machines' contention for memory and cache, which slows
+    Python work too."""
     start = time.perf_counter()
     hashlib.sha256(BLOCK).digest()
     return time.perf_counter() - start
