@@ -229,6 +229,26 @@ def test_changing_the_model_reembeds_everything(mem, ctx, tmp_path):
     assert moved.counts() == {"active": 1, "forgotten": 1} and moved.index.mems.count() == 1
 
 
+def test_an_older_index_gets_the_sync_threshold_and_keeps_its_entries(mem, ctx):
+    """An index written with Chroma's default sync threshold (1000: each write then costs more as the
+    index grows) is switched to vectors.SYNC when it is opened, with nothing re-embedded or lost."""
+    from langchain_core.messages import AIMessage, HumanMessage
+    mem.add("The printer is on the third floor", "fact")
+    mem.store.append(HumanMessage("Where can I print my boarding pass?", id="u1"))
+    mem.store.append(AIMessage("The printer is on the third floor.", id="a1"))
+    mem.index_turns([1])
+    with mem.index.writing():
+        for collection in (mem.index.mems, mem.index.turns):
+            collection.modify(configuration={"hnsw": {"sync_threshold": 1000}})
+    memories.close_all()  # as the process ends
+    again = memories_for(ctx())
+    with again.index.reading():
+        assert [c.configuration_json["hnsw"]["sync_threshold"] for c in (again.index.mems, again.index.turns)] == \
+            [vectors.SYNC, vectors.SYNC]
+    assert texts(again.search("Where is the printer?")) == ["The printer is on the third floor"]
+    assert again.search_turns("printing a boarding pass")[0]["turn"] == 1
+
+
 def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
     import shutil
     mem.add("The printer is on the third floor", "fact")

@@ -223,17 +223,21 @@ class Index:
 
     def _collections(self) -> None:
         """Open both collections, made with `SYNC` (an older index is changed to it, which Chroma
-        applies when the index is opened again)."""
+        applies when the index is opened again: reopened once here)."""
         ef = embedder(self.model)
-        made = [self._client.get_or_create_collection(
-            name, embedding_function=ef, configuration={"hnsw": {"space": "cosine", "sync_threshold": SYNC}})
-            for name in ("memories", "turns")]
+
+        def both() -> list:
+            return [self._client.get_or_create_collection(
+                name, embedding_function=ef, configuration={"hnsw": {"space": "cosine", "sync_threshold": SYNC}})
+                for name in ("memories", "turns")]
+
+        made = both()
         if old := [c for c in made if c.configuration_json.get("hnsw", {}).get("sync_threshold") != SYNC]:
             for collection in old:
                 collection.modify(configuration={"hnsw": {"sync_threshold": SYNC}})
             self._client.close()
             self._client = _open_chroma(str(self.home / "memory"))
-            return self._collections()
+            made = both()
         self.mems, self.turns = made
 
     def nearest(self, vec, n: int) -> dict[str, float]:
