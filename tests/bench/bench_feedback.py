@@ -23,7 +23,8 @@ with its reaction, the way a person would):
            or more, one of them a word the question calls for, no sentence said three times); else "Please don't talk about
            football." (a topic ban: feedback.py's "Do not bring up football unless the user asks.",
            and its sentences left out: formats.leaving_out), or "That doesn't answer my question."
-           The scripted model picks football for half its examples
+           The scripted model picks football for nine in ten of its examples on these sports questions
+           (half on the other users' questions)
 A satisfied user says "Thanks!" (「ありがとう！」). Satisfaction is the user's own rule, judged here,
 not the agent's reward.
 
@@ -192,7 +193,7 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
         config["llm"] = {"backend": "embedded"}
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    model = FormatChat(seed=seed) if model_kind == "scripted" else None
+    model = FormatChat(seed=seed, football=0.9 if user_kind == "topic" else 0.5) if model_kind == "scripted" else None
     session = new_session(folder / "home", path, model)
     user = User(user_kind, seed)
     stamps, cpu = [time.perf_counter()], [cpu_seconds()]
@@ -220,11 +221,11 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
     tens = range(0, turns, 10)
     return {"name": name, "satisfied": [sum(ok[i:i + 10]) / len(ok[i:i + 10]) for i in tens],
             "chars": [round(sum(map(len, answers[i:i + 10])) / len(answers[i:i + 10])) for i in tens],
-            "s_per_turn": [round(sum(seconds[i:i + 10]) / len(seconds[i:i + 10]), 2) for i in tens],
-            "cpu_s_per_turn": [round(sum(cpus[i:i + 10]) / len(cpus[i:i + 10]), 2) for i in tens],
+            "s_per_turn": [round(sum(seconds[i:i + 10]) / len(seconds[i:i + 10]), 4) for i in tens],
+            "cpu_s_per_turn": [round(sum(cpus[i:i + 10]) / len(cpus[i:i + 10]), 4) for i in tens],
             "tokens_out": [round(sum(out_tokens[i:i + 10]) / max(1, len(out_tokens[i:i + 10]))) for i in tens],
             "tokens_in": [round(sum(in_tokens[i:i + 10]) / max(1, len(in_tokens[i:i + 10]))) for i in tens],
-            "folds": sum("folded" in s for s in run.statuses), "cpu_s": [round(c, 2) for c in cpus],
+            "folds": sum("folded" in s for s in run.statuses), "cpu_s": [round(c, 4) for c in cpus],
             "standing": kept, "plays": plays}
 
 
@@ -234,8 +235,8 @@ def show(rows: list[dict]) -> None:
     for r in rows:
         sat = " ".join(f"{v:.1f}" for v in r["satisfied"])
         chars = " ".join(f"{v:>5}" for v in r["chars"])
-        secs = " ".join(f"{v:5.2f}" for v in r["s_per_turn"])
-        cpus = " ".join(f"{v:5.2f}" for v in r["cpu_s_per_turn"])
+        secs = " ".join(f"{v:6.3f}" for v in r["s_per_turn"])
+        cpus = " ".join(f"{v:6.3f}" for v in r["cpu_s_per_turn"])
         print(f"  {r['name']:<30} {sat:<24} {chars:<22} {secs:<20} {cpus:<20} {','.join(r['standing']) or '-'}")
         print(f"  {'':<30} tokens out {r['tokens_out']}, prompt tokens {r['tokens_in']} per 10;"
               f" summaries {r['folds']}; plays: {r['plays']}")
