@@ -44,8 +44,10 @@ model, the rest; with --profile, cProfile's functions whose time per turn grew m
 the first and the last 100 turns of ours, in the turn's thread: profiling slows those turns,
 so their timings are not comparable with a run without it), database bytes per turn
 (agent.db with its -wal/-shm files, final size / turns), the ratios ours/peers, the
-machine's own speed during the first and the last 100 turns (a fixed piece of work timed
-after each of those turns, outside them) with the growth corrected for it, and PASS/FAIL
+machine's own speed during the first and the last 100 turns (a fixed piece of Python work,
+timed after every 5th of those turns, outside them, in a fresh process: the host's speed for
+work like ours, which varies by 20 % within minutes on these shared machines; and the same
+work in this process: whether this process itself slowed down) with the growth corrected for it, and PASS/FAIL
 lines for our targets on the raw figures (the wait until the answer under 15 ms apart from
 the model and the query embedding, whole turns' last-100 within 1.3x of first-100 in wall
 and CPU time, under 20 KB/turn); it exits 0
@@ -57,14 +59,14 @@ ours_ms_last, ours_cpu_ratio, ours_mean_ratio, ours_mean_cpu_ratio, ours_wait_ms
 ours_wait_ms_last, ours_net_ms_first, ours_net_ms_last, ours_kb_per_turn,
 peer_turns, peer_ms_first, peer_ms_last, peer_kb_per_turn, summarizing_ms_first,
 summarizing_ms_last, summarizing_kb_per_turn, indexed_in_background, indexed_at_end,
-index_per_turn_ms, pause_cpu_ms_first, pause_cpu_ms_last, total_cpu_ratio, speed_drift.
+index_per_turn_ms, pause_cpu_ms_first, pause_cpu_ms_last, total_cpu_ratio, speed_drift,
+process_drift.
 """
 
 import argparse
 import cProfile
 import collections
 import gc
-import hashlib
 import threading
 import json
 import os
@@ -72,6 +74,7 @@ import random
 import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -83,7 +86,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for fake
 from fakes import ScriptedChat, install  # noqa: E402
 
 WINDOW = 100  # turns in the "first" and "last" medians
-BLOCK = bytes(range(256)) * (1 << 14)  # 4 MB for reference()
+# reference(): a fixed piece of Python work (objects, sorting, JSON: what a turn's own work is made of)
+WORK = '''
+import json, random, time
+def work():
+    rng = random.Random(1)
+    rows = [{"id": i, "text": "w%d" % rng.randrange(10 ** 6), "v": rng.random()} for i in range(8000)]
+    rows.sort(key=lambda r: r["text"])
+    json.loads(json.dumps(rows[:2000]))
+def timed():
+    times = []
+    for _ in range(3):
+        start = time.thread_time()  # CPU time: waiting for a core (a busy machine) is not in it
+        work()
+        times.append(time.thread_time() - start)
+    return sorted(times)[1]
+'''
+SAMPLE_EVERY = 5  # reference() after every 5th turn of the first and the last 100
 TARGET_MS, TARGET_GROWTH, TARGET_KB = 15.0, 1.3, 20.0
 
 WORDS = ("the a of to and in that is for on with as it be at by this from or an are not was we "
@@ -190,14 +209,14 @@ def run_peer(folder: Path, users: list[str], answers: list[str], summary: str, e
     return {"times": times, "cpu": cpu, "bytes": size, "wall": time.perf_counter() - started, "live": live}
 
 
-def reference() -> float:
-    """Seconds of a fixed piece of work in C (hashing 4 MB, no Python objects, so the state of
-    this process does not change it): the CPU's speed at that moment, on these shared machines.
-    Compute only: it does not see other machines' contention for memory and cache, which slows
-    Python work too."""
-    start = time.perf_counter()
-    hashlib.sha256(BLOCK).digest()
-    return time.perf_counter() - start
+def reference() -> tuple[float, float]:
+    """CPU seconds of WORK (the median of 3) in a fresh Python process (the host's speed for such
+    work at that moment: nothing of this process's state is in it), and in this process."""
+    fresh = float(subprocess.run([sys.executable, "-c", WORK + "print(timed())"], capture_output=True, text=True,
+                                 check=True).stdout)
+    scope: dict = {}
+    exec(WORK, scope)
+    return fresh, scope["timed"]()
 
 
 def instrument(builder) -> tuple[dict, dict]:
@@ -279,7 +298,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     backlog_module.QUIET = 0.0  # the user's pause is simulated below: index at once
     times, waits, cpu, split, answering, folds, started = [], [], [], [], [], 0, time.perf_counter()
     pauses = []  # (wall, CPU) seconds of the backlog's indexing after each turn
-    speed = []  # reference() after each turn of the first and the last 100
+    speed = []  # reference() after every SAMPLE_EVERY-th turn of the first and the last 100
     profiles = (cProfile.Profile(), cProfile.Profile()) if profile else None
     try:
         for i, (user, answer) in enumerate(zip(users, answers), 1):
@@ -308,7 +327,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
             while backlog.pending():  # the user's pause: the backlog's thread indexes the folded turns
                 time.sleep(0.002)
             pauses.append((time.perf_counter() - t1, time.process_time() - c1))
-            if i <= WINDOW or i > len(users) - WINDOW:
+            if (i <= WINDOW or i > len(users) - WINDOW) and i % SAMPLE_EVERY == 0:
                 speed.append(reference())
             if i % every == 0:
                 progress("ours", i, len(users), times, session.store.size_bytes(), started)
@@ -445,8 +464,11 @@ def main() -> None:
     w_first, w_last = median_ms(ours["waits"], first), median_ms(ours["waits"], last)
     n_first, n_last = median_ms(net, first), median_ms(net, last)
     o_kb = ours["bytes"] / args.turns / 1024
-    s_first, s_last = median_ms(ours["speed"], first), median_ms(ours["speed"], last)
-    drift = s_last / s_first
+    half = len(ours["speed"]) // 2  # samples of the first and of the last 100 turns
+    s_first, s_last = (median_ms([f for f, _ in part], slice(None)) for part in (ours["speed"][:half], ours["speed"][half:]))
+    p_first, p_last = (median_ms([p for _, p in part], slice(None)) for part in (ours["speed"][:half], ours["speed"][half:]))
+    drift = s_last / s_first  # the host's
+    own = (p_last / s_last) / (p_first / s_first)  # this process's own slowdown, the host's taken out
     print(f"session benchmark: {args.turns} turns, user messages and answers of ~{chars:.0f} characters "
           f"(every 5th pair with Japanese), scripted model, context window {args.context_window} tokens")
     print(f"machine: {os.cpu_count()} CPUs, load average {load[0]:.2f} at start, {os.getloadavg()[0]:.2f} at the end "
@@ -494,7 +516,7 @@ def main() -> None:
               "indexed_at_end": left, "index_per_turn_ms": round(per_turn, 2),
               "pause_cpu_ms_first": round(mean_ms(pause_cpu, first), 3),
               "pause_cpu_ms_last": round(mean_ms(pause_cpu, last), 3), "total_cpu_ratio": round(tc_last / tc_first, 3),
-              "speed_drift": round(drift, 3)}
+              "speed_drift": round(drift, 3), "process_drift": round(own, 3)}
     for label, key in (("peer", "peer"), ("summarizing peer", "summarizing")):
         if label in peers:
             for line in peer_lines(label if label != "peer" else "peer ", peers[label], ours, peer_turns, args.turns,
@@ -505,10 +527,13 @@ def main() -> None:
                            f"{key}_kb_per_turn": round(peers[label]["bytes"] / peer_turns / 1024, 3)})
     if not peers:
         print("peers: skipped (--peer-turns 0)")
-    print(f"the machine's speed: a fixed piece of work took {s_first:.2f} ms (median) during the first {WINDOW} turns "
-          f"and {s_last:.2f} ms during the last {WINDOW}: {drift:.2f}x; corrected for it, the last-{WINDOW} / "
-          f"first-{WINDOW} means are {m_last / m_first / drift:.2f} in wall time and {mc_last / mc_first / drift:.2f} in "
-          f"CPU time, the wait apart from the model and the query embedding {n_last / drift:.2f} ms at the end")
+    print(f"the machine's speed: a fixed piece of Python work took {s_first:.2f} ms (median) in a fresh process "
+          f"during the first {WINDOW} turns and {s_last:.2f} ms during the last {WINDOW}: {drift:.2f}x; corrected for "
+          f"it, the last-{WINDOW} / first-{WINDOW} means are {m_last / m_first / drift:.2f} in wall time and "
+          f"{mc_last / mc_first / drift:.2f} in CPU time, the wait apart from the model and the query embedding "
+          f"{n_last / drift:.2f} ms at the end")
+    print(f"this process: the same work took {p_first:.2f} / {p_last:.2f} ms in it, {p_first / s_first:.2f}x and "
+          f"{p_last / s_last:.2f}x a fresh process's: its own slowdown, the host's taken out, is {own:.2f}x")
     print(f"{verdict(n_first < TARGET_MS and n_last < TARGET_MS)} wait until the answer under {TARGET_MS:g} ms apart "
           f"from the model and the query embedding: first-{WINDOW} {n_first:.2f} ms, last-{WINDOW} {n_last:.2f} ms")
     print(f"{verdict(m_last <= TARGET_GROWTH * m_first and mc_last <= TARGET_GROWTH * mc_first)} no growth: "
