@@ -105,8 +105,8 @@ class Session:
     def turn(self, text: str) -> Iterator[tuple[str, object]]:
         """Start one user turn: the message is saved at once, then the returned iterator waits
         for the session (another terminal may be mid-turn), runs the graph and yields events.
-        `llm.STOP` (Ctrl-C) keeps the partial answer; close the iterator to abandon the turn."""
-        llm.STOP.clear()
+        The session's stop signal (Ctrl-C) keeps the partial answer; close the iterator to abandon the turn."""
+        self.ctx.stop.clear()
         message = HumanMessage(text, id=str(uuid.uuid4()))
         self.store.append(message)  # saved before anything else can fail
         return self._events(message)

@@ -414,5 +414,5 @@ def new_session(home: Path, config: Path, model: BaseChatModel | None, context_w
 
     ctx = Context(home=str(home), config=str(config), cwd=str(home.parent))
     if model is not None:
-        llm.use(ctx, llm.Backend("fake", "simulated", model, context_window))
+        ctx.services.put("backend", llm.Backend("fake", "simulated", model, context_window))
     return Session(ctx)

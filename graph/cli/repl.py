@@ -45,9 +45,9 @@ def banner(session: Session, console: Console) -> None:
 def show_turn(session: Session, text: str, console: Console) -> dict:
     """Run one turn and print it as it streams. Ctrl-C stops the answer, keeping the part already written."""
     def stop(signum, frame):
-        if llm.STOP.is_set():  # second Ctrl-C: the backend is not answering at all
+        if session.ctx.stop.is_set():  # second Ctrl-C: the backend is not answering at all
             raise KeyboardInterrupt
-        llm.STOP.set()
+        session.ctx.stop.set()
 
     events = session.turn(text)
     previous = signal.signal(signal.SIGINT, stop) if _main_thread() else None

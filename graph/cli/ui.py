@@ -75,9 +75,9 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        from graph.models import llm
+        from graph import context
 
-        llm.STOP.set()  # a turn still being written stops; what was written is kept
+        context.stop_all()  # app.py's session: a turn still being written stops; what was written is kept
         for thread in threading.enumerate():
             if thread.name == "web-turn":  # graph/web/ui/live.py: let it save the partial answer
                 thread.join(timeout=10)

@@ -28,7 +28,7 @@ import time
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive
 from graph.evolution.nodes.adapt import adapt
 from graph.evolution.nodes.breed import breed
@@ -41,7 +41,7 @@ from graph.store import store_for
 
 
 def more(state: EvolutionState, runtime: Runtime[Context]) -> str:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     generations, _, _ = run_settings(state, ctx)
     if state.get("outcome") == "budget" or time.time() > state["deadline"]:
         return "promote"

@@ -12,14 +12,14 @@ throwaway context (tools/delegate.py) is never folded.
 from langchain_core.messages import RemoveMessage
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.models import llm, window
 from graph.state import AgentState
 from graph.store import store_for
 
 
 def compact(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn:
         return {}
     settings = ctx.settings.session

@@ -13,7 +13,7 @@ from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
 from graph import tools as registry
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import feedback, guard, selfprompt, strategy
 from graph.models import llm, prompts, serving, thinking, window
 from graph.state import AgentState
@@ -21,7 +21,7 @@ from graph.store import store_for
 
 
 def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     store = store_for(ctx.home)
     messages = state["messages"]
     last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)

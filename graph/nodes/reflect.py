@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import guard
 from graph.models import llm, prompts
 from graph.state import AgentState
@@ -49,7 +49,7 @@ class Item:
 
 
 def reflect(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn or not ctx.settings.memory.enabled:
         return {}
     messages = state["messages"]

@@ -21,14 +21,14 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph import approval
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import feedback, guard, rating, reward
 from graph.state import AgentState
 from graph.store import store_for
 
 
 def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn:
         return {}
     messages = state["messages"]

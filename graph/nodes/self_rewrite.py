@@ -17,7 +17,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph import approval
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import guard, reward, selfprompt
 from graph.models import llm, prompts
 from graph.state import AgentState
@@ -33,7 +33,7 @@ REPLY_TOKENS = 400  # room for two rules and the reason (SCHEMA's lengths)
 
 
 def self_rewrite(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn:
         return {}
     messages = state["messages"]

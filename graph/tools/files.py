@@ -24,7 +24,7 @@ from pathlib import Path, PurePath
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.store import store_for
 
 LIST_MAX = 200  # entries list_dir shows
@@ -151,7 +151,7 @@ def read_file(path: str, runtime: ToolRuntime[Context], offset: int = 0) -> str:
         path: The file, relative to the workspace (or absolute inside it).
         offset: The character to start from (0 = the beginning).
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     if offset < 0:
@@ -187,7 +187,7 @@ def write_file(path: str, content: str, runtime: ToolRuntime[Context]) -> str:
         path: The file, relative to the workspace (or absolute inside it).
         content: The complete new text of the file.
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     before = _current(ctx, real, shown)
@@ -208,7 +208,7 @@ def edit_file(path: str, old_text: str, new_text: str, runtime: ToolRuntime[Cont
         new_text: The text to put in its place.
         replace_all: Replace every occurrence instead of exactly one.
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     before = _current(ctx, real, shown, must_exist=True)
@@ -247,7 +247,7 @@ def list_dir(runtime: ToolRuntime[Context], path: str = ".") -> str:
     Args:
         path: The folder, relative to the workspace (or absolute inside it); "." is its top.
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     if not real.is_dir():

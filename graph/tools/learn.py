@@ -20,7 +20,7 @@ from langgraph.prebuilt import ToolRuntime
 
 from graph.actions import Problem, examples, prompt, rewards
 from graph.actions import learning as actions_learning
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import guard, selfprompt
 from graph.store import store_for
 
@@ -36,7 +36,7 @@ def wanted(message: str) -> bool:
 
 def context_of(runtime: ToolRuntime[Context], change: str = "") -> Context:
     """The tool call's Context; with `change`, refused (ToolException) while learning is frozen or off."""
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if change:
         try:
             guard.may_change(ctx, change)

@@ -19,7 +19,7 @@ from pathlib import Path
 from langchain_core.tools import BaseTool, StructuredTool, ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.tools import sandbox
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -80,7 +80,7 @@ def create_tool(name: str, code: str, test_args: dict, runtime: ToolRuntime[Cont
     from standard modules like math, re, json, datetime, collections; no files, network, processes,
     eval/exec/open or dunder attributes. `test_args` are the arguments of a test call that must succeed.
     Creating an existing name replaces that tool."""
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     from graph.tools import builtin
 
     if not NAME.fullmatch(name):

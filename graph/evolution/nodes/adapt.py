@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution.adapt import AdaptError, breed, skip
 from graph.evolution.state import say
 from graph.models import adapters
@@ -17,7 +17,7 @@ from graph.store import store_for
 
 
 def adapt(state: dict, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     store = store_for(ctx.home)
     run = state["run"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness, operators
 from graph.evolution.offspring import fresh, genome_key, keep, mutant
 from graph.evolution.state import EvolutionState, random_for, run_settings, say
@@ -16,7 +16,7 @@ from graph.store import store_for
 
 
 def breed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     store = store_for(ctx.home)
     _, population, _ = run_settings(state, ctx)
     generation = state["generation"] + 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.adapt import prune
 from graph.evolution.archive import Genome
@@ -21,7 +21,7 @@ from graph.store import store_for
 
 
 def promote(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     store = store_for(ctx.home)
     run, margin = state["run"], ctx.settings.evolution.promote_margin
     incumbent = archive.get(store, state["incumbent"])

@@ -10,7 +10,7 @@ import time
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.state import EvolutionState, say
 from graph.models import adapters
@@ -22,7 +22,7 @@ class OutOfTime(Exception):
 
 
 def score(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     store = store_for(ctx.home)
     chosen, wants = fitness.cases(ctx, store), fitness.preferences(ctx)
     todo = [g for g in (archive.get(store, i) for i in state["members"]) if g.status == "new"]

@@ -10,7 +10,7 @@ import time
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.archive import Genome
 from graph.evolution.offspring import fresh, genome_key, mutant
@@ -21,7 +21,7 @@ from graph.store import store_for
 
 
 def seed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     store = store_for(ctx.home)
     generations, population, minutes = run_settings(state, ctx)
     run = archive.start(store, state.get("trigger", "studio"),
