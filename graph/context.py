@@ -6,7 +6,7 @@ session's `Services` it carries (built once per session, shared by every Context
 closed with it), the one Context of a graph run given none (`of`), locating the data folder
 (`--home` > `AGENT_HOME` > `data/` beside agent.py) and the one thread id of the endless session.
 Does not own: the config schema and loading it (config.py), reading the environment
-(environment.py), or building what the services hold: the Store (store.py), the chat
+(environment.py), or what the services hold: the Store (store.py), the chat
 backends (models/llm.py), the memories (memory/memories.py), the MCP sessions (tools/mcp.py).
 """
 
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from graph.config import DEFAULT_CONFIG, ROOT, Settings, load
+from graph.store import Store
 
 THREAD_ID = "main"  # the one endless session
 T = TypeVar("T")
@@ -31,7 +32,7 @@ T = TypeVar("T")
 class Services:
     """What one session builds once and every Context of it shares (a sub-agent's, a copy made
     with dataclasses.replace): the stop signal, and named slots that their owners fill on first
-    use (`get`) while this holder only keeps them: "store" (store.py), "backend" and "adapted:…"
+    use (`get`) while this holder only keeps them: "store" (`Context.store`), "backend" and "adapted:…"
     (models/llm.py; a test puts its scripted model in "backend"), "memories:…"
     (memory/memories.py), "mcp:…" (tools/mcp.py). `close()` closes what was opened, newest
     first. Thread-safe."""
@@ -136,6 +137,11 @@ class Context:
         if self.services is None:
             served = _default if _serving and _default is not None and _default.home == self.home else None
             self.services = served.services if served else Services()
+
+    @property
+    def store(self) -> Store:
+        """The data folder's Store: one connection per session, opened on first use."""
+        return self.services.get("store", lambda: Store(Path(self.home)))
 
     @property
     def stop(self) -> threading.Event:

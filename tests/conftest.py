@@ -33,10 +33,7 @@ def _isolated(tmp_path, monkeypatch, request):
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
         monkeypatch.setattr(strategy, "choose", lambda store, where, rng=None, barred=(): dict(strategy.DEFAULT))
     yield
-    from graph.tools import mcp
-
-    mcp.shutdown()  # each test's MCP servers (and browser) end with it
-    _release_files()
+    _release_files()  # each test's MCP servers (and browser) end with it
 
 
 def no_gpu(monkeypatch) -> None:
@@ -61,12 +58,9 @@ def _release_files() -> None:
     import gc
     import logging
 
-    from graph import context, store
+    from graph import context
 
     context.close_all()  # every session's services: its MCP servers (and browser), indexing thread, database
-    if "graph.memory.memories" in sys.modules:
-        sys.modules["graph.memory.memories"].close_all()  # before the files below: its thread writes to them
-    store.close_all()
     for name, log in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith("agent.turns.") and isinstance(log, logging.Logger):
             for handler in log.handlers[:]:

@@ -370,7 +370,6 @@ def simulate(session, user: SimulatedUser, turns: int, frozen: bool = False, see
              progress=None) -> Run:
     """`turns` answers judged by the simulated user (turns + 1 messages: the last one only
     settles the reward of the last answer). `frozen`: /learn off before the first message."""
-    from graph import store as stores
     from graph.learning import guard, reward, selfprompt, strategy
 
     random.seed(seed)  # strategy.choose samples with the global random
@@ -394,7 +393,7 @@ def simulate(session, user: SimulatedUser, turns: int, frozen: bool = False, see
         if progress:
             progress(i + 1, answer)
     run.seconds = time.perf_counter() - start
-    store = stores.store_for(ctx.home)
+    store = ctx.store
     settled = reward.recent(store, 100000)
     run.rewards = [r.reward for r in settled]
     run.turns = [r.turn for r in settled]

@@ -102,5 +102,5 @@ def test_studio_style_run_without_context(tmp_path, monkeypatch, make_config):
     graph = builder.compile(checkpointer=InMemorySaver())
     out = graph.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"thread_id": "t"}})
     assert out["messages"][-1].content == "hi from studio"
-    from graph.store import store_for
-    assert store_for(tmp_path / "studio").turns() == 1
+    from graph.store import Store
+    assert Store(tmp_path / "studio").turns() == 1

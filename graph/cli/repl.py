@@ -242,9 +242,9 @@ def run(session: Session, console: Console) -> None:
     banner(session, console)
     session.backend.warm()  # the model loads while the user types
     if session.ctx.settings.memory.enabled and session.store.has_memories():  # load the embedder before it is needed
-        from graph.memory.memories import memories_for
+        from graph.memory.memories import memories_of
 
-        _background(session, lambda: memories_for(session.ctx).search("warm-up", k=1, touch=False), lock=False)
+        _background(session, lambda: memories_of(session.ctx).search("warm-up", k=1, touch=False), lock=False)
     upkeep = Upkeep(session, console)
     try:
         for line in _lines(session, console):

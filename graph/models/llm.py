@@ -176,9 +176,8 @@ def _adapter(ctx: Context) -> str:
     """The evolved LoRA adapter attached to the prompt version serving now ('' for none): a
     promotion or rollback in another process (a background evolution run) shows on the next turn."""
     from graph.models import serving
-    from graph.store import store_for
 
-    return serving.evolved(store_for(ctx.home)).get("lora", "") if ctx.home else ""
+    return serving.evolved(ctx.store).get("lora", "") if ctx.home else ""
 
 
 def active(ctx: Context) -> Backend:

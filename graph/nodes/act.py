@@ -22,7 +22,6 @@ from graph import approval, tools as registry
 from graph.context import Context, of
 from graph.models import prompts
 from graph.state import AgentState
-from graph.store import store_for
 
 YES = ("yes", "always")
 LABELS = {"web_search": "web", "fetch_url": "web", "read_file": "files", "list_dir": "files",
@@ -31,7 +30,7 @@ LABELS = {"web_search": "web", "fetch_url": "web", "read_file": "files", "list_d
 
 def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) -> dict:
     ctx = of(runtime)
-    store = store_for(ctx.home)
+    store = ctx.store
     messages = state["messages"]
     tools = {t.name: t for t in registry.available(ctx, notify=lambda text: runtime.stream_writer({"notice": text}))}
     taint = approval.tainted(messages)

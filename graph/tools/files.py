@@ -25,7 +25,6 @@ from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
 from graph.context import Context, of
-from graph.store import store_for
 
 LIST_MAX = 200  # entries list_dir shows
 PROBE = 1024  # bytes looked at for NUL to tell a binary file
@@ -130,7 +129,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def _save(ctx: Context, real: Path, shown: str, before: bytes | None, data: bytes, tool_name: str) -> None:
     """Journal the previous version for /undo, then write atomically; a failed write is taken back out
     of the journal (marked undone) so /undo never restores over a write that did not happen."""
-    store = store_for(ctx.home)
+    store = ctx.store
     edit = store.record_edit(str(real), before, hashlib.sha256(data).hexdigest(), tool_name,
                              keep=ctx.settings.tools.files.undo_keep)
     try:
@@ -291,7 +290,7 @@ def undo(ctx: Context, force: bool = False) -> str:
     """Restore the file of the latest edit not yet undone (delete it if the edit created it);
     one line says what was done. Raises UndoError if the file changed since, unless `force`.
     Not confined to the current roots: it only ever touches files in the edit journal."""
-    store = store_for(ctx.home)
+    store = ctx.store
     edit = store.last_edit()
     if edit is None:
         return "nothing to undo"

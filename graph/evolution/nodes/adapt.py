@@ -13,12 +13,11 @@ from graph.context import Context, of
 from graph.evolution.adapt import AdaptError, breed, skip
 from graph.evolution.state import say
 from graph.models import adapters
-from graph.store import store_for
 
 
 def adapt(state: dict, runtime: Runtime[Context]) -> dict:
     ctx = of(runtime)
-    store = store_for(ctx.home)
+    store = ctx.store
     run = state["run"]
 
     def progress(**shown) -> None:

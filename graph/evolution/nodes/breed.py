@@ -12,12 +12,11 @@ from graph.context import Context, of
 from graph.evolution import archive, fitness, operators
 from graph.evolution.offspring import fresh, genome_key, keep, mutant
 from graph.evolution.state import EvolutionState, random_for, run_settings, say
-from graph.store import store_for
 
 
 def breed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
     ctx = of(runtime)
-    store = store_for(ctx.home)
+    store = ctx.store
     _, population, _ = run_settings(state, ctx)
     generation = state["generation"] + 1
     rng, wants = random_for({**state, "generation": generation}), fitness.preferences(ctx)

@@ -14,7 +14,6 @@ from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.state import EvolutionState, say
 from graph.models import adapters
-from graph.store import store_for
 
 
 class OutOfTime(Exception):
@@ -23,7 +22,7 @@ class OutOfTime(Exception):
 
 def score(state: EvolutionState, runtime: Runtime[Context]) -> dict:
     ctx = of(runtime)
-    store = store_for(ctx.home)
+    store = ctx.store
     chosen, wants = fitness.cases(ctx, store), fitness.preferences(ctx)
     todo = [g for g in (archive.get(store, i) for i in state["members"]) if g.status == "new"]
     for n, genome in enumerate(todo, 1):

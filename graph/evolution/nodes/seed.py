@@ -17,12 +17,11 @@ from graph.evolution.offspring import fresh, genome_key, mutant
 from graph.evolution.state import EvolutionState, random_for, run_settings, say
 from graph.learning import selfprompt
 from graph.models import serving
-from graph.store import store_for
 
 
 def seed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
     ctx = of(runtime)
-    store = store_for(ctx.home)
+    store = ctx.store
     generations, population, minutes = run_settings(state, ctx)
     run = archive.start(store, state.get("trigger", "studio"),
                         {"generations": generations, "population": population, "budget_minutes": minutes})
