@@ -85,12 +85,6 @@ class Services:
 _open: weakref.WeakSet[Services] = weakref.WeakSet()
 
 
-def stop_all() -> None:
-    """Set every session's stop signal: the process ends (what the answers wrote is kept)."""
-    for services in list(_open):
-        services.stop.set()
-
-
 @atexit.register
 def close_all() -> None:
     """Close every session's services (at exit; between tests) and forget the default Context."""
@@ -162,8 +156,9 @@ class Context:
 
 # A graph run given no context (LangGraph Studio, a graph invoked from Python) gets this one
 # Context, made on first use; LangGraph's server also builds a Context per run from its JSON, which
-# borrows the served session's services (`serve`). One per process: the server loads the graphs
-# and their context class by import path, so nothing else can hand the session to them.
+# borrows the served session's services (`serve`), as does the Context of Streamlit's app. One per
+# process: those servers load the graphs, the context class and the app by import path, so nothing
+# else can hand the session to them.
 _default: Context | None = None
 _serving = False
 _default_lock = threading.Lock()
@@ -184,8 +179,8 @@ def default() -> Context:
 
 
 def serve(ctx: Context) -> None:
-    """Make `ctx` the default Context, whose services every Context built for its data folder
-    shares (studio.py: the session LangGraph's server serves)."""
+    """Make `ctx` the default Context, whose services every Context built later for its data folder
+    shares: the session LangGraph's server (studio.py) or Streamlit's app (cli/ui.py) serves."""
     global _default, _serving
     with _default_lock:
         _default, _serving = ctx, True
