@@ -167,9 +167,9 @@ def cannot_answer_japanese(ctx: Context, store) -> str:
     return NO_JAPANESE.format(model=active(ctx).model, ollama=ctx.settings.llm.ollama.model)
 
 
-def _key(ctx: Context) -> str:
-    """The slot of the backend for ctx's model settings and the adapter serving now."""
-    return f"backend:{_adapter(ctx)}:{ctx.settings.llm.model_dump_json()}"
+def _slot(ctx: Context, lora: str) -> str:
+    """The services' slot of the backend for ctx's model settings and the adapter `lora`."""
+    return f"backend:{lora}:{ctx.settings.llm.model_dump_json()}"
 
 
 def _adapter(ctx: Context) -> str:
@@ -185,8 +185,8 @@ def active(ctx: Context) -> Backend:
     the one resolved for its settings and adapter (once, then kept until a fallback)."""
     if (put := ctx.services.peek("backend")) is not None:
         return put
-    slot = _key(ctx)
-    return ctx.services.get(slot, lambda: resolve(ctx.settings, _adapter(ctx)))
+    lora = _adapter(ctx)
+    return ctx.services.get(_slot(ctx, lora), lambda: resolve(ctx.settings, lora))
 
 
 def adapted(ctx: Context, lora: str) -> Backend:
@@ -200,9 +200,10 @@ def adapted(ctx: Context, lora: str) -> Backend:
 
 def fall_back(ctx: Context, why: str) -> Backend:
     """Answer with the embedded model from now on (Ollama failed), for this session's next turns too."""
-    slot = "backend" if ctx.services.peek("backend") is not None else _key(ctx)
+    lora = _adapter(ctx)
+    slot = "backend" if ctx.services.peek("backend") is not None else _slot(ctx, lora)
     with ctx.services.lock(slot):
-        backend = embedded_backend(ctx.settings, _adapter(ctx))
+        backend = embedded_backend(ctx.settings, lora)
         backend.notice = why
         ctx.services.put(slot, backend)
         return backend
