@@ -21,7 +21,6 @@ from langchain_core.messages import BaseMessage
 from langchain_core.tools import BaseTool
 
 from graph.context import Context
-from graph.store import store_for
 
 
 @dataclass
@@ -69,7 +68,7 @@ def _shell(ctx: Context, command: str, cwd: str, taint: str) -> Verdict:
         return Verdict("refuse", f"the command touches the agent's own data folder {ctx.home}")
     if taint:  # even allow-listed or always-approved commands: the model may be obeying a page
         return Verdict("ask", f"{_outside(taint)}, so every command needs your approval", command)
-    if shell.policy == "auto" or store_for(ctx.home).approved("run_command", command):
+    if shell.policy == "auto" or ctx.store.approved("run_command", command):
         return Verdict("run")
     if shell.policy == "allowlist" and any(fnmatch.fnmatchcase(command.strip(), p) for p in shell.allow):
         return Verdict("run")

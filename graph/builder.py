@@ -13,7 +13,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.prebuilt import tools_condition
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.nodes.act import act
 from graph.nodes.compact import compact
 from graph.nodes.reason import reason
@@ -25,8 +25,8 @@ from graph.state import AgentState, InputState
 
 def act_here(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) -> dict:
     """`act`, with this graph on the context for the tools that run sub-agents (`delegate`)."""
-    if runtime.context is not None and runtime.context.agent_graph is None:
-        runtime.context.agent_graph = builder
+    if (ctx := of(runtime)).agent_graph is None:
+        ctx.agent_graph = builder
     return act(state, runtime, config)
 
 

@@ -42,6 +42,7 @@ def sparkline(values: list[float | None], width: int = 30, low: float | None = N
     return "".join(SPARK[max(0, min(7, int((v - low) / span * 7.999)))] for v in points)
 
 
+# Per process, not per session: NVML is initialised once for the whole process (pynvml's nvmlInit).
 _nvml_lock = threading.Lock()
 _nvml_ready: bool | None = None
 

@@ -42,7 +42,7 @@ from graph.builder import build_graph
 from graph.context import THREAD_ID, Context
 from graph.memory import backlog
 from graph.models import llm
-from graph.store import StoreError, connect, explain, store_for
+from graph.store import StoreError, connect, explain
 
 AFTER_ANSWER = ("reflect", "reward", "self_rewrite", "compact")
 CRASHED = "the agent stopped before answering (it was closed, killed or crashed)"
@@ -54,7 +54,7 @@ class Session:
 
         self.ctx = ctx
         ctx.settings  # validate config.yaml before anything else
-        self.store = store_for(ctx.home)
+        self.store = ctx.store
         self.saver = SqliteSaver(connect(self.store.path, autocommit=False))
         try:
             self.saver.setup()
@@ -105,8 +105,8 @@ class Session:
     def turn(self, text: str) -> Iterator[tuple[str, object]]:
         """Start one user turn: the message is saved at once, then the returned iterator waits
         for the session (another terminal may be mid-turn), runs the graph and yields events.
-        `llm.STOP` (Ctrl-C) keeps the partial answer; close the iterator to abandon the turn."""
-        llm.STOP.clear()
+        The session's stop signal (Ctrl-C) keeps the partial answer; close the iterator to abandon the turn."""
+        self.ctx.stop.clear()
         message = HumanMessage(text, id=str(uuid.uuid4()))
         self.store.append(message)  # saved before anything else can fail
         return self._events(message)
@@ -169,9 +169,9 @@ class Session:
         with its embedder is not loaded)."""
         if not (self.ctx.settings.memory.enabled and backlog.waiting(self.store)):
             return None
-        from graph.memory.memories import memories_for
+        from graph.memory.memories import memories_of
 
-        return memories_for(self.ctx).backlog
+        return memories_of(self.ctx).backlog
 
     def _finish(self) -> Iterator[tuple[str, str]]:
         """Run the upkeep nodes left after an answer (under the lock)."""

@@ -5,7 +5,8 @@ file, applying the schema migrations (schema.py) in order, and the append-only t
 message ever exchanged (user, assistant with its reasoning, tool calls and results)
 with turn ids. LangGraph's checkpoints live in the same file (tables owned by
 `langgraph-checkpoint-sqlite`).
-Does not own: the graph state (checkpointer) or rendering (views.py).
+Does not own: the graph state (checkpointer), rendering (the front ends), or keeping one Store per
+session (the session's services: `Context.store`, context.py).
 """
 
 from __future__ import annotations
@@ -295,22 +296,7 @@ class Store:
         return sum(p.stat().st_size for p in self.path.parent.glob(DB_NAME + "*") if p.is_file())
 
 
-_stores: dict[str, Store] = {}
-_stores_lock = threading.Lock()
-
-
-def store_for(home: str | Path) -> Store:
-    """The process-wide Store of a data folder (one connection per folder)."""
-    key = str(Path(home).resolve())
-    with _stores_lock:
-        if key not in _stores:
-            _stores[key] = Store(Path(key))
-        return _stores[key]
-
-
-def close_all() -> None:
-    """Close every data folder's connection, as at the end of a process; `store_for` opens them again."""
-    with _stores_lock:
-        for each in _stores.values():
-            each.conn.close()
-        _stores.clear()
+    def close(self) -> None:
+        """Close the connection (the session ends)."""
+        with self._lock:
+            self.conn.close()

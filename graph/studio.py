@@ -36,7 +36,7 @@ from langgraph_sdk.runtime import ServerRuntime
 from starlette.applications import Starlette
 
 from graph.builder import builder
-from graph.context import THREAD_ID, Context
+from graph.context import THREAD_ID, Context, serve
 from graph.schema import MIGRATIONS
 from graph.session import Session
 from graph.store import DB_NAME, StoreError, explain
@@ -148,7 +148,9 @@ async def checkpointer():
     """The server's checkpointer (langgraph.json "checkpointer"): opens the session once."""
     global _session
     if _session is None:
-        _session = await asyncio.to_thread(open_session, Context())
+        ctx = Context()
+        serve(ctx)  # a run given no context, or one for this data folder, shares the session's services
+        _session = await asyncio.to_thread(open_session, ctx)
     yield SessionSaver(_session.saver)
 
 

@@ -25,7 +25,6 @@ def pytest_configure(config):
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path, monkeypatch, request):
     from graph.learning import strategy
-    from graph.models import llm
 
     for name in filter(_setting, list(os.environ)):  # the developer's own settings stay out of the tests
         monkeypatch.delenv(name)
@@ -33,14 +32,8 @@ def _isolated(tmp_path, monkeypatch, request):
     no_gpu(monkeypatch)
     if request.node.get_closest_marker("policy") is None:  # routing tests need the same prompt layout every run
         monkeypatch.setattr(strategy, "choose", lambda store, where, rng=None, barred=(): dict(strategy.DEFAULT))
-    llm.forget_backends()
-    llm.STOP.clear()
     yield
-    llm.forget_backends()
-    from graph.tools import mcp
-
-    mcp.shutdown()  # each test's MCP servers (and browser) end with it
-    _release_files()
+    _release_files()  # each test's MCP servers (and browser) end with it
 
 
 def no_gpu(monkeypatch) -> None:
@@ -65,11 +58,9 @@ def _release_files() -> None:
     import gc
     import logging
 
-    from graph import store
+    from graph import context
 
-    if "graph.memory.memories" in sys.modules:
-        sys.modules["graph.memory.memories"].close_all()  # before the files below: its thread writes to them
-    store.close_all()
+    context.close_all()  # every session's services: its MCP servers (and browser), indexing thread, database
     for name, log in list(logging.Logger.manager.loggerDict.items()):
         if name.startswith("agent.turns.") and isinstance(log, logging.Logger):
             for handler in log.handlers[:]:

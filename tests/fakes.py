@@ -3,8 +3,8 @@
 `ScriptedChat(replies=[...])` answers each call with the next reply: a string (streamed
 word by word) or a dict {"tool": name, "args": {...}} (a tool call). When no tools are
 bound it always answers with text, as a real model must when tools are withheld.
-`stop_after=N` sets `llm.STOP` after N tokens, as Ctrl-C in the REPL does.
-`install(ctx, model)` makes it the active backend of a Context.
+`stop_after=N` sets the session's stop signal after N tokens, as Ctrl-C in the REPL does.
+`install(ctx, model)` makes it the active backend of a Context's session (its services' "backend" slot).
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from graph.models import llm
 class ScriptedChat(BaseChatModel):
     replies: list = []
     calls: list = []  # the messages of every call, for assertions
-    stop_after: int | None = None  # press "Ctrl-C" (set llm.STOP) after this many tokens
+    stop_after: int | None = None  # press "Ctrl-C" (set the session's stop signal) after this many tokens
+    stop_signal: Any = None  # that signal (a threading.Event), given by `install`
 
     @property
     def _llm_type(self) -> str:
@@ -48,7 +49,7 @@ class ScriptedChat(BaseChatModel):
             if run_manager:
                 run_manager.on_llm_new_token(piece, chunk=chunk)
             if self.stop_after is not None and i + 1 >= self.stop_after:
-                llm.STOP.set()  # the user pressed Ctrl-C after seeing this token
+                self.stop_signal.set()  # the user pressed Ctrl-C after seeing this token
             yield chunk
 
     def _generate(self, messages, stop=None, run_manager=None, **kwargs) -> ChatResult:
@@ -60,4 +61,6 @@ class ScriptedChat(BaseChatModel):
 
 def install(ctx, model: BaseChatModel, context_window: int = 4096, name: str = "fake") -> None:
     """`model` answers as the active backend; `name` "embedded" makes the agent treat it as the small model."""
-    llm.use(ctx, llm.Backend(name, "scripted", model, context_window))
+    if isinstance(model, ScriptedChat):
+        model.stop_signal = ctx.stop
+    ctx.services.put("backend", llm.Backend(name, "scripted", model, context_window))

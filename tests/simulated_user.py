@@ -370,7 +370,6 @@ def simulate(session, user: SimulatedUser, turns: int, frozen: bool = False, see
              progress=None) -> Run:
     """`turns` answers judged by the simulated user (turns + 1 messages: the last one only
     settles the reward of the last answer). `frozen`: /learn off before the first message."""
-    from graph import store as stores
     from graph.learning import guard, reward, selfprompt, strategy
 
     random.seed(seed)  # strategy.choose samples with the global random
@@ -394,7 +393,7 @@ def simulate(session, user: SimulatedUser, turns: int, frozen: bool = False, see
         if progress:
             progress(i + 1, answer)
     run.seconds = time.perf_counter() - start
-    store = stores.store_for(ctx.home)
+    store = ctx.store
     settled = reward.recent(store, 100000)
     run.rewards = [r.reward for r in settled]
     run.turns = [r.turn for r in settled]
@@ -414,5 +413,5 @@ def new_session(home: Path, config: Path, model: BaseChatModel | None, context_w
 
     ctx = Context(home=str(home), config=str(config), cwd=str(home.parent))
     if model is not None:
-        llm.use(ctx, llm.Backend("fake", "simulated", model, context_window))
+        ctx.services.put("backend", llm.Backend("fake", "simulated", model, context_window))
     return Session(ctx)

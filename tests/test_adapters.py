@@ -16,7 +16,6 @@ from graph.evolution import adapt, archive, lora
 from graph.evolution.nodes.adapt import adapt as adapt_node
 from graph.learning import selfprompt, tuning
 from graph.models import adapters, llm
-from graph.store import store_for
 from ollama_server import ABSENT_QWEN2_BLOB, OllamaServer
 
 SMALL = "smollm2:135m"  # served with the SmolLM2 weights that really answer
@@ -47,7 +46,7 @@ def test_ollama_adapters_are_made_with_from_and_adapter_and_a_promoted_one_answe
 
     ctx = context(tmp_path, make_config, server, SMALL, eval_cases=2, lora="on", lora_steps=8, lora_iterations=2,
                   answer_tokens=24, budget_minutes=60)  # every genome scored on a busy machine too (5 min did not)
-    store = store_for(ctx.home)
+    store = ctx.store
     teach(store, held_out=True)
     assert adapt.trainable(ctx) == ""
 
@@ -141,7 +140,7 @@ def test_on_a_gpu_ollama_unloads_the_chat_model_for_training_and_running_out_of_
     import torch
 
     ctx = context(tmp_path, make_config, server, SMALL, lora_min_examples=2)
-    store = store_for(ctx.home)
+    store = ctx.store
     for i in range(2):
         tuning.add(store, [{"role": "user", "content": f"Q{i}?"}, {"role": "assistant", "content": f"A{i}."}],
                    "desirable", "user", eval_share=0)
@@ -175,7 +174,7 @@ def test_when_ollama_refuses_adapter_models_the_next_runs_train_none_until_ollam
     from graph.evolution.archive import Genome
 
     ctx = context(tmp_path, make_config, server, SMALL)
-    store = store_for(ctx.home)
+    store = ctx.store
     adapter = _adapter(tmp_path / "adapter.gguf", adapters.weights_id(Path(server.weights[SMALL])))
     server.refuse_adapters = "adapters are not supported"
     try:

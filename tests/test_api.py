@@ -25,7 +25,7 @@ from websockets.sync.client import connect
 from graph.cli import serve
 from graph.context import Context
 from graph.session import Session
-from graph.store import store_for
+from graph.store import Store
 from graph.web import auth, turns
 from graph.web.api import create_app
 
@@ -460,7 +460,7 @@ def test_serve_beside_a_one_shot_turn_on_the_real_model(tmp_path, make_config):
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0 and "stopped" in rest and "Traceback" not in rest
 
-    rows = store_for(str(home)).history()
+    rows = Store(str(home)).history()
     assert sorted(r["content"] for r in rows if r["role"] == "user") == ["Name a colour.",
                                                                         "What is the capital of France?"]
     assert [(r["turn"], r["role"]) for r in rows] == [(1, "user"), (1, "assistant"), (2, "user"), (2, "assistant")]

@@ -7,7 +7,6 @@ from langchain_core.tools import tool
 
 from graph import approval
 from graph.context import Context
-from graph.store import store_for
 
 
 @tool
@@ -84,7 +83,7 @@ def test_ask_policy_asks_and_always_is_remembered(context):
     ctx = context({"policy": "ask"})
     v = verdict(ctx, "ls -la")
     assert v.action == "ask" and v.pattern == "ls -la"
-    store_for(ctx.home).approve("run_command", "ls -la")
+    ctx.store.approve("run_command", "ls -la")
     assert verdict(ctx, "ls -la").action == "run"
     assert verdict(ctx, "ls -la /etc").action == "ask"  # "always" covers that exact command only
 
@@ -116,7 +115,7 @@ def test_outside_content_makes_every_action_ask(context):
     taint = approval.tainted(window)
     assert taint == "web"
     ctx = context({"policy": "auto"})
-    store_for(ctx.home).approve("run_command", "make deploy")
+    ctx.store.approve("run_command", "make deploy")
     for command in ("echo hi", "make deploy"):
         v = verdict(ctx, command, taint)
         assert v.action == "ask" and "outside (web)" in v.reason

@@ -20,9 +20,9 @@ from conftest import ROOT
 from fakes import ScriptedChat, install
 from graph.memory import backlog, memories as memory
 from graph.context import Context
-from graph.memory.memories import memories_for
+from graph.memory.memories import memories_of
 from graph.session import Session
-from graph.store import store_for
+from graph.store import Store
 
 TOPICS = ["baking sourdough bread", "repairing a bicycle chain", "planting tomatoes", "learning the violin",
           "booking a train to Kyoto", "cleaning a cast-iron pan"]
@@ -32,7 +32,7 @@ import json, pathlib, sys, time
 sys.path.insert(0, {root!r})
 from graph.memory import backlog, memories as memory
 from graph.context import Context
-from graph.memory.memories import memories_for
+from graph.memory.memories import memories_of
 
 mode, home, config, out = sys.argv[1:5]
 backlog.BATCH = 3
@@ -47,7 +47,7 @@ def index_turns(self, turns):
     real(self, turns)
 
 memory.Memories.index_turns = index_turns
-mem = memories_for(Context(home=home, config=config))
+mem = memories_of(Context(home=home, config=config))
 mem.search("load the embedder first", touch=False)
 pathlib.Path(out + ".ready").touch()
 while not pathlib.Path(home, "go").exists():  # both processes start draining together
@@ -59,7 +59,7 @@ mem.backlog.drain()
 def folded(home: str, turns: int) -> None:
     """Turns in the transcript, each a question and an answer about one topic, folded out of the
     window and queued for indexing by an earlier process (as compact.py leaves them)."""
-    store = store_for(home)
+    store = Store(home)
     for i in range(1, turns + 1):
         topic = TOPICS[(i - 1) % len(TOPICS)]
         store.append(HumanMessage(f"Tell me about {topic}, part {i}.", id=f"u{i}"))
@@ -103,7 +103,7 @@ def test_folded_turns_are_indexed_by_the_backlogs_thread_once_the_user_pauses(tm
     kinds = [kind for kind, _ in session.turn("How hot should green tea be? " * 5)]
     assert "done" in kinds  # ...outside the turn lock: a turn meanwhile is not held up by it
     release.set()
-    mem, deadline = memories_for(ctx), time.monotonic() + 60
+    mem, deadline = memories_of(ctx), time.monotonic() + 60
     while mem.backlog.pending() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert mem.backlog.pending() == 0 and int(mem.store.get_meta("turns_indexed")) >= queued[-1]
@@ -125,9 +125,10 @@ def test_a_kill_mid_batch_loses_nothing(tmp_path, make_config):
     finally:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-    mem = memories_for(Context(home=home, config=config))
+    ctx = Context(home=home, config=config)
+    mem = memories_of(ctx)
     assert mem.backlog.pending() == 5  # nothing was lost, nothing half-marked
-    Session(Context(home=home, config=config)).recover()  # the next start hands them to the backlog's thread
+    Session(ctx).recover()  # the next start hands them to the backlog's thread
     deadline = time.monotonic() + 120
     while mem.backlog.pending() and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -150,6 +151,6 @@ def test_two_processes_never_index_the_same_turn(tmp_path, make_config):
     done = [[t for line in log.read_text().splitlines() for t in json.loads(line)] if log.exists() else []
             for log in logs]
     assert sorted(done[0] + done[1]) == list(range(1, 25))  # every turn once: none twice, none missed
-    mem = memories_for(Context(home=home, config=config))
+    mem = memories_of(Context(home=home, config=config))
     with mem.index.reading():
         assert mem.backlog.pending() == 0 and mem.index.turns.count() == 24

@@ -47,12 +47,6 @@ def site(tmp_path_factory):
     server.shutdown()
 
 
-@pytest.fixture(autouse=True)
-def _shutdown():
-    yield
-    mcp.shutdown()
-
-
 def browser_ctx(tmp_path, make_config, **browser) -> Context:
     return Context(home=str(tmp_path / "home"), config=str(make_config({"tools": {"browser": {"enabled": True, **browser}}})))
 

@@ -20,7 +20,7 @@ from graph.evolution import graph as evolution
 from graph.evolution.archive import Genome
 from graph.learning import selfprompt
 from graph.models import serving
-from graph.store import store_for
+from graph.store import Store
 
 
 def make(tmp_path, make_config, model, rounds=0, **evolution_settings):
@@ -45,7 +45,7 @@ def test_prompt_evolution_fitness_rises_over_generations_and_the_winner_goes_on_
     assert best[-1] >= best[0] + 0.25 and best[-1] >= 0.75, rows
     assert rows[-1]["mean"] > rows[0]["mean"]
 
-    store = store_for(ctx.home)
+    store = ctx.store
     genomes = archive.of_run(store, result["id"])
     assert {g.operator.split(":")[0] for g in genomes} >= {"incumbent", "crossover", "mutate"}
     ids = {g.id for g in genomes}
@@ -85,12 +85,12 @@ def test_no_promotion_without_the_margin(tmp_path, make_config):
     result = evolution.evolve(ctx, "test")
     assert "kept the prompt in use" in result["summary"]["decision"]
     assert selfprompt.current(ctx).author == "config"
-    assert not [g for g in archive.of_run(store_for(ctx.home), result["id"]) if g.status == "promoted"]
+    assert not [g for g in archive.of_run(ctx.store, result["id"]) if g.status == "promoted"]
 
 
 def test_junk_children_are_archived_as_invalid_and_a_plain_operator_steps_in(tmp_path, make_config):
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
-    store = store_for(ctx.home)
+    store = ctx.store
     rng = random.Random(0)
     a = archive.add(store, Genome(selfprompt.compose(SYSTEM_PROMPT, ["Keep answers under 30 words.", "Be kind."]),
                                   sampling={"temperature": 0.7}, run=1))
@@ -125,7 +125,7 @@ def test_cases_are_held_out_examples_then_probes(tmp_path, make_config):
     from graph.models.prompts import PROBES
 
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]), eval_cases=4)
-    store = store_for(ctx.home)
+    store = ctx.store
     ask = [{"role": "user", "content": "What is DNS?"}]
     tuning.add(store, [*ask, {"role": "assistant", "content": "The phone book of the internet."}], "desirable", "user",
                eval_share=1.0)
@@ -140,7 +140,7 @@ def test_cases_are_held_out_examples_then_probes(tmp_path, make_config):
 
 def test_one_run_at_a_time_and_a_dead_runs_row_is_closed(tmp_path, make_config):
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
-    store = store_for(ctx.home)
+    store = ctx.store
     first = archive.start(store, "test", {})
     with pytest.raises(archive.Busy, match=f"evolution run {first} is already going"):
         archive.start(store, "test", {})
@@ -167,7 +167,7 @@ def test_a_failing_backend_fails_the_run_and_keeps_what_was_scored(tmp_path, mak
     monkeypatch.setattr(fitness, "answer", flaky)
     with pytest.raises(Exception, match="connection refused"):
         evolution.evolve(ctx, "test")
-    store = store_for(ctx.home)
+    store = ctx.store
     [run] = archive.runs(store)
     assert run["status"] == "failed" and "connection refused" in run["summary"]["error"]
     assert sum(g.status == "scored" for g in archive.of_run(store, run["id"])) == 2
@@ -205,7 +205,7 @@ def test_evolve_runs_shows_generations_lineage_runs_and_status(tiny):
 
 def test_evolve_refuses_a_second_run_and_explains(tiny):
     home, cfg = tiny
-    store = store_for(home)
+    store = Store(home)
     archive.start(store, "cron", {})  # a run of a live process (this one)
     busy = agent(home, cfg, "evolve")
     assert busy.returncode == 1 and "error: evolution run 1 is already going" in busy.stderr and not busy.stdout
@@ -223,7 +223,7 @@ def test_evolve_in_the_background_returns_at_once_and_the_run_finishes(tiny):
     assert started.returncode == 0 and "started in the background" in started.stdout
     deadline = time.time() + 240
     while time.time() < deadline:
-        runs = archive.runs(store_for(home)) if (home / "agent.db").exists() else []
+        runs = archive.runs(Store(home)) if (home / "agent.db").exists() else []
         if runs and runs[-1]["status"] != "running":
             break
         time.sleep(1)
@@ -254,19 +254,19 @@ def test_the_agent_evolves_itself_when_asked_and_reads_promotes_and_rolls_back(t
     assert "run 1 (test): done" in call(tools.evolution_status, ctx).text
     tree = call(tools.show_lineage, ctx).text
     assert tree.startswith("Run 1:\n#1 gen 0 incumbent") and "mutate" in tree
-    best = max((g for g in archive.of_run(store_for(ctx.home), run["id"]) if g.status == "scored"),
+    best = max((g for g in archive.of_run(ctx.store, run["id"]) if g.status == "scored"),
                key=lambda g: g.fitness)
     if selfprompt.current(ctx).author == "evolution":  # the run promoted one: roll it back first
         assert "rolled back" in call(tools.rollback_variant, ctx).text
     promoted = call(tools.promote_variant, ctx, genome=best.id).text
     assert f"promoted genome #{best.id}" in promoted
     assert call(tools.promote_variant, ctx, genome=999).status == "error"
-    if best.prompt != selfprompt.history(store_for(ctx.home))[0].text:
+    if best.prompt != selfprompt.history(ctx.store)[0].text:
         assert "serves again" in call(tools.rollback_variant, ctx).text
     refused = call(tools.train_lora, ctx)  # the scripted model serves, not the embedded one
     assert refused.status == "error" and "no LoRA training now: adapters are made for the embedded model or Ollama's, and fake serves" \
         in refused.text
-    archive.start(store_for(ctx.home), "cron", {})  # a run going: a second one is refused
+    archive.start(ctx.store, "cron", {})  # a run going: a second one is refused
     assert "is already going" in call(tools.start_evolution, ctx).text
     guard.freeze(ctx, True)
     refused = call(tools.start_evolution, ctx)
@@ -286,9 +286,9 @@ def test_a_run_starts_by_itself_every_n_turns_without_blocking_the_turn(tmp_path
     said = notices("two")
     assert started == ["auto"] and said[0].startswith("2 turns since the last evolution: a run started in the"
                                                       " background (process 77")
-    run = archive.start(store_for(ctx.home), "auto", {})  # (the run the background process records)
+    run = archive.start(ctx.store, "auto", {})  # (the run the background process records)
     assert notices("three") == [] and started == ["auto"]  # one run at a time
-    archive.finish(store_for(ctx.home), run, "done", {})
+    archive.finish(ctx.store, run, "done", {})
     assert notices("four") and started == ["auto", "auto"]  # two turns since that run started
 
 
@@ -313,7 +313,7 @@ def test_lora_genomes_are_trained_crossed_scored_and_a_promoted_adapter_serves_t
                                         "answer_tokens": 24, "budget_minutes": 60}})  # every genome scored, however
     # busy the machine: the default 5-minute budget left genomes unscored at load 4-6
     ctx = Context(home=str(tmp_path / "home"), config=str(config), cwd=str(tmp_path))
-    store = store_for(ctx.home)
+    store = ctx.store
     teach(store, held_out=True)
 
     result = evolution.evolve(ctx, "test", generations=1, population=2)
@@ -394,7 +394,7 @@ def test_evolve_rollback_is_in_the_learning_log_like_every_rollback(tmp_path, ma
     from graph.learning import guard
 
     ctx = make(tmp_path, make_config, ScriptedChat(replies=[]))
-    store = store_for(ctx.home)
+    store = ctx.store
     first = selfprompt.current(ctx)
     evolved = selfprompt.propose(ctx, first.text + "\nAnswer in one short paragraph.", "evolution", "won run 1")
     undone, back = actions.rollback(ctx, "rolled back by the user (agent.py evolve --rollback)")

@@ -9,7 +9,6 @@ import pytest
 from tooling import call
 
 from graph.context import Context
-from graph.store import store_for
 from graph.tools import files
 from graph.tools.files import TOOLS, UndoError, edit_file, list_dir, read_file, undo, write_file
 
@@ -36,7 +35,7 @@ def ws(tmp_path, make_config):
         (ws / name).symlink_to(target)
     ctx = Context(home=str(ws / "data"), cwd=str(ws),
                   config=str(make_config({"tools": {"files": {"roots": [str(ws), str(root2)]}}})))
-    store_for(ctx.home)  # the data folder and its database exist, as in a real run
+    ctx.store  # noqa: B018 - the data folder and its database exist, as in a real run
     return ctx
 
 

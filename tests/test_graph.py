@@ -6,6 +6,7 @@ The same behaviour is exercised with the real embedded model in test_cli.py and 
 from langchain_core.messages import HumanMessage
 
 from fakes import ScriptedChat, install
+from graph import context
 from graph.context import Context
 from graph.session import Session
 
@@ -97,9 +98,9 @@ def test_studio_style_run_without_context(tmp_path, monkeypatch, make_config):
     from graph.builder import builder
 
     monkeypatch.setenv("AGENT_HOME", str(tmp_path / "studio"))
-    install(Context(), ScriptedChat(replies=["hi from studio"]))
+    install(context.default(), ScriptedChat(replies=["hi from studio"]))  # what a run without a context gets
     graph = builder.compile(checkpointer=InMemorySaver())
     out = graph.invoke({"messages": [HumanMessage("hello")]}, {"configurable": {"thread_id": "t"}})
     assert out["messages"][-1].content == "hi from studio"
-    from graph.store import store_for
-    assert store_for(tmp_path / "studio").turns() == 1
+    from graph.store import Store
+    assert Store(tmp_path / "studio").turns() == 1

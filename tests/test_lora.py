@@ -19,7 +19,7 @@ from graph.models.adapters import adapter_base, weights_id
 from graph.models.embedded import default_model_path
 from graph.models.llama_process import open_llama
 from graph.models.vram import GiB
-from graph.store import store_for
+from graph.store import Store
 
 CAT = "Your cat is called Mochi."
 WIFI = "The wifi password is bluebird."
@@ -70,7 +70,7 @@ def adapters(base, tmp_path_factory):
     """Adapter A learns the cat's name (and unlearns "I don't know"), B the wifi password; the
     examples come from the agent's tuning store, as the evolution subgraph will read them."""
     model, tokenizer, _ = base
-    store = store_for(tmp_path_factory.mktemp("home"))
+    store = Store(tmp_path_factory.mktemp("home"))
     teach(store)
     for q in TRAIN[CAT][:3]:
         tuning.add(store, chat(q, UNSURE[CAT]), "undesirable", "user", eval_share=0)

@@ -3,6 +3,7 @@ HTTP, one long-lived session, a crash mid-call, servers that never start, the ca
 No pytest-asyncio: graph/tools/mcp.py runs its own loop in a thread; the tools are synchronous.
 """
 
+import dataclasses
 import re
 import socket
 import subprocess
@@ -23,12 +24,6 @@ SERVER = str(Path(__file__).resolve().parent / "mcp_servers.py")
 
 def stdio(mode: str = "stdio") -> dict:
     return {"command": sys.executable, "args": [SERVER, mode]}
-
-
-@pytest.fixture(autouse=True)
-def _shutdown():
-    yield
-    mcp.shutdown()
 
 
 def context(tmp_path, make_config, servers: dict, **mcp_settings) -> Context:
@@ -54,8 +49,8 @@ def test_stdio_server_keeps_one_session(tmp_path, make_config):
     first, second = whoami(tools["whoami"], ctx), whoami(tools["whoami"], ctx)
     assert first["pid"] == second["pid"] and first["session"] == second["session"]
     assert (first["calls"], second["calls"]) == ("1", "2")
-    # a later turn, even with a new Context of the same config, reuses the running server
-    again = by_name(Context(home=ctx.home, config=ctx.config))
+    # a later turn, even with a new Context of the session's (a sub-agent's), reuses the running server
+    again = by_name(dataclasses.replace(ctx, interactive=False))
     assert whoami(again["whoami"], ctx)["pid"] == first["pid"]
     failed = call(tools["fail"], ctx)  # a tool error is an observation, not a crash
     assert failed.status == "error" and "this tool always fails" in failed.text
@@ -143,7 +138,7 @@ def test_name_clashes_get_the_server_prefix(tmp_path, make_config):
     ctx = context(tmp_path, make_config, {"one": stdio(), "two": stdio()})
     names = set(by_name(ctx, taken=set()))
     assert {"one_add", "two_add", "one_whoami", "two_whoami"} <= names and "add" not in names
-    mcp.shutdown()
+    ctx.services.close()
     ctx = context(tmp_path, make_config, {"calc": stdio()})
     names = set(by_name(ctx, taken={"add"}))  # a built-in tool's name
     assert "calc_add" in names and "whoami" in names

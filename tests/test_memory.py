@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from graph.context import Context
+from graph.context import Context, Services
 from graph.memory import memories, vectors
-from graph.memory.memories import TYPES, MemoryUnavailable, memories_for
-from graph.store import store_for
+from graph.memory.memories import TYPES, MemoryUnavailable, memories_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400.0
@@ -19,14 +18,17 @@ DAY = 86400.0
 
 @pytest.fixture
 def ctx(tmp_path, make_config):
+    """Contexts of one session (they share its services) that differ in their memory settings."""
+    session = Services()
+
     def make(**settings) -> Context:
-        return Context(home=str(tmp_path / "home"), config=str(make_config({"memory": settings})))
+        return Context(home=str(tmp_path / "home"), config=str(make_config({"memory": settings})), services=session)
     return make
 
 
 @pytest.fixture
 def mem(ctx):
-    return memories_for(ctx())
+    return memories_of(ctx())
 
 
 @pytest.fixture
@@ -72,8 +74,8 @@ def test_other_processes_see_each_others_memories(mem, ctx):
     assert texts(mem.search("Where does the user live?")) == ["The user lives in Kyoto"]  # index open here
     c = ctx()
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
-            "from graph.context import Context\nfrom graph.memory.memories import memories_for\n"
-            f"mem = memories_for(Context(home={c.home!r}, config={c.config!r}))\n"
+            "from graph.context import Context\nfrom graph.memory.memories import memories_of\n"
+            f"mem = memories_of(Context(home={c.home!r}, config={c.config!r}))\n"
             "print('found:', [m.text for m in mem.search('Where does the user live?')])\n"
             "print('added:', mem.add('The user has a cat called Miso', 'fact')[1])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
@@ -196,7 +198,7 @@ def test_consolidation_drops_faded_unused_memories(mem, clock):
 
 def test_past_turns_are_searchable(mem, ctx):
     from langchain_core.messages import AIMessage, HumanMessage
-    store = store_for(ctx().home)
+    store = ctx().store
     store.append(HumanMessage("How do I bake sourdough bread?", id="u1"))
     store.append(AIMessage("Feed the starter, mix, fold, proof overnight, bake at 250C.", id="a1"))
     store.append(HumanMessage("What's a good name for a goldfish?", id="u2"))
@@ -215,13 +217,13 @@ def test_changing_the_model_reembeds_everything(mem, ctx, tmp_path):
     mem.add("The user's favourite colour is green", "preference")
     gone, _ = mem.add("The old password hint is 'river'", "note")
     mem.forget(gone.id)
-    store = store_for(ctx().home)
+    store = ctx().store
     store.append(HumanMessage("Plan a trip to Hokkaido in winter", id="u1"))
     store.append(AIMessage("Sapporo snow festival, then Otaru.", id="a1"))
     mem.index_turns([1])
     other = tmp_path / "other-model"
     other.symlink_to(vectors.resolve_model(vectors.MINILM))  # from the default to MiniLM under another name
-    moved = memories_for(ctx(embedding_model=str(other)))
+    moved = memories_of(ctx(embedding_model=str(other)))
     assert moved is not mem and moved.model == str(other)
     assert texts(moved.search("What colour does the user like?")) == ["The user's favourite colour is green"]
     assert moved.store.get_meta("embedding_model") == str(other)
@@ -240,8 +242,8 @@ def test_an_older_index_gets_the_sync_threshold_and_keeps_its_entries(mem, ctx):
     with mem.index.writing():
         for collection in (mem.index.mems, mem.index.turns):
             collection.modify(configuration={"hnsw": {"sync_threshold": 1000}})
-    memories.close_all()  # as the process ends
-    again = memories_for(ctx())
+    ctx().services.close()  # as the process ends
+    again = memories_of(ctx())
     with again.index.reading():
         assert [c.configuration_json["hnsw"]["sync_threshold"] for c in (again.index.mems, again.index.turns)] == \
             [vectors.SYNC, vectors.SYNC]
@@ -253,13 +255,13 @@ def test_deleted_index_is_rebuilt_from_sqlite(mem, ctx):
     import shutil
     mem.add("The printer is on the third floor", "fact")
     from langchain_core.messages import AIMessage, HumanMessage
-    store = store_for(ctx().home)
+    store = ctx().store
     store.append(HumanMessage("Where can I print my boarding pass?", id="u1"))
     store.append(AIMessage("The printer is on the third floor.", id="a1"))
     mem.index_turns([1])  # from the transcript: what a rebuild reads back
-    memories.close_all()  # as the process ends
+    ctx().services.close()  # as the process ends
     shutil.rmtree(Path(ctx().home) / "memory")
-    again = memories_for(ctx())
+    again = memories_of(ctx())
     assert texts(again.search("Where is the printer?")) == ["The printer is on the third floor"]
     assert again.search_turns("printing a boarding pass")[0]["turn"] == 1
 
@@ -302,14 +304,14 @@ def test_japanese_and_english_find_each_other_by_default(mem):
 
 
 def test_configured_thresholds_beat_the_calibrated_ones(ctx):
-    strict = memories_for(ctx(min_similarity=0.99, supersede_similarity=0.5))
+    strict = memories_of(ctx(min_similarity=0.99, supersede_similarity=0.5))
     strict.add("猫の名前はモチです", "fact")
     assert strict.search("ペットは何て名前だっけ？") == []
     assert strict.threshold("supersede_similarity") == 0.5 and strict.threshold("duplicate_similarity") == 0.93
 
 
 def test_bad_embedding_model_is_one_clear_line(ctx, tmp_path):
-    bad = memories_for(ctx(embedding_model=str(tmp_path / "no-such-model")))
+    bad = memories_of(ctx(embedding_model=str(tmp_path / "no-such-model")))
     with pytest.raises(MemoryUnavailable) as err:
         bad.search("anything")
     message = str(err.value)
@@ -317,7 +319,7 @@ def test_bad_embedding_model_is_one_clear_line(ctx, tmp_path):
     empty = tmp_path / "empty-model"
     empty.mkdir()
     with pytest.raises(MemoryUnavailable, match="memory.embedding_model"):
-        memories_for(ctx(embedding_model=str(empty))).add("anything")
+        memories_of(ctx(embedding_model=str(empty))).add("anything")
 
 
 def test_importing_memory_is_cheap():

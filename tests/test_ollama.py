@@ -42,14 +42,6 @@ def server(module_server):
     module_server.die_after_chunks = None
 
 
-@pytest.fixture(autouse=True)
-def _fresh_backend():
-    llm.forget_backends()
-    llm.STOP.clear()
-    yield
-    llm.forget_backends()
-
-
 def closed_port_url() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

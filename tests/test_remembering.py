@@ -16,7 +16,7 @@ from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph import approval
 from graph.context import Context
-from graph.memory.memories import memories_for
+from graph.memory.memories import memories_of
 from graph.nodes import reason, reflect
 from graph.session import Session
 from graph.tools import recall as recall_tools
@@ -46,7 +46,7 @@ def memory_lines(model_call) -> str:
 def test_explicit_remember_is_kept_as_said(tmp_path, make_config, text, kind):
     session, _ = make(tmp_path, make_config, ["Noted."])
     list(session.turn(text))
-    [found] = memories_for(session.ctx).list()
+    [found] = memories_of(session.ctx).list()
     assert found.text == text and found.type == kind and found.importance == 0.9 and found.source == "user"
     assert found.turn == 1
 
@@ -64,13 +64,13 @@ def test_model_extracted_items_are_kept_only_when_grounded(tmp_path, make_config
         {"text": "The user owns a yacht in Monaco", "type": "fact", "importance": 5}]})  # never said
     session, _ = make(tmp_path, make_config, ["Nice to meet you!", invented])
     list(session.turn("I live in Osaka and work as a nurse."))
-    assert [(m.text, m.importance) for m in memories_for(session.ctx).list()] == [("The user lives in Osaka", 0.8)]
+    assert [(m.text, m.importance) for m in memories_of(session.ctx).list()] == [("The user lives in Osaka", 0.8)]
 
 
 def test_unusable_extraction_falls_back_to_the_users_words(tmp_path, make_config):
     session, _ = make(tmp_path, make_config, ["Got it.", "not json at all"])
     list(session.turn("I hate coffee, I only drink green tea."))
-    [found] = memories_for(session.ctx).list()
+    [found] = memories_of(session.ctx).list()
     assert found.text == "I hate coffee, I only drink green tea." and found.type == "preference"
 
 
@@ -78,7 +78,7 @@ def test_a_newer_fact_supersedes_the_older(tmp_path, make_config):
     session, _ = make(tmp_path, make_config, ["Noted.", "Noted."])
     list(session.turn("Remember: I live in Tokyo."))
     list(session.turn("Remember: I live in Osaka."))
-    memories = memories_for(session.ctx)
+    memories = memories_of(session.ctx)
     assert [m.text for m in memories.list()] == ["Remember: I live in Osaka."]
     old = [m for m in memories.list(status=None) if m.status == "superseded"]
     assert [m.text for m in old] == ["Remember: I live in Tokyo."]
@@ -98,8 +98,8 @@ def test_memory_from_turn_1_is_recalled_at_turn_200(tmp_path, make_config):
     shown = memory_lines(answered[-1])
     assert "my cat is called Mochi" in shown
     assert session.store.turns() == 200
-    memories_for(session.ctx).backlog.drain()  # folded turns are indexed in the background: finish now
-    old_turns = memories_for(session.ctx).search_turns("cat called Mochi", k=1)
+    memories_of(session.ctx).backlog.drain()  # folded turns are indexed in the background: finish now
+    old_turns = memories_of(session.ctx).search_turns("cat called Mochi", k=1)
     assert old_turns and old_turns[0]["turn"] == 1  # the transcript turn itself is searchable too
 
 

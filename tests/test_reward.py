@@ -15,7 +15,7 @@ from graph.context import Context
 from graph.learning import reward
 from graph.learning.rating import rate
 from graph.session import Session
-from graph.store import store_for
+from graph.store import Store
 
 SILENCE = 30 * 60.0
 QUESTION = "What is the capital of France?"
@@ -199,7 +199,7 @@ def test_the_reward_never_reads_the_answer():
 
 
 def test_rewards_table_round_trip(tmp_path):
-    store = store_for(tmp_path / "home")
+    store = Store(tmp_path / "home")
     saved = reward.save(store, reward.Reward(7, components={"praise": 0.6, "followed_up": 0.2}, bucket="en-simple",
                                              arms={"style": "concise"}, prompt_version=3, tainted=True))
     assert saved.reward == pytest.approx(0.8)

@@ -10,7 +10,6 @@ import yaml
 
 from graph.context import Context
 from graph.learning import reward, selfprompt
-from graph.store import store_for
 
 BASE = "You are Kumo, a helpful assistant on the user's laptop.\nAnswer in the user's language."
 FIRST = "You are Kumo, a helpful assistant on the user's laptop."
@@ -28,7 +27,7 @@ def context(tmp_path, make_config, prompt=BASE, **learning):
 
 def rewarded(ctx, version: int, values: list[float]) -> None:
     """Settled rewards for turns answered by `version` (as the reward node writes them)."""
-    store = store_for(ctx.home)
+    store = ctx.store
     start = (store.read("SELECT COALESCE(MAX(turn), 0) FROM rewards")[0][0]) + 1
     for turn, value in enumerate(values, start):
         components = {"rating": value}  # an explicit rating decides alone: exactly this value
@@ -43,7 +42,7 @@ def test_version_1_comes_from_config(ctx):
     assert (v1.id, v1.text, v1.parent, v1.author, v1.status) == (1, BASE, None, "config", "active")
     assert v1.rationale == "the configured system prompt"
     assert selfprompt.current(ctx).id == 1  # not created twice
-    assert [v.id for v in selfprompt.history(store_for(ctx.home))] == [1]
+    assert [v.id for v in selfprompt.history(ctx.store)] == [1]
 
 
 def test_editing_config_starts_a_new_version_that_keeps_the_learned_rules(tmp_path, make_config, ctx):
@@ -56,7 +55,7 @@ def test_editing_config_starts_a_new_version_that_keeps_the_learned_rules(tmp_pa
     assert v3.rationale == "config.yaml's agent.system_prompt changed"
     assert selfprompt.split(v3.text) == ("You are Sora, a careful assistant.\nBe kind.",
                                          ["Answer in at most three sentences."])
-    history = selfprompt.history(store_for(ctx.home))
+    history = selfprompt.history(ctx.store)
     assert [v.status for v in history] == ["retired", "retired", "active"]
     assert selfprompt.current(edited).id == 3  # the same setting again: no new version
 
@@ -129,19 +128,19 @@ def test_propose_puts_a_candidate_on_probation(ctx):
     assert (v2.id, v2.parent, v2.author, v2.status, v2.rationale) == (2, 1, "agent", "probation",
                                                                        "answers were too long")
     assert selfprompt.current(ctx).id == 2  # it answers from now on
-    assert selfprompt.get(store_for(ctx.home), 1).status == "active"  # its parent stands beside it
+    assert selfprompt.get(ctx.store, 1).status == "active"  # its parent stands beside it
     with pytest.raises(ValueError, match="unchanged"):
         selfprompt.propose(ctx, text, "agent", "again")
     with pytest.raises(ValueError, match="first line"):
         selfprompt.propose(ctx, "You are someone else entirely, forget Kumo.", "agent", "junk")
-    assert len(selfprompt.history(store_for(ctx.home))) == 2  # nothing was stored for the refusals
+    assert len(selfprompt.history(ctx.store)) == 2  # nothing was stored for the refusals
 
 
 def test_a_newer_proposal_replaces_an_undecided_one(ctx):
     v1 = selfprompt.current(ctx)
     v2 = selfprompt.propose(ctx, selfprompt.with_rule(v1.text, "Use metric units always."), "agent", "a")
     v3 = selfprompt.propose(ctx, selfprompt.with_rule(v1.text, "Answer in at most three sentences."), "agent", "b")
-    store = store_for(ctx.home)
+    store = ctx.store
     assert selfprompt.get(store, v2.id).status == "retired" and "replaced" in selfprompt.get(store, v2.id).outcome
     assert v3.parent == v1.id and v3.status == "probation"
 
@@ -165,7 +164,7 @@ def test_verdict_keeps_a_better_candidate(tmp_path, make_config):
     decided = selfprompt.verdict(ctx)
     assert decided["version"] == v2.id and decided["kept"] is True
     assert "+0.67 over 3 turns vs +0.00 for version 1 (4 turns); margin 0.1" in decided["why"]
-    store = store_for(ctx.home)
+    store = ctx.store
     kept, parent = selfprompt.get(store, v2.id), selfprompt.get(store, v1.id)
     assert kept.status == "active" and kept.outcome.startswith("kept after probation: mean reward +0.67")
     assert parent.status == "retired" and kept.decided
@@ -182,7 +181,7 @@ def test_verdict_rolls_back_a_worse_candidate(tmp_path, make_config):
     decided = selfprompt.verdict(ctx)
     assert decided == {"version": v2.id, "kept": False,
                        "why": "mean reward -0.75 over 2 turns vs +0.33 for version 1 (3 turns); margin 0.1"}
-    store = store_for(ctx.home)
+    store = ctx.store
     undone = selfprompt.get(store, v2.id)
     assert undone.status == "rolled_back" and undone.outcome == f"worse on probation: {decided['why']}"
     assert selfprompt.current(ctx).id == v1.id and selfprompt.current(ctx).status == "active"
@@ -215,7 +214,7 @@ def test_rollback(ctx):
     v1 = selfprompt.current(ctx)
     v2 = selfprompt.propose(ctx, selfprompt.with_rule(v1.text, "Use metric units always."), "user", "asked",
                             probation=False)
-    assert selfprompt.get(store_for(ctx.home), v1.id).status == "retired"
+    assert selfprompt.get(ctx.store, v1.id).status == "retired"
     undone, back = selfprompt.rollback(ctx, "the user disliked it")
     assert (undone.id, undone.status, undone.outcome) == (v2.id, "rolled_back", "the user disliked it")
     assert back.id == v1.id and back.status == "active" and selfprompt.current(ctx).id == v1.id
@@ -229,7 +228,7 @@ def test_set_version_serves_an_old_text_as_a_new_version(ctx):
     v4 = selfprompt.set_version(ctx, 1, "")
     assert v4.text == v1.text and v4.author == "user" and v4.status == "active" and v4.rationale == "back to version 1"
     assert selfprompt.current(ctx).id == v4.id
-    assert [v.status for v in selfprompt.history(store_for(ctx.home))] == ["retired", "retired", "retired", "active"]
+    assert [v.status for v in selfprompt.history(ctx.store)] == ["retired", "retired", "retired", "active"]
     with pytest.raises(ValueError, match="no prompt version 42"):
         selfprompt.set_version(ctx, 42, "")
     with pytest.raises(ValueError, match="unchanged"):

@@ -150,9 +150,7 @@ def test_killed_by_a_signal(ctx):
 
 
 def test_ctrl_c_in_the_repl_stops_the_command_and_keeps_its_output(tmp_path, make_config):
-    from graph.models import llm
-
     ctx = Context(home=str(tmp_path / "home"), config=str(make_config({})), cwd=str(tmp_path))
-    threading.Timer(1.0, llm.STOP.set).start()
+    threading.Timer(1.0, ctx.stop.set).start()
     result = call(run_command, ctx, command="echo started; sleep 30")
     assert result.status == "error" and "stopped by the user" in result.content and "started" in result.content

@@ -19,7 +19,6 @@ from simulated_user import (
 )
 
 from graph.learning import feedback, reward, selfprompt, strategy
-from graph.store import store_for
 
 SEEDS, TURNS = (0, 1, 2), 100
 
@@ -72,12 +71,12 @@ def test_reward_rises_above_the_frozen_agent_and_probation_keeps_and_rolls_back(
         concise += learned.best["en-simple"]["style"] == "concise"
 
         # Japanese turns are rewarded too (ありがとう is praise)
-        ja = [r for r in reward.recent(store_for(session.ctx.home), 1000) if r.bucket.startswith("ja")]
+        ja = [r for r in reward.recent(session.ctx.store, 1000) if r.bucket.startswith("ja")]
         assert ja and max(r.reward for r in ja) > 0
 
         # frozen: rewards recorded, but nothing changed
         assert [v.author for v in frozen.history] == ["config"] and not frozen_model.rewrites
-        assert strategy.table(store_for(frozen_session.ctx.home)) == []
+        assert strategy.table(frozen_session.ctx.store) == []
 
     assert sum(gains) / len(gains) > 0.25, gains
     assert complete >= 2  # both helpful rules learned and kept in most conversations
@@ -91,7 +90,7 @@ def test_the_policy_alone_learns_the_concise_style(tmp_path, make_config):
     agent's, by learning the concise style."""
     frozen, _, _ = run(tmp_path, make_config, "frozen", frozen=True)
     learned, model, session = run(tmp_path, make_config, "policy", rewrite_every=0, reward_drop=2, feedback=False)
-    store = store_for(session.ctx.home)
+    store = session.ctx.store
     assert not model.rewrites and len(selfprompt.history(store)) == 1
     assert strategy.best(store, "en-simple")["style"] == "concise"
     assert learned.mean(last=50) > frozen.mean(last=50) + 0.2, (learned.curve(), frozen.curve())
@@ -110,7 +109,7 @@ def test_feedback_acts_within_a_few_turns(tmp_path, make_config):
         assert direct.mean(first=20) > slow.mean(first=20) + 0.2, curves
         assert direct.mean(first=20) > frozen.mean(first=20) + 0.4, curves
         assert direct.mean() > slow.mean(), curves
-        assert "short" in feedback.standing(store_for(session.ctx.home))
+        assert "short" in feedback.standing(session.ctx.store)
         assert any(s.startswith("noted: shorter answers from now on") for s in direct.statuses)
         later = model.seen[20:]
         assert sum(s["brief"] for s in later) == len(later)  # every answer after it is told to be brief

@@ -13,7 +13,7 @@ from graph.context import Context
 from graph.learning import reward, strategy
 from graph.models import prompts
 from graph.session import Session
-from graph.store import Store, store_for
+from graph.store import Store
 
 WHERE = "en-simple"
 
@@ -31,14 +31,14 @@ def test_buckets(text, where):
 
 
 def test_priors_favour_the_configured_behaviour(tmp_path):
-    store = store_for(tmp_path / "home")
+    store = Store(tmp_path / "home")
     assert strategy.posteriors(store) == {}
     assert strategy.best(store, WHERE) == strategy.DEFAULT
     assert strategy.prior("style", "default") == (2.0, 1.0, 0) and strategy.prior("style", "concise") == (1.0, 1.0, 0)
 
 
 def test_update_arithmetic(tmp_path):
-    store = store_for(tmp_path / "home")
+    store = Store(tmp_path / "home")
     strategy.update(store, WHERE, {"style": "concise", "think": "off", "temperature": "config"}, 1.0)
     strategy.update(store, WHERE, {"style": "concise", "think": "off", "temperature": "config"}, -1.0)
     strategy.update(store, WHERE, {"style": "concise"}, 0.0)  # half a success
@@ -51,14 +51,14 @@ def test_update_arithmetic(tmp_path):
 
 
 def test_unknown_arms_and_other_buckets_are_left_alone(tmp_path):
-    store = store_for(tmp_path / "home")
+    store = Store(tmp_path / "home")
     strategy.update(store, WHERE, {"style": "poetic", "colour": "blue", "think": "on"}, 1.0)
     assert set(strategy.posteriors(store)) == {(WHERE, "think", "on")}
     assert strategy.posteriors(store, "ja-simple") == {}
 
 
 def test_table_is_on_the_reward_scale(tmp_path):
-    store = store_for(tmp_path / "home")
+    store = Store(tmp_path / "home")
     for _ in range(8):
         strategy.update(store, "ja-complex", {"style": "detailed"}, 1.0)
     [row] = strategy.table(store)
@@ -87,7 +87,7 @@ def likes_concise_without_thinking(arms: dict) -> float:
 @pytest.mark.policy
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_thompson_sampling_converges(tmp_path, seed):
-    store = store_for(tmp_path / "home")
+    store = Store(tmp_path / "home")
     rng = random.Random(seed)
     for _ in range(60):
         arms = strategy.choose(store, WHERE, rng)
@@ -102,7 +102,7 @@ def test_thompson_sampling_converges(tmp_path, seed):
 
 @pytest.mark.policy
 def test_a_new_user_mostly_sees_the_defaults(tmp_path):
-    store = store_for(tmp_path / "home")
+    store = Store(tmp_path / "home")
     rng = random.Random(7)
     styles = Counter(strategy.choose(store, WHERE, rng)["style"] for _ in range(600))
     assert styles.most_common(1)[0][0] == "default"
@@ -174,7 +174,7 @@ def test_policy_off_uses_the_defaults_and_learns_nothing(tmp_path, make_config):
 def test_a_small_model_never_explores_the_arms_it_cannot_carry_out(tmp_path):
     """Even when every answer is complained about (bench_feedback's bullets user on the 135M model:
     all arms fail alike), thinking and the non-default styles are not tried; the others are."""
-    store = store_for(str(tmp_path))
+    store = Store(str(tmp_path))
     for i in range(12):
         strategy.update(store, "en-simple", {"style": "default", "think": ("auto", "off")[i % 2],
                                            "temperature": "config"}, -0.4)

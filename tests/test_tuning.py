@@ -13,7 +13,7 @@ from graph.context import Context
 from graph.learning import reward, tuning
 from graph.learning.rating import rate
 from graph.session import Session
-from graph.store import store_for
+from graph.store import Store
 
 
 def chat(question: str, answer: str, system: str = "") -> list[dict]:
@@ -23,7 +23,7 @@ def chat(question: str, answer: str, system: str = "") -> list[dict]:
 
 @pytest.fixture
 def store(tmp_path):
-    return store_for(tmp_path / "home")
+    return Store(tmp_path / "home")
 
 
 def session(tmp_path, make_config, replies):

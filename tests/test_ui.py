@@ -38,7 +38,7 @@ from graph.evolution import archive
 from graph.evolution.archive import Genome
 from graph.learning import reward, selfprompt
 from graph.session import Session
-from graph.store import store_for
+from graph.store import Store
 from graph.tools import mcp
 
 START_TIMEOUT_S = 90
@@ -191,7 +191,7 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
         page = browser.wait_for(r"turn 1 · reward", seen=seen)
         stop = labelled("button", "Stop")
         assert any(re.search(stop, each) for each in seen), "the turn was never shown while it was written"
-        rows = store_for(ui.home).history()
+        rows = Store(ui.home).history()
         assert [r["role"] for r in rows] == ["user", "assistant"]
         assert rows[0]["content"] == "What is the capital of France?"
         answer = rows[1]["content"]
@@ -207,7 +207,7 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
 
         browser.click(browser.wait_for(r'radio "Thumbs up"'), "radio", "Thumbs up")
         browser.wait_for(r"turn 1 · reward \+1\.00")
-        assert reward.get(store_for(ui.home), 1).components == {"good": 1.0}
+        assert reward.get(Store(ui.home), 1).components == {"good": 1.0}
         browser.screenshot("ui-rated.png")
         browser.open("Learning", r"latest: turn 1 reward \+1\.00")  # the reward chart's point moved
         browser.screenshot("ui-learning.png")
@@ -222,7 +222,7 @@ def test_real_model_streams_an_answer_and_a_rating_is_recorded(tmp_path, make_co
 
 def seed_evolution(ctx: Context) -> int:
     """A finished evolution run in the archive: a seed genome and its better child; returns the child's id."""
-    store, base = store_for(ctx.home), ctx.settings.agent.system_prompt
+    store, base = ctx.store, ctx.settings.agent.system_prompt
     run = archive.start(store, "test", {})
     rules = ["Keep every answer under fifty words.", "Give the answer first, then explain it briefly."]
     seed = archive.add(store, Genome(selfprompt.compose(base, rules[:1]), sampling={"temperature": 0.7}, run=run))
@@ -257,7 +257,7 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         browser.click(page, "button", "Yes")
         page = browser.wait_for(r"turn 1 · reward")
         assert "UI-APPROVED-42" in page and "The command printed UI-APPROVED-42." in page
-        tools = [r for r in store_for(ui.home).history() if r["role"] == "tool"]
+        tools = [r for r in Store(ui.home).history() if r["role"] == "tool"]
         assert len(tools) == 1 and "exit code 0" in tools[0]["content"] and "UI-APPROVED-42" in tools[0]["content"]
         browser.screenshot("ui-approved.png")
 
@@ -275,7 +275,7 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         page = browser.wait_for(r"turn 3 · reward")
         assert "日本の首都はどこですか？" in page and "東京は日本の首都です。" in page
         assert re.search(r"thought for [\d.]+ s", page)  # the reasoning, folded
-        assert store_for(ui.home).history()[-1]["reasoning"] == "1. 日本の首都は東京。"
+        assert Store(ui.home).history()[-1]["reasoning"] == "1. 日本の首都は東京。"
         browser.screenshot("ui-japanese.png")
 
         winner = seed_evolution(Context(home=str(ui.home), config=str(ui_config)))
@@ -295,7 +295,7 @@ def test_approval_escaping_and_japanese_with_a_scripted_model(tmp_path, make_con
         page = browser.open("Chat", r"turn 3 · reward")
         browser.click(page, "radio", "4 out of 5 stars", last=True)  # the last answer's stars
         browser.wait_for(r"turn 3 · reward \+0\.50 \(rating \+0\.50\)")
-        assert reward.get(store_for(ui.home), 3).components == {"rating": 0.5}
+        assert reward.get(Store(ui.home), 3).components == {"rating": 0.5}
     finally:
         code = ui.stop()
     assert code == 0, ui.text()

@@ -32,9 +32,8 @@ def start(ctx: Context, trigger: str, settings: dict | None = None, lora: bool =
     """A run in a background process (the chat never waits); returns its process id. Problem
     when a run is going already, or (lora) when LoRA adapters cannot be trained now."""
     from graph.evolution import adapt, runs
-    from graph.store import store_for
 
-    store = store_for(ctx.home)
+    store = ctx.store
     if why := busy(store):
         raise Problem(why)
     if lora and (why := adapt.skip(ctx, store, "on")):
@@ -51,9 +50,8 @@ def run(ctx: Context, trigger: str, show: Callable[[dict], None] | None = None, 
     from graph.evolution.graph import evolve
     from graph.evolution.lora import LoraUnavailable
     from graph.models import llm
-    from graph.store import store_for
 
-    if why := busy(store_for(ctx.home)):
+    if why := busy(ctx.store):
         raise Problem(why)
     try:
         return evolve(ctx, trigger, show, **(settings or {}))

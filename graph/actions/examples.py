@@ -62,9 +62,8 @@ def add(ctx: Context, label: str, turn: int | None = None, user: str = "", answe
     (and `answer` instead of its answer, when given), or `user` and `answer` written by hand.
     source: "user" or "agent" (who made it)."""
     from graph.learning import guard, reward, selfprompt, tuning
-    from graph.store import store_for
 
-    store = store_for(ctx.home)
+    store = ctx.store
     row = reward.get(store, turn) if turn is not None else None
     try:
         if turn is not None:
@@ -88,9 +87,8 @@ def edit(ctx: Context, example_id: int, label: str | None = None, answer: str | 
          split: str | None = None, why: str | None = None, by: str = "by the user") -> Example:
     """Change an example's label, answer or split (None: left as it is)."""
     from graph.learning import guard, tuning
-    from graph.store import store_for
 
-    store = store_for(ctx.home)
+    store = ctx.store
     try:
         example = tuning.edit(store, example_id, label, answer, split, why)
     except ValueError as exc:
@@ -102,9 +100,8 @@ def edit(ctx: Context, example_id: int, label: str | None = None, answer: str | 
 def remove(ctx: Context, example_id: int, why: str = "", by: str = "by the user") -> Example:
     """Delete an example; returns it."""
     from graph.learning import guard, tuning
-    from graph.store import store_for
 
-    store = store_for(ctx.home)
+    store = ctx.store
     try:
         found = tuning.remove(store, example_id)
     except ValueError as exc:

@@ -24,12 +24,12 @@ KINDS = ("fact", "preference", "decision", "result", "note")
 
 def memories(ctx: Context) -> Memories:
     """The context's long-term memory; Problem when it is turned off or cannot be opened."""
-    from graph.memory.memories import MemoryUnavailable, memories_for
+    from graph.memory.memories import MemoryUnavailable, memories_of
 
     if not ctx.settings.memory.enabled:
         raise Problem("long-term memory is turned off (memory.enabled in config.yaml)")
     try:
-        return memories_for(ctx)
+        return memories_of(ctx)
     except MemoryUnavailable as exc:
         raise Problem(f"long-term memory is unavailable: {exc}") from None
 

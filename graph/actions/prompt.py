@@ -30,12 +30,11 @@ def current(ctx: Context) -> Version:
 def version(ctx: Context, number: int | None = None) -> Version:
     """Version `number`, or the one serving now when None; Problem when there is none."""
     from graph.learning import selfprompt
-    from graph.store import store_for
 
     serving = selfprompt.current(ctx)
     if number is None:
         return serving
-    found = selfprompt.get(store_for(ctx.home), number)
+    found = selfprompt.get(ctx.store, number)
     if found is None:
         raise Problem(f"no prompt version {number} (`agent.py prompt history` lists them)")
     return found
@@ -74,7 +73,6 @@ def diff(pair: tuple[Version, Version] | None) -> str:
 def set_prompt(ctx: Context, number: int | None = None, text: str | None = None, why: str = "") -> Version:
     """The user's own prompt: an earlier version's text again, or a new text; active at once."""
     from graph.learning import guard, selfprompt
-    from graph.store import store_for
 
     try:
         if number is not None:
@@ -83,7 +81,7 @@ def set_prompt(ctx: Context, number: int | None = None, text: str | None = None,
             made = selfprompt.propose(ctx, text or "", "user", why or "set by the user", probation=False)
     except ValueError as exc:
         raise Problem(f"prompt not changed: {exc}") from None
-    guard.log(store_for(ctx.home), "prompt", f"version {made.id} set by the user: {made.rationale}")
+    guard.log(ctx.store, "prompt", f"version {made.id} set by the user: {made.rationale}")
     return made
 
 
@@ -91,14 +89,13 @@ def propose(ctx: Context, text: str, why: str) -> Version:
     """The agent's own new prompt, on probation (rolled back if the rewards fall); a refused
     text is logged as rejected and is a Problem."""
     from graph.learning import guard, selfprompt
-    from graph.store import store_for
 
     try:
         made = selfprompt.propose(ctx, text, "agent", why or "no reason given")
     except ValueError as exc:
-        guard.log(store_for(ctx.home), "rejected", f"prompt change by the agent ({why}): {exc}")
+        guard.log(ctx.store, "rejected", f"prompt change by the agent ({why}): {exc}")
         raise Problem(f"prompt not changed: {exc}") from None
-    guard.log(store_for(ctx.home), "prompt", f"version {made.id} on probation (agent tool): {why}")
+    guard.log(ctx.store, "prompt", f"version {made.id} on probation (agent tool): {why}")
     return made
 
 
@@ -108,9 +105,8 @@ def rollback(ctx: Context, why: str, by: str = "by the user", evolved_only: bool
     evolved settings are detached too). Returns (undone, serving again)."""
     from graph.learning import guard, selfprompt
     from graph.models import serving
-    from graph.store import store_for
 
-    store = store_for(ctx.home)
+    store = ctx.store
     in_use = selfprompt.current(ctx)
     if evolved_only and in_use.author != "evolution":
         raise Problem(f"the prompt in use (version {in_use.id}) is not from evolution: nothing to roll back"

@@ -54,11 +54,9 @@ def add(sub, common: argparse.ArgumentParser, js: argparse.ArgumentParser) -> No
 
 
 def main(args, ctx: Context, console: Console) -> int:
-    from graph.store import store_for
-
     ctx.settings  # noqa: B018 - a bad config is one clear error before anything runs
     args.json = getattr(args, "json", False)  # (--json is only set when given)
-    store = store_for(ctx.home)
+    store = ctx.store
     settings = {"generations": args.generations, "population": args.population, "budget_minutes": args.budget_minutes,
                 "lora": args.lora}
     try:

@@ -43,10 +43,9 @@ def history(args: argparse.Namespace, ctx: Context, console) -> int:
     if not _has_data(ctx):
         return 1
     from graph.actions import history as act
-    from graph.store import store_for
 
     ctx.settings  # noqa: B018 - validate the config even for read-only commands
-    store = store_for(ctx.home)
+    store = ctx.store
     rows = act.search(store, args.search) if args.search else act.history(store, args.last)
     if args.json:
         print(json.dumps(rows, ensure_ascii=False, indent=1))
@@ -59,9 +58,8 @@ def backup(args: argparse.Namespace, ctx: Context, console) -> int:
     if not _has_data(ctx):
         return 1
     from graph.actions import history as act
-    from graph.store import store_for
 
-    made = act.backup(store_for(ctx.home))
+    made = act.backup(ctx.store)
     console.print(f"backup written: {made['path']} ({made['bytes'] / 2**20:.1f} MB)", highlight=False)
     return 0
 

@@ -55,11 +55,9 @@ def one_line(text: str, width: int) -> str:
 def handled(command, args, ctx, console) -> int:
     """Run `command(args, ctx, out, store)` (reward, prompt, data, learn): a bad config is
     reported first; a Problem is one `error:` line and the exit code 1."""
-    from graph.store import store_for
-
     ctx.settings  # noqa: B018 - a bad config is reported first
     try:
-        command(args, ctx, Out(console, getattr(args, "json", False)), store_for(ctx.home))
+        command(args, ctx, Out(console, getattr(args, "json", False)), ctx.store)
     except Problem as exc:
         return fail(str(exc))
     return 0

@@ -45,9 +45,9 @@ def banner(session: Session, console: Console) -> None:
 def show_turn(session: Session, text: str, console: Console) -> dict:
     """Run one turn and print it as it streams. Ctrl-C stops the answer, keeping the part already written."""
     def stop(signum, frame):
-        if llm.STOP.is_set():  # second Ctrl-C: the backend is not answering at all
+        if session.ctx.stop.is_set():  # second Ctrl-C: the backend is not answering at all
             raise KeyboardInterrupt
-        llm.STOP.set()
+        session.ctx.stop.set()
 
     events = session.turn(text)
     previous = signal.signal(signal.SIGINT, stop) if _main_thread() else None
@@ -242,9 +242,9 @@ def run(session: Session, console: Console) -> None:
     banner(session, console)
     session.backend.warm()  # the model loads while the user types
     if session.ctx.settings.memory.enabled and session.store.has_memories():  # load the embedder before it is needed
-        from graph.memory.memories import memories_for
+        from graph.memory.memories import memories_of
 
-        _background(session, lambda: memories_for(session.ctx).search("warm-up", k=1, touch=False), lock=False)
+        _background(session, lambda: memories_of(session.ctx).search("warm-up", k=1, touch=False), lock=False)
     upkeep = Upkeep(session, console)
     try:
         for line in _lines(session, console):

@@ -139,11 +139,9 @@ def explain_view(item: reward.Reward) -> Group:
 def rated_text(ctx: Context, item: reward.Reward) -> Text:
     from rich.text import Text
 
-    from graph.store import store_for
-
     text = Text.assemble(f"turn {item.turn}'s answer: reward ", (f"{item.reward:+.2f}", "bold"),
                          f" ({_components(item.components)})")
-    now = state(ctx, store_for(ctx.home))
+    now = state(ctx, ctx.store)
     if now != "on":
         text.append(f"; learning is {now}: recorded, nothing learned from it", style="dim")
     return text

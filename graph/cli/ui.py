@@ -45,6 +45,7 @@ def taken(host: str, port: int) -> str:
 def run(args: argparse.Namespace, ctx, console) -> int:
     from pathlib import Path
 
+    from graph.context import serve
     from graph.session import Session
 
     if not 0 < args.port < 65536:
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 1
     Session(ctx)  # a bad config or data folder: one line (main.py), and no server
+    serve(ctx)  # app.py's Context (Streamlit runs it in this process) shares this session's services
     from streamlit.web import bootstrap
 
     settings = {"server.address": args.host, "server.port": args.port, "server.headless": not args.browser,
@@ -75,9 +77,7 @@ def run(args: argparse.Namespace, ctx, console) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        from graph.models import llm
-
-        llm.STOP.set()  # a turn still being written stops; what was written is kept
+        ctx.stop.set()  # a turn still being written stops; what was written is kept
         for thread in threading.enumerate():
             if thread.name == "web-turn":  # graph/web/ui/live.py: let it save the partial answer
                 thread.join(timeout=10)

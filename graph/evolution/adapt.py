@@ -31,7 +31,6 @@ from graph.evolution import archive
 from graph.evolution.archive import Genome
 from graph.learning import tuning
 from graph.models import adapters, llm, vram
-from graph.store import store_for
 
 MIN_HELD_OUT = 2
 POPSIZE = 4
@@ -179,7 +178,7 @@ def prune(ctx: Context, run: int) -> None:
     its genomes can still be promoted by hand)."""
     from graph.models import serving
 
-    in_use = serving.evolved(store_for(ctx.home)).get("lora", "")
+    in_use = serving.evolved(ctx.store).get("lora", "")
     root = Path(ctx.home) / "adapters"
     doomed = [sub for old in (root.iterdir() if root.is_dir() else []) if old != folder(ctx, run) and old.is_dir()
               for sub in old.iterdir() if not (in_use and Path(in_use).is_relative_to(sub))]

@@ -28,7 +28,7 @@ import time
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive
 from graph.evolution.nodes.adapt import adapt
 from graph.evolution.nodes.breed import breed
@@ -37,11 +37,10 @@ from graph.evolution.nodes.score import score
 from graph.evolution.nodes.seed import seed
 from graph.evolution.nodes.select import select
 from graph.evolution.state import EvolutionState, run_settings
-from graph.store import store_for
 
 
 def more(state: EvolutionState, runtime: Runtime[Context]) -> str:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     generations, _, _ = run_settings(state, ctx)
     if state.get("outcome") == "budget" or time.time() > state["deadline"]:
         return "promote"
@@ -73,7 +72,7 @@ def evolve(ctx: Context, trigger: str, on_event=lambda event: None, **settings) 
     """Run the subgraph to the end; returns the run's archive row. A failure marks the run failed
     (what was scored stays archived) and raises; Ctrl-C marks it stopped."""
     graph = builder.compile()
-    store = store_for(ctx.home)
+    store = ctx.store
     state: dict = {}
     try:
         for mode, chunk in graph.stream({"trigger": trigger, **{k: v for k, v in settings.items() if v}},

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from graph.context import Context
 from graph.evolution import archive
-from graph.store import store_for
 
 AGENT = Path(__file__).resolve().parents[2] / "agent.py"
 
@@ -33,6 +32,7 @@ def start_background(ctx: Context, trigger: str, settings: dict | None = None) -
     for flag, value in (settings or {}).items():
         if value:
             command += [f"--{flag.replace('_', '-')}", str(value)]
+    Path(ctx.home).mkdir(parents=True, exist_ok=True)
     log = open(Path(ctx.home) / "evolution.log", "ab")  # noqa: SIM115 - the child owns it
     kwargs = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else {"start_new_session": True}
     child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=log, cwd=ctx.home, **kwargs)
@@ -61,7 +61,7 @@ def promote_genome_by_hand(ctx: Context, genome_id: int, who: str = "the user") 
     """Promote an archived genome (the CLI's --promote, the agent's tool); ValueError says why not."""
     from graph.evolution.nodes.promote import promote_genome
 
-    genome = archive.get(store_for(ctx.home), genome_id)
+    genome = archive.get(ctx.store, genome_id)
     if genome is None or genome.status not in ("scored", "promoted"):
         raise ValueError(f"genome #{genome_id} {'is not scored' if genome else 'does not exist'}"
                          " (`agent.py evolve --lineage` lists them)")

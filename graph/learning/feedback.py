@@ -34,7 +34,7 @@ from langchain_core.messages import BaseMessage
 
 from graph.context import Context
 from graph.learning import formats, guard, reward, selfprompt, strategy, topics
-from graph.store import Store, store_for
+from graph.store import Store
 
 # How many times the user must say it before a preference stands ("from now on": at once).
 # Measured with tests/bench/bench_feedback.py's simulated users (scripted model, 30 turns, seeds
@@ -208,7 +208,7 @@ def note(ctx: Context, text: str, turn: int, lasting: bool) -> list[str]:
     (or with "from now on": `lasting`) stands from now on, with its rule on probation (not when
     `lasting`: the user's own words become the rule, nodes/self_rewrite.py; they are recorded as its
     rule, so that undo takes them out of the prompt too). Returns notices."""
-    store = store_for(ctx.home)
+    store = ctx.store
     state, notices = _state(store), []
     for key in heard(text):
         pref = preference(key)
@@ -236,7 +236,7 @@ def _rules(ctx: Context, add: str | None, drop: list, why: str, turn: int | None
            ) -> str | None:
     """A prompt version with rule `add` and without the rules in `drop` (the agent's, on
     probation; the user's undo is not). Returns `add` when the prompt has it."""
-    store = store_for(ctx.home)
+    store = ctx.store
     base, rules = selfprompt.split(selfprompt.current(ctx).text)
     kept = [r for r in rules if r not in drop] + ([add] if add and add not in rules else [])
     if kept != rules:
@@ -306,7 +306,7 @@ def placed(store: Store, prompt: str, shaped: Applied) -> str:
 
 def undo(ctx: Context, key: str | None = None) -> str:
     """End a standing preference (the newest by default) and take its rule out of the prompt."""
-    store = store_for(ctx.home)
+    store = ctx.store
     state = _state(store)
     if not state["standing"]:
         raise ValueError("no standing preference to undo (they come from repeated feedback, e.g. 'too long')")

@@ -17,7 +17,7 @@ import re
 import time
 
 from graph.context import Context
-from graph.store import Store, store_for
+from graph.store import Store
 
 # A standing instruction: an instruction (an imperative opening a clause, "you should …") meant to
 # last ("from now on", "always", "never", "don't", a style comparative). Statements about the
@@ -74,7 +74,7 @@ def frozen(store: Store) -> bool:
 
 
 def freeze(ctx: Context, off: bool, who: str = "user") -> str:
-    store = store_for(ctx.home)
+    store = ctx.store
     store.set_meta("learning", "off" if off else "on")
     log(store, "freeze" if off else "resume", f"self-learning turned {'off' if off else 'on'} by the {who}")
     return ("self-learning is frozen: no prompt rewrites, tuning-data changes or policy updates until /learn on"
@@ -83,7 +83,7 @@ def freeze(ctx: Context, off: bool, who: str = "user") -> str:
 
 def may_change(ctx: Context, what: str, tainted: bool = False) -> None:
     """Raise Refused unless the agent may change itself now (`what`: for the message)."""
-    store = store_for(ctx.home)
+    store = ctx.store
     why = None
     if not ctx.settings.learning.enabled:
         why = "self-learning is turned off in config.yaml (learning.enabled)"

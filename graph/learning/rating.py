@@ -13,13 +13,12 @@ import time
 
 from graph.context import Context
 from graph.learning import guard, reward, selfprompt, strategy, tuning
-from graph.store import store_for
 
 
 def settle(ctx: Context, item: reward.Reward) -> list[str]:
     """The reward is known: save it, teach the policy, keep a clearly good or bad answer as a
     tuning candidate. Returns lines worth showing the user."""
-    store = store_for(ctx.home)
+    store = ctx.store
     first = item.settled is None
     item.settled = item.settled or time.time()
     reward.save(store, item)
@@ -46,7 +45,7 @@ def settle(ctx: Context, item: reward.Reward) -> list[str]:
 def keep_example(ctx: Context, turn: int, label: str, source: str, why: str, value: float | None = None,
                  check: bool = True) -> str:
     """Make a turn a tuning example; returns a line for the user."""
-    store = store_for(ctx.home)
+    store = ctx.store
     if check:
         try:
             guard.may_change(ctx, "adding a tuning example")
@@ -67,7 +66,7 @@ def keep_example(ctx: Context, turn: int, label: str, source: str, why: str, val
 def rate(ctx: Context, kind: str, stars: int | None = None, turn: int | None = None) -> reward.Reward:
     """Explicit feedback on an answer (the latest by default): kind good, bad or rating (stars 1-5).
     Raises ValueError when there is no answer to rate."""
-    store = store_for(ctx.home)
+    store = ctx.store
     if turn is None:
         rows = store.read("SELECT MAX(turn) FROM rewards")
         turn = rows[0][0] if rows else None

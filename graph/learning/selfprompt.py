@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from graph.context import Context
 from graph.learning import reward
-from graph.store import Store, store_for
+from graph.store import Store
 
 RULES = "Rules learned from the user:"
 SERVING = ("active", "probation")
@@ -66,7 +66,7 @@ def history(store: Store) -> list[Version]:
 def current(ctx: Context) -> Version:
     """The version answering now: the newest active or on probation. Created from config.yaml
     on first use, and again (keeping the learned rules) when that setting is edited."""
-    store = store_for(ctx.home)
+    store = ctx.store
     base = ctx.settings.agent.system_prompt.strip()
     serving = _versions(store, "status IN ('active', 'probation')")
     if serving and store.get_meta("config_prompt") == base:
@@ -140,7 +140,7 @@ def propose(ctx: Context, text: str, author: str, rationale: str, probation: boo
     rewrites) it answers from now on and is judged by reward; otherwise it is simply active.
     Raises ValueError with the reason when the text is unusable or unchanged (`same_text`: an
     unchanged text is a new version too, for settings attached to it by evolution)."""
-    store = store_for(ctx.home)
+    store = ctx.store
     parent = current(ctx)
     text = text.strip()
     if text == parent.text and not same_text:
@@ -155,7 +155,7 @@ def propose(ctx: Context, text: str, author: str, rationale: str, probation: boo
 
 def rollback(ctx: Context, why: str) -> tuple[Version, Version]:
     """Undo the version serving now: back to its parent. Returns (undone, now serving)."""
-    store = store_for(ctx.home)
+    store = ctx.store
     undone = current(ctx)
     back = get(store, undone.parent) if undone.parent else None
     if back is None:
@@ -186,7 +186,7 @@ def failed_rules(store: Store, within: int) -> list[str]:
 
 def set_version(ctx: Context, version: int, why: str) -> Version:
     """Make an earlier version (its text) serve again, as a new version authored by the user."""
-    old = get(store_for(ctx.home), version)
+    old = get(ctx.store, version)
     if old is None:
         raise ValueError(f"no prompt version {version} (see `prompt history`)")
     return propose(ctx, old.text, "user", why or f"back to version {version}", probation=False)
@@ -196,7 +196,7 @@ def verdict(ctx: Context) -> dict | None:
     """Judge the version on probation once it has answered `learning.probation_turns` rewarded
     turns: keep it, or roll it back when its mean reward is below its parent's by more than
     `learning.rollback_margin`. Returns what was decided, or None (nothing to decide yet)."""
-    store, limits = store_for(ctx.home), ctx.settings.learning
+    store, limits = ctx.store, ctx.settings.learning
     candidate = current(ctx)
     if candidate.status != "probation":
         return None

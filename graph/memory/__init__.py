@@ -1,7 +1,7 @@
 """Long-term memory: what the agent remembers across the endless session.
 
   memories   the memories (facts, preferences, summaries of folded turns): adding, recall by meaning
-             and recency, importance and decay, consolidation, forgetting; `memories_for` per data folder
+             and recency, importance and decay, consolidation, forgetting; `memories_of` per session
   vectors    their Chroma index and the sentence embedder
   backlog    folded turns waiting to be indexed, indexed off the turn's path by a thread
 

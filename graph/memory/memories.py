@@ -3,8 +3,8 @@
 Owns: the `memories` rows of agent.db (the source of truth: every memory ever made, with
 its history of merges, replacements and forgetting), de-duplication and supersession on
 add, scored search with decay, consolidation, forgetting and pinning, and indexing and
-searching the transcript turns that left the conversation window; one `Memories` per data
-folder and embedding model.
+searching the transcript turns that left the conversation window; one `Memories` per session
+and embedding model (`memories_of`: kept in the session's services, closed with them).
 Does not own: embeddings and the Chroma index, or keeping it in step with SQLite and other
 processes (vectors.py); when folded turns are indexed (backlog.py); deciding what to remember
 (the reflect node), placing memories in the prompt (retrieval), the memory tools and CLI, or
@@ -14,17 +14,15 @@ the schema (store.py, migrations 0005 and 0008).
 from __future__ import annotations
 
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 from graph.config import MemorySettings
 from graph.context import Context
 from graph.memory import vectors
 from graph.memory.backlog import Backlog
-from graph.store import store_for
+from graph.store import Store
 
 TYPES = ("fact", "preference", "decision", "result", "summary", "note")
 REPLACEABLE = ("fact", "preference", "decision")  # a newer one of these replaces a similar older one
@@ -61,13 +59,18 @@ class Memory:
 
 
 class Memories:
-    """The long-term memory of one data folder (get it with `memories_for(ctx)`). Thread-safe."""
+    """The long-term memory of one data folder (a session's: `memories_of(ctx)`). Thread-safe."""
 
-    def __init__(self, home: str, settings: MemorySettings, model: str):
+    def __init__(self, store: Store, settings: MemorySettings, model: str):
         self.cfg, self.model = settings, model
-        self.store = store_for(home)
-        self.index = vectors.Index(Path(home), model, self.store)
+        self.store = store
+        self.index = vectors.Index(store.path.parent, model, self.store)
         self.backlog = Backlog(self)  # turns waiting to be indexed, and the thread that indexes them
+
+    def close(self) -> None:
+        """Stop the indexing thread (after the batch it is writing) and close the index: the session ends."""
+        self.backlog.stop()
+        self.index.close()
 
     def _rows(self, where: str, args=()) -> list[Memory]:
         with self.store._lock:
@@ -305,26 +308,10 @@ def _summary(texts: list[str], summarize: Callable[[list[str]], str] | None) -> 
     return text if text and len(text) <= 1.5 * len(joined) + 100 else joined
 
 
-_memories: dict[tuple[str, str], Memories] = {}
-_memories_lock = threading.Lock()
-
-
-def memories_for(ctx: Context) -> Memories:
-    """The process-wide Memories of a context's data folder and embedding model (settings follow ctx)."""
+def memories_of(ctx: Context) -> Memories:
+    """The session's Memories for ctx's embedding model, opened on first use (its settings follow ctx)."""
     settings = ctx.settings.memory
-    key = (ctx.home, vectors.resolve_model(settings.embedding_model))
-    with _memories_lock:
-        if key not in _memories:
-            _memories[key] = Memories(ctx.home, settings, key[1])
-        _memories[key].cfg = settings
-        return _memories[key]
-
-
-def close_all() -> None:
-    """Stop every data folder's indexing thread and close its index, as at the end of a
-    process; `memories_for` opens them again."""
-    with _memories_lock:
-        for each in _memories.values():
-            each.backlog.stop()
-            each.index.close()
-        _memories.clear()
+    model = vectors.resolve_model(settings.embedding_model)
+    memories = ctx.services.get(f"memories:{model}", lambda: Memories(ctx.store, settings, model))
+    memories.cfg = settings
+    return memories

@@ -59,6 +59,7 @@ def thresholds(model: str) -> tuple[float, float, float]:
     return THRESHOLDS.get(model, THRESHOLDS_ST)
 
 
+# Per process, not per session: a sentence-transformers model takes seconds to load; every session shares it.
 _embedders: dict[str, object] = {}
 _embedders_lock = threading.Lock()
 

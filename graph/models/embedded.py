@@ -54,6 +54,7 @@ def model_file(model_path: str) -> Path:
     return Path(model_path).expanduser() if model_path else default_model_path()
 
 
+# Per process, not per session: a loaded llama.cpp model takes seconds and GBs, and every session shares it.
 _processes: dict[Spec, LlamaProcess] = {}  # one model process per spec, kept for the life of this one
 _processes_lock = threading.Lock()
 

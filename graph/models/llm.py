@@ -1,18 +1,17 @@
 """Chat-model backends and the fallback chain: Ollama first, the embedded model when it is not there.
 
 Owns: probing Ollama (reachable? model pulled?), building `ChatOllama` with explicit
-`num_ctx`/`keep_alive`, building the embedded model, the process-wide active backend (set
-by `use`, dropped by `forget_backends`),
-falling back with one clear notice, and `respond()`: one streamed model call with
-latency/speed metrics, user stop (Ctrl-C), and a backend dying mid-answer (the partial
-answer is kept and marked).
+`num_ctx`/`keep_alive`, building the embedded model, the session's active backend (kept in
+its services' "backend:…" slots; one put in the "backend" slot, a test's scripted model,
+answers instead), falling back with one clear notice, and `respond()`: one streamed model call with
+latency/speed metrics, user stop (Ctrl-C: the session's stop signal), and a backend dying
+mid-answer (the partial answer is kept and marked).
 Does not own: the llama.cpp chat model itself (embedded.py) or prompt assembly (prompts.py).
 """
 
 from __future__ import annotations
 
 import json
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,7 +26,6 @@ from graph.models import adapters, ollama_client, vram
 from graph.models.embedded import DEFAULT_LABEL, EmbeddedChat, EmbeddedModelMissing, model_file
 from graph.models.llama_process import ModelCrashed
 
-STOP = threading.Event()  # set (by Ctrl-C in the REPL) to stop the answer being generated
 NO_JAPANESE = ("内蔵モデル（{model}）は日本語で答えられないため、英語で答えます。日本語で話すには Ollama（https://ollama.com）を入れて "
                "`ollama pull {ollama}` を実行し、agent.py を起動し直してください。")
 NO_JAPANESE_EVERY_S = 24 * 3600  # said at most once a day, however many Japanese messages
@@ -169,66 +167,45 @@ def cannot_answer_japanese(ctx: Context, store) -> str:
     return NO_JAPANESE.format(model=active(ctx).model, ollama=ctx.settings.llm.ollama.model)
 
 
-# Kept per process: a backend holds a loaded model (llama.cpp's weights, an Ollama keep-alive),
-# too costly to build per turn or per Context; `use` and `forget_backends` are its public doors.
-_active: dict[tuple, Backend] = {}
-_active_lock = threading.Lock()
-
-
-def use(ctx: Context, backend: Backend) -> None:
-    """Make `backend` the one `active(ctx)` returns for ctx's settings (and every Context with
-    the same config and settings): a test's scripted model, a backend built by the caller."""
-    with _active_lock:
-        _active[_key(ctx)] = backend
-
-
-def forget_backends() -> None:
-    """Drop every kept backend (the next `active` resolves again): between tests, or after the
-    settings that built them changed in ways their key does not see."""
-    with _active_lock:
-        _active.clear()
-
-
-def _key(ctx: Context) -> tuple:
-    return ctx.config, ctx.settings.llm.model_dump_json(), _adapter(ctx)
+def _slot(ctx: Context, lora: str) -> str:
+    """The services' slot of the backend for ctx's model settings and the adapter `lora`."""
+    return f"backend:{lora}:{ctx.settings.llm.model_dump_json()}"
 
 
 def _adapter(ctx: Context) -> str:
     """The evolved LoRA adapter attached to the prompt version serving now ('' for none): a
     promotion or rollback in another process (a background evolution run) shows on the next turn."""
     from graph.models import serving
-    from graph.store import store_for
 
-    return serving.evolved(store_for(ctx.home)).get("lora", "") if ctx.home else ""
+    return serving.evolved(ctx.store).get("lora", "") if ctx.home else ""
 
 
 def active(ctx: Context) -> Backend:
-    """The backend this process talks to (resolved once per settings and adapter, then kept until
-    a fallback)."""
-    key = _key(ctx)
-    with _active_lock:
-        if key not in _active:
-            _active[key] = resolve(ctx.settings, key[2])
-        return _active[key]
+    """The backend the session talks to: the one put in its "backend" slot (a test's model), else
+    the one resolved for its settings and adapter (once, then kept until a fallback)."""
+    if (put := ctx.services.peek("backend")) is not None:
+        return put
+    lora = _adapter(ctx)
+    return ctx.services.get(_slot(ctx, lora), lambda: resolve(ctx.settings, lora))
 
 
 def adapted(ctx: Context, lora: str) -> Backend:
     """The active backend's model with a LoRA adapter (an evolved variant being scored), kept per
     adapter. AdapterError when the adapter cannot be served there."""
     kind = active(ctx).name
-    key = (ctx.config, ctx.settings.llm.model_dump_json(), "adapted", kind, lora)
-    with _active_lock:
-        if key not in _active:
-            build = ollama_backend if kind == "ollama" else embedded_backend
-            _active[key] = build(ctx.settings, lora, strict=True)
-        return _active[key]
+    build = ollama_backend if kind == "ollama" else embedded_backend
+    slot = f"adapted:{kind}:{lora}:{ctx.settings.llm.model_dump_json()}"
+    return ctx.services.get(slot, lambda: build(ctx.settings, lora, strict=True))
 
 
 def fall_back(ctx: Context, why: str) -> Backend:
-    with _active_lock:
-        backend = embedded_backend(ctx.settings, _adapter(ctx))
+    """Answer with the embedded model from now on (Ollama failed), for this session's next turns too."""
+    lora = _adapter(ctx)
+    slot = "backend" if ctx.services.peek("backend") is not None else _slot(ctx, lora)
+    with ctx.services.lock(slot):
+        backend = embedded_backend(ctx.settings, lora)
         backend.notice = why
-        _active[_key(ctx)] = backend
+        ctx.services.put(slot, backend)
         return backend
 
 
@@ -348,7 +325,7 @@ def respond(ctx: Context, messages: list[BaseMessage], tools: list, notify: Call
             chunks.append(chunk)  # merged once at the end: adding each to the last costs O(n) per token
             for kind, text in trace.feed(chunk):
                 emit(kind, text)
-            if STOP.is_set():
+            if ctx.stop.is_set():
                 interrupted = "stopped by the user"  # and no tool call runs: the user said stop
                 break
             if trace.cut and not forced:

@@ -19,10 +19,9 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from graph import approval, tools as registry
-from graph.context import Context
+from graph.context import Context, of
 from graph.models import prompts
 from graph.state import AgentState
-from graph.store import store_for
 
 YES = ("yes", "always")
 LABELS = {"web_search": "web", "fetch_url": "web", "read_file": "files", "list_dir": "files",
@@ -30,8 +29,8 @@ LABELS = {"web_search": "web", "fetch_url": "web", "read_file": "files", "list_d
 
 
 def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     messages = state["messages"]
     tools = {t.name: t for t in registry.available(ctx, notify=lambda text: runtime.stream_writer({"notice": text}))}
     taint = approval.tainted(messages)

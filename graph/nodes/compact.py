@@ -12,14 +12,13 @@ throwaway context (tools/delegate.py) is never folded.
 from langchain_core.messages import RemoveMessage
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.models import llm, window
 from graph.state import AgentState
-from graph.store import store_for
 
 
 def compact(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn:
         return {}
     settings = ctx.settings.session
@@ -48,9 +47,9 @@ def queue_for_indexing(ctx: Context, folded: list) -> None:
     their user and assistant text from the transcript later)."""
     if not ctx.settings.memory.enabled:
         return
-    store = store_for(ctx.home)
+    store = ctx.store
     turns = sorted({store.turn_of(m.id) for m in folded if m.type == "human"} - {None})
     if turns:
-        from graph.memory.memories import memories_for
+        from graph.memory.memories import memories_of
 
-        memories_for(ctx).backlog.add(turns)
+        memories_of(ctx).backlog.add(turns)

@@ -13,16 +13,15 @@ from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
 from graph import tools as registry
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import feedback, guard, selfprompt, strategy
 from graph.models import llm, prompts, serving, thinking, window
 from graph.state import AgentState
-from graph.store import store_for
 
 
 def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     messages = state["messages"]
     last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
     turn_of = ctx.parent_turn or (messages[last_human].id if last_human >= 0 else None)
@@ -116,7 +115,7 @@ def learning_on(ctx: Context, store) -> bool:
 def sampling(ctx: Context) -> float | None:
     """The temperature of the "config" arm: an evolved one while the prompt version it was
     promoted with serves, else the configured one (None)."""
-    return serving.evolved(store_for(ctx.home)).get("temperature")
+    return serving.evolved(ctx.store).get("temperature")
 
 
 def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[SystemMessage]:
@@ -125,12 +124,12 @@ def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[System
     settings = ctx.settings.memory
     if ctx.parent_turn or not (settings.enabled and settings.recall_k and text.strip()):
         return []
-    if not store_for(ctx.home).has_memories():
+    if not ctx.store.has_memories():
         return []
-    from graph.memory.memories import MemoryUnavailable, memories_for
+    from graph.memory.memories import MemoryUnavailable, memories_of
 
     try:
-        memories = memories_for(ctx)
+        memories = memories_of(ctx)
         found = [m.text for m in memories.search(text, touch=touch)]
         found += [f"(earlier, turn {t['turn']}) {' '.join(t['text'].split())[:400]}"
                   for t in memories.search_turns(text, k=2)]  # both filtered by memory.min_similarity

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import guard
 from graph.models import llm, prompts
 from graph.state import AgentState
-from graph.store import store_for
 
 REMEMBER = re.compile(r"\b(remember|don'?t forget|do not forget|keep in mind|note that)\b|覚えて|記憶して|忘れないで|メモして",
                       re.IGNORECASE)
@@ -49,7 +48,7 @@ class Item:
 
 
 def reflect(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn or not ctx.settings.memory.enabled:
         return {}
     messages = state["messages"]
@@ -58,14 +57,14 @@ def reflect(state: AgentState, runtime: Runtime[Context]) -> dict:
     if last_human < 0 or answer.type != "ai" or answer.response_metadata.get("interrupted"):
         return {}
     user = messages[last_human].text.strip()
-    turn = store_for(ctx.home).turn_of(messages[last_human].id)
+    turn = ctx.store.turn_of(messages[last_human].id)
     items = candidates(ctx, user, answer.text.strip(), messages[last_human + 1:])
     if not items:
         return {}
-    from graph.memory.memories import MemoryUnavailable, memories_for
+    from graph.memory.memories import MemoryUnavailable, memories_of
 
     try:
-        memories = memories_for(ctx)
+        memories = memories_of(ctx)
         kept = [memories.add(i.text, i.type, i.importance, source=i.source, turn=turn) for i in items]
     except MemoryUnavailable as exc:
         runtime.stream_writer({"notice": f"memory is unavailable: {exc}"})
@@ -129,5 +128,5 @@ def consolidation_due(ctx: Context) -> bool:
     every = ctx.settings.memory.consolidate_every
     if not (ctx.settings.memory.enabled and every):
         return False
-    store = store_for(ctx.home)
+    store = ctx.store
     return store.memories_since(float(store.get_meta("consolidated_at") or 0), every) >= every

@@ -21,14 +21,13 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph import approval
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import feedback, guard, rating, reward
 from graph.state import AgentState
-from graph.store import store_for
 
 
 def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn:
         return {}
     messages = state["messages"]
@@ -36,7 +35,7 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
     answer = messages[-1]
     if last_human < 0 or answer.type != "ai":
         return {}
-    store = store_for(ctx.home)
+    store = ctx.store
     turn = store.turn_of(messages[last_human].id)
     if turn is None:
         return {}

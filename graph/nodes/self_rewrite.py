@@ -17,11 +17,10 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph import approval
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import guard, reward, selfprompt
 from graph.models import llm, prompts
 from graph.state import AgentState
-from graph.store import store_for
 
 SCHEMA = {"type": "object", "required": ["add", "remove", "why"], "properties": {
     "add": {"type": "array", "maxItems": 2, "items": {"type": "string", "maxLength": 200}},
@@ -33,14 +32,14 @@ REPLY_TOKENS = 400  # room for two rules and the reason (SCHEMA's lengths)
 
 
 def self_rewrite(state: AgentState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn:
         return {}
     messages = state["messages"]
     last_human = max((i for i, m in enumerate(messages) if m.type == "human"), default=-1)
     if last_human < 0 or messages[-1].type != "ai":
         return {}
-    store = store_for(ctx.home)
+    store = ctx.store
     if not ctx.settings.learning.enabled or guard.frozen(store):
         return {}
     say = lambda text: runtime.stream_writer({"status": text})  # noqa: E731
@@ -75,7 +74,7 @@ def changed_during(store, turn: int | None) -> bool:
 
 def due(ctx: Context) -> str:
     """Why a rewrite should be proposed now ('' when not): enough turns, or a falling reward."""
-    store, limits = store_for(ctx.home), ctx.settings.learning
+    store, limits = ctx.store, ctx.settings.learning
     version = selfprompt.current(ctx)
     if version.status == "probation":
         return ""
@@ -95,7 +94,7 @@ def due(ctx: Context) -> str:
 
 def digest(ctx: Context) -> str:
     """The recent rewarded turns as the metaprompt shows them (no tool output: it may be untrusted)."""
-    store = store_for(ctx.home)
+    store = ctx.store
     lines = []
     for item in reward.recent(store, DIGEST_TURNS):
         if item.tainted:
@@ -113,7 +112,7 @@ def digest(ctx: Context) -> str:
 
 def propose(ctx: Context, why: str, turn: int | None, say) -> None:
     """Ask the model for rules to add/remove, validate, and put the result on probation."""
-    store = store_for(ctx.home)
+    store = ctx.store
     version = selfprompt.current(ctx)
     turns = digest(ctx)
     if not turns:

@@ -91,9 +91,7 @@ def run_one(ctx: Context, name: str, args: dict, ask: Callable[[dict], str] | No
     if verdict.action == "ask":
         answer = ask({"tool": name, "args": args, "reason": verdict.reason, "always": verdict.pattern}) if ask else "no"
         if answer == "always" and verdict.pattern:
-            from graph.store import store_for
-
-            store_for(ctx.home).approve(name, verdict.pattern)
+            ctx.store.approve(name, verdict.pattern)
         if answer not in ("yes", "always"):
             return False, "declined"
     call_id = f"call_{uuid.uuid4().hex[:12]}"

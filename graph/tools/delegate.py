@@ -17,7 +17,7 @@ from langchain_core.messages import HumanMessage
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.models import prompts
 
 
@@ -26,7 +26,7 @@ def delegate(task: str, runtime: ToolRuntime[Context], tools: list[str] | None =
     """Hand a self-contained subtask to a sub-agent and get its result back. Give the task
     with everything it needs to know, and optionally the names of the tools it may use
     (default: all but delegate). Use it to split big jobs into independent parts."""
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if ctx.parent_turn:
         raise ToolException("a sub-agent cannot delegate further; do the task yourself")
     if ctx.agent_graph is None:

@@ -18,7 +18,6 @@ from langgraph.prebuilt import ToolRuntime
 from graph.actions import Problem, evolution
 from graph.context import Context
 from graph.evolution import runs
-from graph.store import store_for
 from graph.tools.learn import context_of
 
 WANTED = re.compile(r"\b(evolv\w*|evolution|fine-?tun\w*|train\w*|lora|adapters?|variants?|lineage|genomes?|"
@@ -65,7 +64,7 @@ def train_lora(runtime: ToolRuntime[Context]) -> str:
 @tool
 def evolution_status(runtime: ToolRuntime[Context]) -> str:
     """Evolution status: progress, best fitness per generation, what was promoted."""
-    store = store_for(context_of(runtime).home)
+    store = context_of(runtime).store
     rows = evolution.runs(store, 5)
     if not rows:
         return "No evolution run yet."
@@ -82,7 +81,7 @@ def show_lineage(runtime: ToolRuntime[Context], run: int | None = None) -> str:
     """Evolution lineage: the family tree of evolved variants (default: the latest evolution),
     with operator, parents, fitness and status of each genome."""
     try:
-        which, nodes = evolution.lineage(store_for(context_of(runtime).home), run)
+        which, nodes = evolution.lineage(context_of(runtime).store, run)
     except Problem:
         return "No evolution run yet."
     lines = []

@@ -24,8 +24,7 @@ from pathlib import Path, PurePath
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.context import Context
-from graph.store import store_for
+from graph.context import Context, of
 
 LIST_MAX = 200  # entries list_dir shows
 PROBE = 1024  # bytes looked at for NUL to tell a binary file
@@ -130,7 +129,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def _save(ctx: Context, real: Path, shown: str, before: bytes | None, data: bytes, tool_name: str) -> None:
     """Journal the previous version for /undo, then write atomically; a failed write is taken back out
     of the journal (marked undone) so /undo never restores over a write that did not happen."""
-    store = store_for(ctx.home)
+    store = ctx.store
     edit = store.record_edit(str(real), before, hashlib.sha256(data).hexdigest(), tool_name,
                              keep=ctx.settings.tools.files.undo_keep)
     try:
@@ -151,7 +150,7 @@ def read_file(path: str, runtime: ToolRuntime[Context], offset: int = 0) -> str:
         path: The file, relative to the workspace (or absolute inside it).
         offset: The character to start from (0 = the beginning).
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     if offset < 0:
@@ -187,7 +186,7 @@ def write_file(path: str, content: str, runtime: ToolRuntime[Context]) -> str:
         path: The file, relative to the workspace (or absolute inside it).
         content: The complete new text of the file.
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     before = _current(ctx, real, shown)
@@ -208,7 +207,7 @@ def edit_file(path: str, old_text: str, new_text: str, runtime: ToolRuntime[Cont
         new_text: The text to put in its place.
         replace_all: Replace every occurrence instead of exactly one.
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     before = _current(ctx, real, shown, must_exist=True)
@@ -247,7 +246,7 @@ def list_dir(runtime: ToolRuntime[Context], path: str = ".") -> str:
     Args:
         path: The folder, relative to the workspace (or absolute inside it); "." is its top.
     """
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     real = resolve(ctx, path)
     shown = _show(ctx, real)
     if not real.is_dir():
@@ -291,7 +290,7 @@ def undo(ctx: Context, force: bool = False) -> str:
     """Restore the file of the latest edit not yet undone (delete it if the edit created it);
     one line says what was done. Raises UndoError if the file changed since, unless `force`.
     Not confined to the current roots: it only ever touches files in the edit journal."""
-    store = store_for(ctx.home)
+    store = ctx.store
     edit = store.last_edit()
     if edit is None:
         return "nothing to undo"

@@ -20,9 +20,8 @@ from langgraph.prebuilt import ToolRuntime
 
 from graph.actions import Problem, examples, prompt, rewards
 from graph.actions import learning as actions_learning
-from graph.context import Context
+from graph.context import Context, of
 from graph.learning import guard, selfprompt
-from graph.store import store_for
 
 WANTED = re.compile(r"\b(prompt|rules?|instructions?|from now on|always|never|examples?|tuning|learn\w*|"
                     r"(good|bad|great|wrong) answer)\b|プロンプト|ルール|指示|これから|今後|例として|学習", re.IGNORECASE)
@@ -36,7 +35,7 @@ def wanted(message: str) -> bool:
 
 def context_of(runtime: ToolRuntime[Context], change: str = "") -> Context:
     """The tool call's Context; with `change`, refused (ToolException) while learning is frozen or off."""
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     if change:
         try:
             guard.may_change(ctx, change)
@@ -59,7 +58,7 @@ def show_prompt(runtime: ToolRuntime[Context]) -> str:
     """Show your own current system prompt (its version, status and learned rules)."""
     ctx = context_of(runtime)
     version = prompt.current(ctx)
-    stats = prompt.version_dict(store_for(ctx.home), version, version.id)["stats"]
+    stats = prompt.version_dict(ctx.store, version, version.id)["stats"]
     mean = "no rewards yet" if stats["mean"] is None else f"mean reward {stats['mean']:+.2f} over {stats['turns']} turns"
     return f"Version {version.id} ({version.status}, by {version.author}; {mean}):\n{version.text}"
 
@@ -100,7 +99,7 @@ def add_example(label: Literal["desirable", "undesirable"], why: str, runtime: T
     ctx = context_of(runtime, "adding a tuning example")
     try:
         example = examples.add(ctx, "desirable" if better_answer.strip() else label,
-                               turn or examples.latest_turn(store_for(ctx.home)), answer=better_answer, why=why,
+                               turn or examples.latest_turn(ctx.store), answer=better_answer, why=why,
                                source="agent")
     except Problem as exc:
         raise ToolException(str(exc)) from None
@@ -136,7 +135,7 @@ def delete_example(example_id: int, why: str, runtime: ToolRuntime[Context]) -> 
 def list_examples(runtime: ToolRuntime[Context], label: str = "", limit: int = 10) -> str:
     """List your tuning examples, newest first (label: desirable, undesirable or empty for both)."""
     ctx = context_of(runtime)
-    found = examples.listing(store_for(ctx.home), label or None, last=max(1, min(50, limit)))
+    found = examples.listing(ctx.store, label or None, last=max(1, min(50, limit)))
     lines = [f"#{e.id} {e.label} ({e.source}, {e.split}, reward {e.reward if e.reward is not None else '—'}):"
              f" Q: {e.question[:80]!r} A: {e.answer[:80]!r}" for e in found]
     return "\n".join(lines) or "No tuning examples yet."
@@ -147,7 +146,7 @@ def learning_status(runtime: ToolRuntime[Context]) -> str:
     """How your self-learning is going: recent rewards, the prompt version and its probation,
     what the strategy policy has learned, your tuning data, and whether learning is frozen."""
     ctx = context_of(runtime)
-    store = store_for(ctx.home)
+    store = ctx.store
     report = rewards.report(store, 20, settled_only=True)
     version = prompt.current(ctx)
     lines = [

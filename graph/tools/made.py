@@ -19,7 +19,7 @@ from pathlib import Path
 from langchain_core.tools import BaseTool, StructuredTool, ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.tools import sandbox
 
 NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
@@ -80,7 +80,7 @@ def create_tool(name: str, code: str, test_args: dict, runtime: ToolRuntime[Cont
     from standard modules like math, re, json, datetime, collections; no files, network, processes,
     eval/exec/open or dunder attributes. `test_args` are the arguments of a test call that must succeed.
     Creating an existing name replaces that tool."""
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     from graph.tools import builtin
 
     if not NAME.fullmatch(name):
@@ -116,9 +116,6 @@ def _as_tool(ctx: Context, name: str, code: str, description: str, schema: dict)
                                         metadata={"source": "self-made"}, handle_tool_error=True)
 
 
-_cache: dict[str, tuple[tuple, list[BaseTool]]] = {}
-
-
 def _stamp(path: Path) -> tuple:
     try:
         return path.name, path.stat().st_mtime_ns, path.stat().st_size
@@ -128,11 +125,13 @@ def _stamp(path: Path) -> tuple:
 
 def load(ctx: Context, notify: Callable[[str], None] | None = None) -> list[BaseTool]:
     """The stored self-made tools; a broken one is skipped with one line to `notify`.
-    Cached until the folder (or the tools.made settings) change, so it is cheap to call every step."""
+    Kept in the session's services (the tools hold its Context) until the folder (or the tools.made
+    settings) change, so it is cheap to call every step."""
     folder, made = _folder(ctx), ctx.settings.tools.made
     files = sorted(p for p in (folder.iterdir() if folder.is_dir() else []) if p.suffix in (".py", ".json"))
     key = (tuple(_stamp(p) for p in files), made.timeout_s, tuple(made.imports))
-    cached = _cache.get(str(folder))
+    slot = f"made:{folder}"
+    cached = ctx.services.peek(slot)
     if cached and cached[0] == key:
         return list(cached[1])
     tools = []
@@ -150,7 +149,7 @@ def load(ctx: Context, notify: Callable[[str], None] | None = None) -> list[Base
                 notify(f"self-made tool {name} skipped: {exc}")
             continue
         tools.append(_as_tool(ctx, name, code, description, schema))
-    _cache[str(folder)] = (key, tools)
+    ctx.services.put(slot, (key, tools))
     return list(tools)
 
 

@@ -2,11 +2,12 @@
 
 Owns: turning mcpServers entries (command/args/env/cwd: stdio; url: streamable HTTP, or SSE
 with `type: sse`) into connections, with `${VAR}` / `${VAR:-default}` in `env`, `headers` and
-`url` taken from the environment (an unset one fails that server, naming it); one long-lived session per server, opened lazily on the
-first `tools()` call, all servers in parallel, on one background asyncio loop for the whole
-process; wrapping each MCP tool as a synchronous LangChain tool with a per-call timeout;
-restarting a server once when it dies during a call; the built-in browser's command and
-config file; `servers()` for the `tools` command; `shutdown()`.
+`url` taken from the environment (an unset one fails that server, naming it); one long-lived
+session per server and agent session (a `Manager` per configuration, kept in the session's
+services and closed with them), opened lazily on the first `tools()` call, all servers in
+parallel, on one background asyncio loop for the whole process; wrapping each MCP tool as a
+synchronous LangChain tool with a per-call timeout; restarting a server once when it dies
+during a call; the built-in browser's command and config file; `servers()` for the `tools` command.
 A server that fails to start costs one `notify` line and is not retried until the next
 process start. A stdio server's stderr goes to DATA/logs/mcp-NAME.log, not the terminal.
 Does not own: which tools a run may use (tools/__init__.py) or how untrusted output is
@@ -16,7 +17,6 @@ shown to the model (nodes/act.py).
 from __future__ import annotations
 
 import asyncio
-import atexit
 import fnmatch
 import json
 import logging
@@ -40,9 +40,10 @@ CHROMIUM_ARGS = ["--disable-gpu", "--disable-quic", "--no-first-run", "--disable
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 HIDDEN = {"browser": {"browser_run_code_unsafe"}}  # runs any code inside the node process: never offered
 
+# One loop per process, not per session: a thread that only waits, and MCP's client sessions
+# (anyio task groups) must be closed on the loop that opened them, whichever session ends first.
 _loop: asyncio.AbstractEventLoop | None = None
 _lock = threading.Lock()
-_managers: dict[str, Manager] = {}
 
 
 class _Late(Exception):
@@ -56,7 +57,6 @@ def _run(coro, timeout: float):
         if _loop is None:
             _loop = asyncio.new_event_loop()
             threading.Thread(target=_loop.run_forever, name="mcp-loop", daemon=True).start()
-            atexit.register(shutdown)
     future = asyncio.run_coroutine_threadsafe(coro, _loop)
     try:
         return future.result(timeout)
@@ -252,6 +252,16 @@ class Manager:
                     name = f"{server.name}_{tool.name}" if clash else tool.name
                     self.wrapped[name] = self._wrap(server, tool, name)
 
+    def close(self) -> None:
+        """Close every server's session and the process behind it (the agent session ends)."""
+        running = [s for s in self.servers.values() if s.session is not None]
+        if running:
+            async def stop_all():
+                await asyncio.gather(*(s.stop() for s in running), return_exceptions=True)
+
+            with suppress(Exception):
+                _run(stop_all(), 20)
+
     def _wrap(self, server: Server, tool: BaseTool, name: str) -> BaseTool:
         def run(**args) -> str:
             return self.call(server, tool.name, args)
@@ -294,14 +304,11 @@ class Manager:
 
 
 def _manager(ctx: Context) -> Manager:
-    """The one Manager per configuration (and data folder) in this process."""
+    """The session's one Manager for ctx's configuration (and data folder)."""
     s = ctx.settings
     key = json.dumps([ctx.home, s.tools.mcp.model_dump(), s.tools.browser.model_dump(),
                       {name: entry.model_dump() for name, entry in s.mcpServers.items()}], sort_keys=True)
-    with _lock:
-        if key not in _managers:
-            _managers[key] = Manager(ctx)
-        return _managers[key]
+    return ctx.services.get(f"mcp:{key}", lambda: Manager(ctx))
 
 
 def tools(ctx: Context, notify: Callable[[str], None] | None = None, taken: set[str] | None = None) -> list[BaseTool]:
@@ -324,16 +331,3 @@ def servers(ctx: Context, start: bool = False) -> list[dict]:
         tools(ctx, lambda _line: None)
     return [{"name": s.name, "kind": s.kind, "status": s.status, "tools": len(s.tools) if s.status == "running" else 0,
              "error": s.error} for s in _manager(ctx).servers.values()]
-
-
-def shutdown() -> None:
-    """Close every session and the processes behind them (registered with atexit)."""
-    with _lock:
-        running = [s for m in _managers.values() for s in m.servers.values() if s.session is not None]
-        _managers.clear()
-    if running:
-        async def stop_all():
-            await asyncio.gather(*(s.stop() for s in running), return_exceptions=True)
-
-        with suppress(Exception):
-            _run(stop_all(), 20)

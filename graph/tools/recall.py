@@ -21,7 +21,7 @@ from langgraph.prebuilt import ToolRuntime
 
 from graph.actions import Problem
 from graph.actions import memory as act
-from graph.context import Context
+from graph.context import Context, of
 
 WANTED = re.compile(r"\b(remember|recall|forget|forgot|memor(y|ies|ize|ise)|keep in mind|note that|"
                     r"what do you know about|do you know (my|what i)|(last|previous) (time|session|conversation)|"
@@ -34,17 +34,13 @@ def wanted(message: str) -> bool:
     return bool(WANTED.search(message))
 
 
-def _ctx(runtime: ToolRuntime[Context]) -> Context:
-    return runtime.context or Context()
-
-
 @tool
 def remember(text: str, runtime: ToolRuntime[Context],
              kind: Literal["fact", "preference", "decision", "result", "note"] = "fact", importance: int = 4) -> str:
     """Keep something in long-term memory for future conversations: a fact about the user, a
     preference, a decision or a result worth keeping. importance: 1 (minor) to 5 (essential)."""
     try:
-        memory, what = act.add(_ctx(runtime), text, kind, max(1, min(5, importance)) / 5, source="agent")
+        memory, what = act.add(of(runtime), text, kind, max(1, min(5, importance)) / 5, source="agent")
     except Problem as exc:
         raise ToolException(str(exc)) from None
     return {"merged": f"Already known; strengthened memory {memory['id']}: {memory['text']}",
@@ -57,7 +53,7 @@ def recall(query: str, runtime: ToolRuntime[Context]) -> str:
     """Search long-term memory, and parts of the conversation too old to be in view, for what
     you know about something. Returns memories with their ids, most relevant first."""
     try:
-        found = act.search(_ctx(runtime), query, k=8, touch=True)
+        found = act.search(of(runtime), query, k=8, touch=True)
     except Problem as exc:
         raise ToolException(str(exc)) from None
     lines = [f"[{m['id']}] ({m['type']}) {m['text']}" for m in found["memories"]]
@@ -69,7 +65,7 @@ def recall(query: str, runtime: ToolRuntime[Context]) -> str:
 def forget(memory_id: str, runtime: ToolRuntime[Context]) -> str:
     """Forget one long-term memory by its id (as shown by recall), e.g. when the user says it is wrong."""
     try:
-        memory = act.forget(_ctx(runtime), memory_id)
+        memory = act.forget(of(runtime), memory_id)
     except Problem as exc:
         raise ToolException(str(exc)) from None
     return f"Forgot {memory['id']}: {memory['text']}"

@@ -21,8 +21,7 @@ from pathlib import Path
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.context import Context
-from graph.models.llm import STOP
+from graph.context import Context, of
 
 MAX_TIMEOUT_S = 3600.0
 BACKGROUND_GRACE_S = 0.5  # once the shell exits, how long its background processes may hold the output
@@ -33,7 +32,7 @@ def run_command(command: str, runtime: ToolRuntime[Context], cwd: str = "", time
     """Run a shell command (bash on Linux/macOS, cmd on Windows) and return its exit code and output
     (stdout and stderr together; long output keeps its start and end). There is no input: never
     run interactive programs. cwd: folder to run in (default: the workspace); timeout_s: 0 = default."""
-    ctx = runtime.context or Context()
+    ctx = of(runtime)
     shell = ctx.settings.tools.shell
     folder = _folder(ctx, cwd)
     timeout = min(timeout_s, MAX_TIMEOUT_S) if timeout_s > 0 else shell.timeout_s
@@ -47,7 +46,7 @@ def run_command(command: str, runtime: ToolRuntime[Context], cwd: str = "", time
     deadline, stopped = time.monotonic() + timeout, False
     try:
         while (code := proc.poll()) is None and time.monotonic() < deadline:
-            if STOP.is_set():  # Ctrl-C in the REPL: stop the command, keep its output
+            if ctx.stop.is_set():  # Ctrl-C in the REPL: stop the command, keep its output
                 stopped = True
                 break
             time.sleep(0.05)

@@ -24,7 +24,7 @@ from ddgs.exceptions import DDGSException
 from langchain_core.tools import ToolException, tool
 from langgraph.prebuilt import ToolRuntime
 
-from graph.context import Context
+from graph.context import Context, of
 
 MAX_BYTES = 3_000_000  # a page is read up to this many bytes, whatever its size
 TEXT_TYPES = ("application/json", "application/xml", "application/xhtml+xml", "application/javascript")
@@ -36,7 +36,7 @@ T = TypeVar("T")
 def web_search(query: str, runtime: ToolRuntime[Context]) -> str:
     """Search the web (DuckDuckGo). Returns numbered results: title, URL and snippet.
     Use fetch_url on a result's URL to read the page."""
-    web = (runtime.context or Context()).settings.tools.web
+    web = of(runtime).settings.tools.web
     try:  # ddgs tries several engines and may retry: one overall deadline
         found = _in_time(web.timeout_s, lambda: DDGS(timeout=web.timeout_s).text(query, max_results=web.max_results))
     except TimeoutError:
@@ -57,7 +57,7 @@ def web_search(query: str, runtime: ToolRuntime[Context]) -> str:
 def fetch_url(url: str, runtime: ToolRuntime[Context]) -> str:
     """Read a web page (http or https) and return its title and main text, without menus and ads.
     Plain text and JSON come back as they are; long pages are cut."""
-    web = (runtime.context or Context()).settings.tools.web
+    web = of(runtime).settings.tools.web
     if urlsplit(url).scheme.lower() not in ("http", "https") or not urlsplit(url).netloc:
         raise ToolException(f"Only http:// and https:// addresses can be fetched, not {url!r}.")
     try:  # httpx's timeouts leave out DNS lookups: an overall deadline too

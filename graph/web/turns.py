@@ -144,7 +144,7 @@ class Turns:
         waiting approvals, end every stream, and give up the queued turns (their messages are
         kept; the next start marks them interrupted). Returns at once."""
         self._stopping.set()
-        llm.STOP.set()
+        self.session.ctx.stop.set()
         for turn in list(self.turns.values()):
             for approval in list(turn.approvals.values()):
                 with turn._lock:
@@ -172,7 +172,7 @@ class Turns:
                 self._current = None
 
     def _run(self, turn: Turn, events) -> None:
-        llm.STOP.clear()
+        self.session.ctx.stop.clear()
         try:
             for kind, data in events:
                 turn.publish(kind, jsonable(kind, data))

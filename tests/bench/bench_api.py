@@ -157,7 +157,7 @@ def overhead(folder: Path, config: Path, model: str, turns: int) -> dict:
 
 
 def load(folder: Path, config: Path, model: str, users: int, seconds: int) -> dict:
-    from graph.store import store_for
+    from graph.store import Store
 
     server = Server(folder / "load", config, model)
     log = folder / "load.jsonl"
@@ -166,7 +166,7 @@ def load(folder: Path, config: Path, model: str, users: int, seconds: int) -> di
         subprocess.run([sys.executable, "-m", "locust", "-f", __file__, "--headless", "-u", str(users),
                         "-r", str(users), "-t", f"{seconds}s", "--stop-timeout", "600", "--host", server.url,
                         "--only-summary", "--loglevel", "WARNING"], env=env, check=False)
-        store = store_for(str(server.home))
+        store = Store(server.home)
         deadline = time.monotonic() + 600
         while store.open_turns() and time.monotonic() < deadline:  # a turn whose client stopped waiting
             time.sleep(0.5)

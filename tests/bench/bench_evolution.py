@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import SYSTEM_PROMPT, SimulatedChat
 
-from graph import store as stores
 from graph.context import Context
 from graph.evolution import archive
 from graph.evolution.graph import evolve
@@ -66,7 +65,7 @@ def embedded(root: Path, args) -> dict:
     for generation, at, _ in marks:
         times.append(round(at - last, 1))
         last = at
-    genomes = archive.of_run(stores.store_for(ctx.home), result["id"])
+    genomes = archive.of_run(ctx.store, result["id"])
     scored = sum(g.status in ("scored", "promoted") for g in genomes)
     invalid = [g.note for g in genomes if g.status == "invalid"]
     print(f"  seed generation (all {args.population} scored): {times[0]} s;"
@@ -84,7 +83,7 @@ def fake(root: Path, args) -> dict:
     for seed in range(args.seeds):
         ctx = context(root, f"fake-{seed}", {"agent": {"system_prompt": SYSTEM_PROMPT, "max_tool_rounds": 0},
                                              "evolution": {"eval_cases": 8}})
-        llm.use(ctx, llm.Backend("fake", "simulated", SimulatedChat(seed=seed), 4096))
+        ctx.services.put("backend", llm.Backend("fake", "simulated", SimulatedChat(seed=seed), 4096))
         result = evolve(ctx, "bench", generations=args.fake_generations, population=6, budget_minutes=60)
         rows = result["summary"]["generations"]
         out[seed] = {"best": [r["best"] for r in rows], "mean": [r["mean"] for r in rows]}

@@ -70,9 +70,7 @@ from simulated_user import (
     simulate,
 )
 
-from graph import store as stores
 from graph.learning import feedback, strategy
-from graph.models import llm
 
 MARKDOWN = re.compile(r"^\s*(#{1,6} |[-*•] |\d+[.)] |\|)|\*\*", re.MULTILINE)
 BULLET = re.compile(r"^\s*([-*•] |\d+[.)] )", re.MULTILINE)
@@ -206,14 +204,13 @@ def run_one(root: Path, user_kind: str, model_kind: str, frozen: bool, turns: in
                   file=sys.stderr, flush=True)
 
     run = simulate(session, user, turns, frozen=frozen, seed=seed, progress=progress)
-    store = stores.store_for(session.ctx.home)
+    store = session.ctx.store
     plays = {f"{r['factor']}:{r['arm']}": r["n"] for r in strategy.table(store) if r["factor"] in ("style", "think")}
     kept = list(feedback.standing(store))
     metas = [row["meta"] for row in store.history() if row["role"] == "assistant" and row["meta"]][:turns]
     out_tokens = [m.get("tokens", 0) for m in metas]
     in_tokens = [m.get("context_tokens", 0) - m.get("tokens", 0) for m in metas]
-    llm.forget_backends()
-    stores.close_all()
+    session.ctx.services.close()
     answers = run.answers[:turns]
     seconds = [b - a for a, b in pairwise(stamps)][:turns]
     cpus = [max(0.0, b - a) for a, b in pairwise(cpu)][:turns]

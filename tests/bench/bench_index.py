@@ -73,13 +73,13 @@ def run(n: int, calls: int, seed: int, folder: Path) -> dict:
 
     from graph.context import Context
     from graph.memory import vectors
-    from graph.memory.memories import memories_for
+    from graph.memory.memories import memories_of
 
     rng = random.Random(seed)
     home = folder / f"home{n}"
     config = folder / "config.yaml"
     config.write_text("{}\n", encoding="utf-8")
-    mem = memories_for(Context(home=str(home), config=str(config)))
+    mem = memories_of(Context(home=str(home), config=str(config)))
     turns = add_turns(mem.store, rng, 1, n)
     texts = mem.index.turn_texts(1, n)
     with mem.index.writing():

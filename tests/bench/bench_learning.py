@@ -41,9 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import SimulatedChat, SimulatedUser, new_session, settings, simulate
 
-from graph import store as stores
 from graph.learning import selfprompt
-from graph.models import llm
 
 AGENTS = {  # name: (frozen, learning settings)
     "learning": (False, {}),
@@ -65,8 +63,7 @@ def one(root: Path, name: str, seed: int, turns: int, frozen: bool, learning: di
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     session = new_session(folder / "home", path, model)
     result = simulate(session, SimulatedUser(seed=seed), turns, frozen=frozen, seed=seed, progress=progress)
-    llm.forget_backends()
-    stores.close_all()
+    session.ctx.services.close()
     return result
 
 

@@ -83,7 +83,7 @@ def run(n: int, args) -> dict:
     rng = random.Random(args.seed + n)
     home = Path(tempfile.mkdtemp(prefix=f"bench-memory-{n}-"))
     try:
-        mem = memories.memories_for(Context(home=str(home)))
+        mem = memories.memories_of(ctx := Context(home=str(home)))
         bulk = fill(mem, n, rng)
         assert mem.index.mems.count() == n
         timed(lambda: mem.search(QUERIES[rng.randrange(len(QUERIES))](rng)), 10)  # warm up
@@ -99,7 +99,7 @@ def run(n: int, args) -> dict:
                 "turn_ms_p95": round(p95(turn), 1), "reopen_ms": round(statistics.median(reopen), 1),
                 "chroma_mb": round(sum(f.stat().st_size for f in (home / "memory").rglob("*") if f.is_file()) / 2**20, 1)}
     finally:
-        memories.close_all()
+        ctx.services.close()
         shutil.rmtree(home, ignore_errors=True)
 
 

@@ -278,10 +278,9 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     import yaml
 
     from graph.memory import backlog as backlog_module
-    from graph import store as store_module
     from graph.builder import builder
     from graph.context import Context
-    from graph.memory.memories import memories_for
+    from graph.memory.memories import memories_of
     from graph.session import Session
 
     home = folder / "home"
@@ -293,8 +292,8 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
     install(ctx, model, context_window=context_window)
     parts, background = instrument(builder)
     session = Session(ctx)
-    memories_for(ctx).add("The user's bicycle is a blue Brompton", "fact")  # so every turn recalls, the first too
-    backlog = memories_for(ctx).backlog
+    memories_of(ctx).add("The user's bicycle is a blue Brompton", "fact")  # so every turn recalls, the first too
+    backlog = memories_of(ctx).backlog
     backlog_module.QUIET = 0.0  # the user's pause is simulated below: index at once
     times, waits, cpu, split, answering, folds, started = [], [], [], [], [], 0, time.perf_counter()
     pauses = []  # (wall, CPU) seconds of the backlog's indexing after each turn
@@ -348,7 +347,7 @@ def run_ours(folder: Path, users: list[str], answers: list[str], summary: str, e
         checkpoints = scalar(session.store.path, "SELECT COUNT(*) FROM checkpoints")
     finally:
         session.saver.conn.close()
-        store_module.close_all()
+        session.ctx.services.close()
     return {"times": times, "waits": waits, "cpu": cpu, "split": split, "answering": answering, "bytes": size,
             "pauses": pauses, "speed": speed,
             "wall": time.perf_counter() - started,

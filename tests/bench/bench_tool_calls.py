@@ -25,9 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import yaml
 from simulated_user import EN
 
-from graph import store as stores
 from graph.context import Context
-from graph.models import llm
 from graph.session import Session
 from graph.tools import recall
 
@@ -48,8 +46,7 @@ def run(root: Path, name: str, turns: int, backend: str) -> dict:
                 calls[value["name"]] += 1
         print(f"  [{name} {i + 1}/{turns}] {dict(calls)}", file=sys.stderr, flush=True)
     seconds = time.perf_counter() - start
-    llm.forget_backends()
-    stores.close_all()
+    session.ctx.services.close()
     return {"calls_per_turn": round(sum(calls.values()) / turns, 2), "tools": dict(calls),
             "s_per_turn": round(seconds / turns, 1)}
 

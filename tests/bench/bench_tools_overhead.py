@@ -25,7 +25,6 @@ import yaml  # noqa: E402
 
 from graph import approval, tools  # noqa: E402
 from graph.context import Context  # noqa: E402
-from graph.tools import mcp  # noqa: E402
 from timing import p95, timed  # noqa: E402  (tests/bench/timing.py)
 
 SERVER = {"command": sys.executable, "args": [str(ROOT / "tests" / "mcp_servers.py"), "stdio"]}
@@ -66,7 +65,7 @@ def main() -> None:
         ours = show("MCP call through the long-lived session", timed(lambda: add.invoke({"a": 2, "b": 40}), n))
         naive = show("MCP call with a new session per call (get_tools + call)", timed(naive_call, max(5, n // 3)))
         print(f"ratio new-session / long-lived: {naive / ours:.0f}x")
-        mcp.shutdown()
+        ctx.services.close()
 
 
 if __name__ == "__main__":

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution.adapt import AdaptError, breed, skip
 from graph.evolution.state import say
 from graph.models import adapters
-from graph.store import store_for
 
 
 def adapt(state: dict, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     run = state["run"]
 
     def progress(**shown) -> None:

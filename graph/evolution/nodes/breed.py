@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness, operators
 from graph.evolution.offspring import fresh, genome_key, keep, mutant
 from graph.evolution.state import EvolutionState, random_for, run_settings, say
-from graph.store import store_for
 
 
 def breed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     _, population, _ = run_settings(state, ctx)
     generation = state["generation"] + 1
     rng, wants = random_for({**state, "generation": generation}), fitness.preferences(ctx)

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.adapt import prune
 from graph.evolution.archive import Genome
 from graph.evolution.state import EvolutionState, say
 from graph.learning import selfprompt
 from graph.models import serving
-from graph.store import store_for
 
 
 def promote(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     run, margin = state["run"], ctx.settings.evolution.promote_margin
     incumbent = archive.get(store, state["incumbent"])
     scored = [g for g in archive.of_run(store, run) if g.status == "scored"]
@@ -60,7 +59,7 @@ def promote_genome(ctx: Context, genome: Genome, why: str) -> str:
     (rolled back by live rewards like any rewrite; the same text when only its sampling or
     adapter differ), with the genome's sampling and LoRA adapter attached while it serves.
     Returns what was done."""
-    store = store_for(ctx.home)
+    store = ctx.store
     version = selfprompt.propose(ctx, genome.prompt, "evolution", why, same_text=True)
     serving.attach(store, version.id, {**genome.sampling, **({"lora": genome.lora} if genome.lora else {})})
     archive.mark(store, genome.id, "promoted", f"prompt version {version.id}: {why}")

@@ -10,11 +10,10 @@ import time
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.state import EvolutionState, say
 from graph.models import adapters
-from graph.store import store_for
 
 
 class OutOfTime(Exception):
@@ -22,8 +21,8 @@ class OutOfTime(Exception):
 
 
 def score(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     chosen, wants = fitness.cases(ctx, store), fitness.preferences(ctx)
     todo = [g for g in (archive.get(store, i) for i in state["members"]) if g.status == "new"]
     for n, genome in enumerate(todo, 1):

@@ -10,19 +10,18 @@ import time
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.archive import Genome
 from graph.evolution.offspring import fresh, genome_key, mutant
 from graph.evolution.state import EvolutionState, random_for, run_settings, say
 from graph.learning import selfprompt
 from graph.models import serving
-from graph.store import store_for
 
 
 def seed(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     generations, population, minutes = run_settings(state, ctx)
     run = archive.start(store, state.get("trigger", "studio"),
                         {"generations": generations, "population": population, "budget_minutes": minutes})

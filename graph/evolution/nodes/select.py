@@ -9,15 +9,14 @@ from __future__ import annotations
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context
+from graph.context import Context, of
 from graph.evolution import archive, fitness
 from graph.evolution.state import EvolutionState, run_settings, say
-from graph.store import store_for
 
 
 def select(state: EvolutionState, runtime: Runtime[Context]) -> dict:
-    ctx = runtime.context or Context()
-    store = store_for(ctx.home)
+    ctx = of(runtime)
+    store = ctx.store
     _, population, _ = run_settings(state, ctx)
     scored = [g for g in (archive.get(store, i) for i in state["members"]) if g.status == "scored"]
     survivors = fitness.select(scored, min(max(1, population // 2), population - 1))  # room for a child

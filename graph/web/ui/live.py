@@ -99,7 +99,7 @@ class LiveTurn:
 
     def stop(self) -> None:
         """Stop the answer (the part written is kept), declining a pending approval."""
-        llm.STOP.set()
+        self.session.ctx.stop.set()
         self.answer("no")
 
     def blocks(self) -> list[Block]:
