@@ -15,7 +15,6 @@ from __future__ import annotations
 import atexit
 import os
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -43,7 +42,6 @@ class Services:
         self._held: dict[str, Any] = {}
         self._locks: dict[str, threading.RLock] = {}
         self._lock = threading.Lock()
-        _open.add(self)
 
     def lock(self, name: str) -> threading.RLock:
         """The lock its owner builds or replaces the slot `name` under (one per slot: loading the
@@ -59,6 +57,7 @@ class Services:
                 held = self._held.get(name)
                 if held is None:
                     held = self._held[name] = build()
+                    _open.add(self)
         return held
 
     def peek(self, name: str) -> Any:
@@ -69,20 +68,23 @@ class Services:
         """Fill or replace the slot (a fallback backend, a test's scripted model)."""
         with self._lock:
             self._held[name] = value
+        _open.add(self)
 
     def close(self) -> None:
         """Close what the slots hold that can be closed (an indexing thread, MCP processes, the
         database), newest first; the next `get` opens them again."""
         with self._lock:
             held, self._held = list(self._held.values()), {}
+        _open.discard(self)
         for each in reversed(held):
             if callable(getattr(each, "close", None)):
                 each.close()
 
 
-# Every session's services, weakly: atexit and the tests' teardown reach their MCP processes and
-# indexing threads through it (a session forgotten by its front end is collected as usual).
-_open: weakref.WeakSet[Services] = weakref.WeakSet()
+# The services that hold something, from their first slot until closed: atexit and the tests'
+# teardown close their MCP processes (and browser), indexing threads and databases through it.
+# Held strongly: services dropped unclosed by their Context would leave those processes running.
+_open: set[Services] = set()
 
 
 @atexit.register

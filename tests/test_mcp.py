@@ -3,7 +3,9 @@ HTTP, one long-lived session, a crash mid-call, servers that never start, the ca
 No pytest-asyncio: graph/tools/mcp.py runs its own loop in a thread; the tools are synchronous.
 """
 
+import contextlib
 import dataclasses
+import gc
 import re
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import psutil
 import pytest
 
 from graph.config import McpServer
+from graph import context as contexts
 from graph.context import Context
 from graph.tools import mcp
 from tooling import call
@@ -120,8 +123,19 @@ def test_servers_that_never_start(tmp_path, make_config):
     status = {s["name"]: s["status"] for s in mcp.servers(ctx)}
     assert status == {"good": "running", "missing": "failed", "mute": "failed", "quits": "failed",
                       "off": "disabled", "browser": "disabled"}
-    leftovers = [p for p in psutil.Process().children(recursive=True) if "hang" in " ".join(p.cmdline())]
+    leftovers = [p for p in psutil.Process().children(recursive=True) if p.cmdline()[-2:] == [SERVER, "hang"]]
     assert leftovers == []  # the mute server was stopped, not left behind
+
+
+def test_a_session_dropped_unclosed_still_ends_its_servers(tmp_path, make_config):
+    ctx = context(tmp_path, make_config, {"calc": stdio()})
+    pid = int(whoami(by_name(ctx)["whoami"], ctx)["pid"])
+    del ctx
+    gc.collect()  # its front end let the session go without closing it
+    assert psutil.pid_exists(pid)
+    contexts.close_all()  # as at exit
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout=10)  # psutil.TimeoutExpired: the server was left running
 
 
 def test_call_timeout(tmp_path, make_config):
