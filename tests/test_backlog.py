@@ -109,6 +109,10 @@ def test_folded_turns_are_indexed_by_the_backlogs_thread_once_the_user_pauses(tm
     assert mem.backlog.pending() == 0 and int(mem.store.get_meta("turns_indexed")) >= queued[-1]
     assert set(threads) == {"memory-backlog"}
     assert mem.search_turns(TOPICS[0], k=1)[0]["turn"] == 1
+    mem.add(f"The user likes {TOPICS[0]}", "preference")
+    kept, past = mem.recall(TOPICS[0], k=2, turns=2, touch=False)  # a turn's recall: both lookups at once
+    assert [m.id for m in kept] == [m.id for m in mem.search(TOPICS[0], k=2, touch=False)] and kept
+    assert past == mem.search_turns(TOPICS[0], k=2) and past[0]["turn"] == 1
 
 
 def test_a_kill_mid_batch_loses_nothing(tmp_path, make_config):

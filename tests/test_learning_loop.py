@@ -573,6 +573,28 @@ def test_a_crash_before_the_reward_is_finished_on_recovery(tmp_path, make_config
     assert reward.get(s.store, 2) is not None and [e.turn for e in tuning.listing(s.store)] == [1]
 
 
+def test_recovery_loads_the_state_only_when_another_process_changed_it(tmp_path, make_config, monkeypatch):
+    s, _ = make(tmp_path, make_config, ["Paris.", "You're welcome."])
+    say(s, "What is the capital of France?")
+    loads = []
+    real = type(s.graph).get_state
+    monkeypatch.setattr(type(s.graph), "get_state", lambda graph, *a, **k: loads.append(1) or real(graph, *a, **k))
+    assert s.recover() == [] and loads == []  # nothing happened since this process left it settled
+    other = Session(s.ctx)  # another terminal on the same session, killed after its answer
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(reward_node, "previous", killed)
+        with pytest.raises(KeyboardInterrupt):
+            say(other, "Thanks, perfect!")
+    assert s.graph.get_state(s.config).next == ("reward",)
+    s.recover()  # the first terminal sees the newer checkpoint and finishes the other's upkeep
+    assert s.graph.get_state(s.config).next == ()
+    assert reward.get(s.store, 1).reward == pytest.approx(0.6) and reward.get(s.store, 2) is not None
+
+
 def test_a_crash_before_the_rewrite_is_finished_on_recovery(tmp_path, make_config, monkeypatch):
     s, model = make(tmp_path, make_config, ["Paris.", "You're welcome.", proposal(["Answer in one sentence."])],
                     learning={"rewrite_every": 1})

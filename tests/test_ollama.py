@@ -12,7 +12,7 @@ from pathlib import Path
 import ollama
 import pytest
 import yaml
-from langchain_core.messages import HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_ollama import ChatOllama
 
 from graph.context import Context
@@ -129,6 +129,15 @@ def test_cli_turn_through_ollama(tmp_path, server):
     sent = {t["function"]["name"]: t["function"] for t in request["tools"]}  # native tool calling: full schemas
     assert set(sent) == {t.name for t in builtin()}
     assert sent["run_command"]["parameters"]["required"] == ["command"]
+
+
+def test_a_fold_asks_for_no_more_than_the_summary_may_hold(tmp_path, server):
+    ctx = make_ctx(tmp_path, server.url)
+    old = [HumanMessage("What is photosynthesis?"), AIMessage("Plants turn light, water and CO2 into sugar.")]
+    summary, folded = llm.summarize(ctx, "", old)
+    limit = min(ctx.settings.session.summary_tokens, llm.active(ctx).context_window // 4)
+    assert folded == 2 and summary
+    assert server.requests[-1]["options"]["num_predict"] == limit != ctx.settings.llm.max_tokens  # not the answers'
 
 
 # (d) streaming

@@ -50,8 +50,8 @@ def search(ctx: Context, text: str, k: int = 10, turns: int = 3, touch: bool = F
     """The `k` memories most relevant to `text` (touch: count this as a use, as recalling does)
     and the `turns` old turns most relevant to it: {"memories": [...], "turns": [...]}."""
     found = memories(ctx)
-    return {"memories": [row(found, m) for m in found.search(text, k=k, touch=touch)],
-            "turns": found.search_turns(text, k=turns) if turns else []}
+    kept, past = found.recall(text, k=k, turns=turns, touch=touch)
+    return {"memories": [row(found, m) for m in kept], "turns": past}
 
 
 def add(ctx: Context, text: str, kind: str = "fact", importance: float = 0.8, pinned: bool = False,

@@ -154,13 +154,24 @@ class Memories:
         """The active memories most worth recalling for `query`, best first: score = similarity x
         (0.5 + 0.5 x effective importance) x recency (1 when fresh, never under 0.5). `touch`
         marks them used, which keeps them from fading."""
+        return self.recall(query, k, 0, min_similarity, touch)[0]
+
+    def recall(self, query: str, k: int | None = None, turns: int = 0, min_similarity: float | None = None,
+               touch: bool = True) -> tuple[list[Memory], list[dict]]:
+        """search() and search_turns() for one query (k memories, `turns` past turns; both over
+        min_similarity), with their two index lookups side by side: what a turn's recall does."""
         k = self.cfg.recall_k if k is None else k
         floor = self.threshold("min_similarity") if min_similarity is None else min_similarity
-        if k <= 0 or not query.strip():
-            return []
+        if (k <= 0 and turns <= 0) or not query.strip():
+            return [], []
         vec = vectors.query_vector(self.model, query)
         with self.index.reading():
-            sims = {i: sim for i, sim in self.index.nearest(vec, 4 * k).items() if sim >= floor}
+            sims, near = self.index.nearest_both(vec, 4 * max(k, 0), max(turns, 0))
+        return self._scored({i: sim for i, sim in sims.items() if sim >= floor}, k, touch), \
+            self._past({t: sim for t, sim in near.items() if sim >= floor})
+
+    def _scored(self, sims: dict[str, float], k: int, touch: bool) -> list[Memory]:
+        """The k best of these active memories (search's score), marked used when `touch`."""
         now, found = _now(), self._active(sims) if sims else []
         for m in found:
             recency = 1.0 if m.pinned else 0.5 + 0.5 * self._fading(m, now)
@@ -267,26 +278,22 @@ class Memories:
         with self.index.writing():
             last = max([int(self.store.get_meta("turns_indexed") or 0), *texts])
             # before agent.db's transaction, which would hold up the turns meanwhile (a crash between
-            # the two leaves them queued, and indexing them again replaces them); no documents:
-            # Chroma's full-text index of them made a write 6 ms at 1k turns and 26 ms at 10k, and
-            # search_turns reads the texts from the transcript
+            # the two leaves them queued, and indexing them again replaces them); no documents (Chroma's
+            # full-text index of them made a write 6 ms at 1k turns and 26 ms at 10k, and search_turns
+            # reads the texts from the transcript) and no metadata (the id says the turn)
             if texts:
-                self.index.turns.upsert(ids=[f"turn-{t}" for t in texts], embeddings=vecs,
-                                        metadatas=[{"turn": t} for t in texts])
+                self.index.turns.upsert(ids=[f"turn-{t}" for t in texts], embeddings=vecs)
             with self.store.write() as db:
                 db.executemany("DELETE FROM turn_backlog WHERE turn=?", [(t,) for t in turns])
                 vectors.set_meta(db, "turns_indexed", last)
 
     def search_turns(self, query: str, k: int = 3, min_similarity: float | None = None) -> list[dict]:
         """Past turns most similar to `query`: [{turn, text, similarity}], best first."""
-        floor = self.threshold("min_similarity") if min_similarity is None else min_similarity
-        if k <= 0 or not query.strip():
-            return []
-        vec = vectors.query_vector(self.model, query)
-        with self.index.reading():
-            res = self.index.turns.query(query_embeddings=[vec], n_results=k, include=["distances", "metadatas"])
-        found = [(meta["turn"], 1.0 - dist) for meta, dist in zip(res["metadatas"][0], res["distances"][0])
-                 if 1.0 - dist >= floor]
+        return self.recall(query, 0, k, min_similarity, touch=False)[1]
+
+    def _past(self, near: dict[int, float]) -> list[dict]:
+        """[{turn, text, similarity}] of these indexed turns, best first, with their text from the transcript."""
+        found = sorted(near.items(), key=lambda item: item[1], reverse=True)
         texts = {t: text for turn, _ in found for t, text in self.index.turn_texts(turn, turn).items()}
         return [{"turn": turn, "text": texts[turn], "similarity": similarity}
                 for turn, similarity in found if turn in texts]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -160,6 +161,7 @@ class Index:
         self._client = self.mems = self.turns = None
         self._gen: str | None = None  # the index generation this process has open
         self._synced = False  # index checked against SQLite (model, missing entries) by this process
+        self._beside: ThreadPoolExecutor | None = None  # the turns' query, beside the memories' (nearest_both)
 
     def fresh(self, force: bool = False) -> None:
         """Open the index, or reopen it if another process changed it; on first use, re-embed
@@ -195,6 +197,9 @@ class Index:
             if self._client is not None:
                 self._client.close()
             self._client = self.mems = self.turns = None
+            if self._beside is not None:
+                self._beside.shutdown()
+                self._beside = None
 
     @contextmanager
     def reading(self):
@@ -245,6 +250,22 @@ class Index:
         """{id: similarity} of the n indexed memories most similar to `vec` (inside reading() or writing())."""
         res = self.mems.query(query_embeddings=[vec], n_results=n, include=["distances"])
         return {mid: 1.0 - dist for mid, dist in zip(res["ids"][0], res["distances"][0])}
+
+    def nearest_turns(self, vec, n: int) -> dict[int, float]:
+        """{turn: similarity} of the n indexed past turns most similar to `vec` (the id says the turn)."""
+        res = self.turns.query(query_embeddings=[vec], n_results=n, include=["distances"])
+        return {int(tid.removeprefix("turn-")): 1.0 - dist for tid, dist in zip(res["ids"][0], res["distances"][0])}
+
+    def nearest_both(self, vec, mems: int, turns: int) -> tuple[dict[str, float], dict[int, float]]:
+        """nearest() and nearest_turns() (none for n = 0), inside reading(). The two Chroma queries run side
+        by side: each is 1-2 ms, mostly outside the GIL (3.4-3.8 ms one after the other at 10k turns, 2.4-2.7 ms
+        together, on 2 cores)."""
+        if not (mems and turns):
+            return self.nearest(vec, mems) if mems else {}, self.nearest_turns(vec, turns) if turns else {}
+        if self._beside is None:
+            self._beside = ThreadPoolExecutor(1, thread_name_prefix="recall")
+        past = self._beside.submit(self.nearest_turns, vec, turns)  # within the caller's reading()
+        return self.nearest(vec, mems), past.result()
 
     def clusters(self, seeds: list[str], alike: float) -> list[list[str]]:
         """Greedy clusters (ids) of indexed memories of one type, every pair at least `alike`,
@@ -297,10 +318,11 @@ class Index:
 
     def _fill_turns(self, label: str = "") -> None:
         texts = self.turn_texts(1, int(self.store.get_meta("turns_indexed") or 0))
-        self._fill(self.turns, [f"turn-{t}" for t in texts], list(texts.values()), [{"turn": t} for t in texts], label)
+        self._fill(self.turns, [f"turn-{t}" for t in texts], list(texts.values()), None, label)
 
-    def _fill(self, collection, ids: list[str], texts: list[str], metas: list[dict], label: str) -> None:
-        """Embed and index texts in batches, with a progress bar on stderr when `label` is given."""
+    def _fill(self, collection, ids: list[str], texts: list[str], metas: list[dict] | None, label: str) -> None:
+        """Embed and index texts in batches (turns have no metadata: the id says the turn), with a
+        progress bar on stderr when `label` is given."""
         batches = range(0, len(ids), BATCH)
         if label and ids:
             from rich.console import Console
@@ -308,7 +330,8 @@ class Index:
             batches = track(batches, description=label, console=Console(stderr=True))
         for i in batches:
             part = slice(i, i + BATCH)
-            collection.upsert(ids=ids[part], embeddings=embedder(self.model)(texts[part]), metadatas=metas[part])
+            collection.upsert(ids=ids[part], embeddings=embedder(self.model)(texts[part]),
+                              metadatas=metas[part] if metas else None)
 
     def rebuild(self) -> None:
         """Both collections made again from SQLite with this model (inside writing())."""

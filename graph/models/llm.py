@@ -241,8 +241,9 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
         return previous, 0
     ask = prompts.SUMMARIZE.format(previous=previous or "(none)", messages="\n".join(lines), limit=limit)
     no_thinking = {"reasoning": False} if backend.think_style == "native" else {}  # a summary, not thoughts
-    text = backend.chat.invoke([HumanMessage(ask)], **no_thinking).text.strip()
-    while text and backend.count_tokens(text) > limit:  # a small model may not respect the limit
+    # generated within the limit: what a small model writes past it (SmolLM2 goes on to llm.max_tokens) is cut anyway
+    text = tuned(backend.chat, max_tokens=limit).invoke([HumanMessage(ask)], **no_thinking).text.strip()
+    while text and backend.count_tokens(text) > limit:  # counted in another tokenizer than the model's
         text = text[: int(len(text) * 0.9)]
     return (text or previous), len(lines)
 

@@ -129,10 +129,9 @@ def recalled(ctx: Context, text: str, count, notify, touch: bool) -> list[System
     from graph.memory.memories import MemoryUnavailable, memories_of
 
     try:
-        memories = memories_of(ctx)
-        found = [m.text for m in memories.search(text, touch=touch)]
-        found += [f"(earlier, turn {t['turn']}) {' '.join(t['text'].split())[:400]}"
-                  for t in memories.search_turns(text, k=2)]  # both filtered by memory.min_similarity
+        kept, past = memories_of(ctx).recall(text, turns=2, touch=touch)  # both over memory.min_similarity
+        found = [m.text for m in kept] + [f"(earlier, turn {t['turn']}) {' '.join(t['text'].split())[:400]}"
+                                          for t in past]
     except MemoryUnavailable as exc:
         notify(f"memory is unavailable: {exc}")
         return []

@@ -241,8 +241,7 @@ def instrument(builder) -> tuple[dict, dict]:
         original = spec.runnable.func
         spec.runnable.func = lambda state, _fn=original, _n=name, **kw: timed(_n, _fn)(state, **kw)
     vectors.query_vector = timed("query embedding", vectors.query_vector)
-    memory.Memories.search = timed("recall", memory.Memories.search)
-    memory.Memories.search_turns = timed("recall", memory.Memories.search_turns)
+    memory.Memories.recall = timed("recall", memory.Memories.recall)  # a turn's memories and past turns
     index_turns = memory.Memories.index_turns
 
     def indexing(self, turns):
