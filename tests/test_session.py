@@ -12,7 +12,7 @@ from conftest import ROOT, agent_env
 from fakes import ScriptedChat, install
 from graph.context import Context
 from graph.learning import feedback
-from graph.models import window
+from graph.models import llm, window
 from graph.session import Session
 
 
@@ -81,6 +81,34 @@ def test_old_turns_fold_into_the_summary_and_stay_in_the_transcript(tmp_path, ma
     assert last_prompt[0].type == "system" and s.summary() in last_prompt[0].content
     asked = [m for m in last_prompt if m.type == "human"][-1]  # after it: per-turn material (memories)
     assert asked.content.startswith("question 11")
+
+
+def test_the_embedded_model_folds_without_writing_a_summary(tmp_path, make_config):
+    """SmolLM2-135M loops or copies "(none)" when asked for a summary, at 15-25 s a fold: its summary
+    keeps the user's requests, the newest within session.summary_tokens, with no model call."""
+    ctx = Context(home=str(tmp_path / "home"), config=str(make_config(
+        {"session": {"keep_turns": 2, "summary_tokens": 60}, "llm": {"max_tokens": 100}})))
+    model = ScriptedChat(replies=[])
+    install(ctx, model, context_window=1000, name="embedded")
+    s = Session(ctx)
+    for i in range(12):
+        model.replies.append(f"answer {i} " + "word " * 60)
+        list(s.turn(f"question {i} " + "ask " * 60))
+    assert all(call[0].type == "system" for call in model.calls)  # answers only: no fold request
+    summary = s.summary().splitlines()
+    assert summary and all(line.startswith("- The user asked: question ") for line in summary)
+    folded = [int(line.split()[5]) for line in summary]
+    assert folded == sorted(folded) and folded[-1] >= 6 and llm.active(ctx).count_tokens(s.summary()) <= 60
+    assert 2 <= sum(m.type == "human" for m in s.messages()) < 12 and len(s.store.history()) == 24
+
+
+def test_a_summary_of_requests_keeps_the_newest_within_its_limit():
+    words = lambda text: len(text.split())  # noqa: E731
+    asked = [HumanMessage("What is photosynthesis?"), AIMessage("Plants make sugar."), HumanMessage("Why  is\nthe sky blue?")]
+    assert llm.requests("", asked, 100, words) == \
+        "- The user asked: What is photosynthesis?\n- The user asked: Why is the sky blue?"
+    assert llm.requests("An earlier summary.", asked, 12, words) == "- The user asked: Why is the sky blue?"
+    assert words(llm.requests("", [HumanMessage("word " * 500)], 20, words)) <= 20
 
 
 def test_summary_changes_rarely_so_the_prefix_is_stable(tmp_path, make_config):

@@ -217,13 +217,17 @@ def backend_errors() -> tuple[type[BaseException], ...]:
 
 
 def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple[str, int]:
-    """Fold the oldest of `messages` into the running summary with the active model. Returns
-    the new summary and how many messages (from the start) it covers: as many as fit the
-    model's context next to the summary; the rest wait for the next fold."""
+    """Fold the oldest of `messages` into the running summary with the active model (the embedded
+    one keeps the user's requests instead: requests()). Returns the new summary and how many messages
+    (from the start) it covers: as many as fit the model's context next to the summary; the rest
+    wait for the next fold."""
     from graph.models import prompts
 
     backend = active(ctx)
     limit = min(ctx.settings.session.summary_tokens, backend.context_window // 4)
+    if backend.name == "embedded":  # SmolLM2-135M does not summarize: it loops, or copies the "(none)" of an empty
+        # summary, and a fold took it 15-25 s on 2 cores (bench_feedback); it keeps the user's requests instead
+        return requests(previous, messages, limit, backend.count_tokens), len(messages)
     # the summary is generated within llm.max_tokens; the rest of the window holds the request
     room = backend.context_window - ctx.settings.llm.max_tokens - backend.count_tokens(previous) - 200
     lines: list[str] = []
@@ -246,6 +250,19 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     while text and backend.count_tokens(text) > limit:  # counted in another tokenizer than the model's
         text = text[: int(len(text) * 0.9)]
     return (text or previous), len(lines)
+
+
+def requests(previous: str, messages: list[BaseMessage], limit: int, count: Callable[[str], int]) -> str:
+    """A running summary without a model: the earlier one's lines, then one line per request of the
+    user in `messages`; the oldest lines leave first to stay within `limit` tokens."""
+    lines = [line for line in previous.splitlines() if line.strip()]
+    lines += [f"- The user asked: {' '.join(m.text.split())[:200]}" for m in messages if m.type == "human" and m.text.strip()]
+    while len(lines) > 1 and count("\n".join(lines)) > limit:
+        lines.pop(0)
+    text = "\n".join(lines)
+    while text and count(text) > limit:  # one line longer than the whole summary may be
+        text = text[: int(len(text) * 0.9)]
+    return text
 
 
 def structured(ctx: Context, prompt: str, schema: dict, max_tokens: int | None = None) -> dict | None:
