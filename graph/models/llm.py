@@ -225,10 +225,11 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
 
     backend = active(ctx)
     limit = min(ctx.settings.session.summary_tokens, backend.context_window // 4)
-    if backend.name == "embedded":  # SmolLM2-135M does not summarize: it loops, or copies the "(none)" of an empty
-        # summary, and a fold took it 15-25 s on 2 cores (bench_feedback); it keeps the user's requests instead
+    if backend.name == "embedded":  # SmolLM2-135M does not summarize: it loops, or copies the "(none)" of an
+        # empty summary, and a fold took it 15-25 s on 2 cores (bench_feedback); it keeps the user's requests
         return requests(previous, messages, limit, backend.count_tokens), len(messages)
-    # the summary is generated within llm.max_tokens; the rest of the window holds the request
+    # the request's room: the window less llm.max_tokens (at least the summary's limit), the summary so far
+    # and the instructions
     room = backend.context_window - ctx.settings.llm.max_tokens - backend.count_tokens(previous) - 200
     lines: list[str] = []
     cap = min(2000, max(120, 3 * room // max(1, len(messages))))  # each message's share of the room, in characters
@@ -245,7 +246,7 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
         return previous, 0
     ask = prompts.SUMMARIZE.format(previous=previous or "(none)", messages="\n".join(lines), limit=limit)
     no_thinking = {"reasoning": False} if backend.think_style == "native" else {}  # a summary, not thoughts
-    # generated within the limit: what a small model writes past it (SmolLM2 goes on to llm.max_tokens) is cut anyway
+    # generated within the limit: what a model writes past it is cut anyway
     text = tuned(backend.chat, max_tokens=limit).invoke([HumanMessage(ask)], **no_thinking).text.strip()
     while text and backend.count_tokens(text) > limit:  # counted in another tokenizer than the model's
         text = text[: int(len(text) * 0.9)]
@@ -256,7 +257,8 @@ def requests(previous: str, messages: list[BaseMessage], limit: int, count: Call
     """A running summary without a model: the earlier one's lines, then one line per request of the
     user in `messages`; the oldest lines leave first to stay within `limit` tokens."""
     lines = [line for line in previous.splitlines() if line.strip()]
-    lines += [f"- The user asked: {' '.join(m.text.split())[:200]}" for m in messages if m.type == "human" and m.text.strip()]
+    lines += [f"- The user asked: {' '.join(m.text.split())[:200]}"
+              for m in messages if m.type == "human" and m.text.strip()]
     while len(lines) > 1 and count("\n".join(lines)) > limit:
         lines.pop(0)
     text = "\n".join(lines)
