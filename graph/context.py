@@ -121,6 +121,9 @@ class Context:
     # the uncompiled agent graph that `delegate` runs a sub-agent on, put here by builder.py (the tools
     # cannot import the graph: it imports them); None until the graph has run, and for a sub-agent
     agent_graph: Any = field(default=None, init=False, repr=False, compare=False)
+    # where the nodes' events go (`writer`) while the session runs the graph in its own thread
+    # (session.py); None: to LangGraph's "custom" stream (Studio), and always for a sub-agent
+    events: Any = field(default=None, init=False, repr=False, compare=False)
     # the session's Services (typed Any: LangGraph's server derives a JSON schema from this class);
     # None: a new session's, or the served session's when LangGraph's server built this Context
     # from a run's JSON for the data folder it serves
@@ -169,6 +172,12 @@ _default_lock = threading.Lock()
 def of(runtime) -> Context:
     """The run's Context: `runtime.context`, or the process's default when the run has none."""
     return runtime.context if runtime.context is not None else default()
+
+
+def writer(runtime) -> Callable[[dict], None]:
+    """Where a node sends its events ({"notice": …}, {"status": …}, {"think"/"answer": …}): the
+    session's own stream while the session runs the graph, else LangGraph's custom stream."""
+    return of(runtime).events or runtime.stream_writer
 
 
 def default() -> Context:

@@ -5,6 +5,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+import time
 
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 
@@ -68,6 +69,34 @@ def long_session(tmp_path, make_config, turns, **session):
         model.replies.append(f"answer {i} " + "word " * 60)
         list(s.turn(f"question {i} " + "ask " * 60))
     return s, model
+
+
+class Slow(ScriptedChat):
+    """A model that writes its first answer's first word, then the rest only once the session's stop
+    signal is set."""
+
+    def _stream(self, messages, stop=None, run_manager=None, **kwargs):
+        chunks = super()._stream(messages, stop, run_manager, **kwargs)
+        yield next(chunks)
+        if len(self.calls) == 1:
+            self.stop_signal.wait(30)
+        yield from chunks
+
+
+def test_leaving_a_turn_mid_answer_stops_it_and_frees_the_session(tmp_path, make_config):
+    ctx = Context(home=str(tmp_path / "home"), config=str(make_config({})))
+    install(ctx, Slow(replies=["Once upon a time there was a cat", "Hello there"]))
+    s = Session(ctx)
+    events = s.turn("Tell me a story")
+    assert next(data for kind, data in events if kind == "token") == "Once"
+    started = time.monotonic()
+    events.close()  # the front end leaves while the model is still writing (the graph runs in the session's thread)
+    assert time.monotonic() - started < 10  # the answer was stopped, not waited out
+    assert not ctx.stop.is_set()  # and the next turn does not start stopped
+    answer = s.messages()[-1]
+    assert answer.type == "ai" and answer.text.startswith("Once") and len(answer.text) < len("Once upon a time there")
+    assert [kind for kind, _ in s.turn("Hi")][-1] != "notice"  # the session is free: the next turn runs
+    assert s.messages()[-1].text == "Hello there" and s.store.turns() == 2
 
 
 def test_old_turns_fold_into_the_summary_and_stay_in_the_transcript(tmp_path, make_config):

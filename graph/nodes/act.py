@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from graph import approval, tools as registry
-from graph.context import Context, of
+from graph.context import Context, of, writer
 from graph.models import prompts
 from graph.state import AgentState
 
@@ -32,7 +32,7 @@ def act(state: AgentState, runtime: Runtime[Context], config: RunnableConfig) ->
     ctx = of(runtime)
     store = ctx.store
     messages = state["messages"]
-    tools = {t.name: t for t in registry.available(ctx, notify=lambda text: runtime.stream_writer({"notice": text}))}
+    tools = {t.name: t for t in registry.available(ctx, notify=lambda text: writer(runtime)({"notice": text}))}
     taint = approval.tainted(messages)
     last = messages[-1]
     approved, results = [], []

@@ -12,7 +12,7 @@ throwaway context (tools/delegate.py) is never folded.
 from langchain_core.messages import RemoveMessage
 from langgraph.runtime import Runtime
 
-from graph.context import Context, of
+from graph.context import Context, of, writer
 from graph.models import llm, window
 from graph.state import AgentState
 
@@ -33,11 +33,11 @@ def compact(state: AgentState, runtime: Runtime[Context]) -> dict:
     try:
         summary, folded = llm.summarize(ctx, state.get("summary", ""), old)
     except llm.backend_errors() as exc:  # the answer is in; folding waits for the next turn
-        runtime.stream_writer({"notice": f"could not fold old turns into the summary now ({exc}); will retry"})
+        writer(runtime)({"notice": f"could not fold old turns into the summary now ({exc}); will retry"})
         return {}
     if not folded:
         return {}
-    runtime.stream_writer({"status": f"folded {folded} older messages into the summary"})
+    writer(runtime)({"status": f"folded {folded} older messages into the summary"})
     queue_for_indexing(ctx, old[:folded])
     return {"summary": summary, "messages": [RemoveMessage(id=m.id) for m in old[:folded]]}
 

@@ -13,7 +13,7 @@ from langchain_core.messages import SystemMessage
 from langgraph.runtime import Runtime
 
 from graph import tools as registry
-from graph.context import Context, of
+from graph.context import Context, of, writer
 from graph.learning import feedback, guard, selfprompt, strategy
 from graph.models import llm, prompts, serving, thinking, window
 from graph.state import AgentState
@@ -30,7 +30,8 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
         # a user message opens its turn, except a sub-agent's task, which joins its parent's
         store.append(message, turn_of=ctx.parent_turn if message.type == "human" else turn_of)
     rounds = sum(1 for m in messages[last_human + 1:] if m.type == "ai")
-    notify = lambda text: runtime.stream_writer({"notice": text})  # noqa: E731
+    write = writer(runtime)
+    notify = lambda text: write({"notice": text})  # noqa: E731
     said = messages[last_human].text if last_human >= 0 else ""
     tools = registry.available(ctx, notify) if rounds < (ctx.max_rounds or ctx.settings.agent.max_tool_rounds) else []
     backend = llm.active(ctx)
@@ -74,7 +75,7 @@ def reason(state: AgentState, runtime: Runtime[Context]) -> dict:
         seen = window.recent(seen, ctx.settings.llm.embedded.history_turns)
     sent = window.prompt(system, state.get("summary", ""), seen, extra, budget, backend.count_tokens)
     answer, meta = llm.respond(ctx, sent, tools, notify=notify,
-                               emit=lambda kind, text: runtime.stream_writer({kind: text}), think=think,
+                               emit=lambda kind, text: write({kind: text}), think=think,
                                temperature=strategy.TEMPERATURES.get(arms["temperature"], sampling(ctx)),
                                max_tokens=shaped.max_tokens, form=shaped.form if shaped.forms else None)
     learned = {"strategy": arms, "bucket": where, "prompt_version": version.id}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from langgraph.runtime import Runtime
 
-from graph.context import Context, of
+from graph.context import Context, of, writer
 from graph.learning import guard
 from graph.models import llm, prompts
 from graph.state import AgentState
@@ -67,12 +67,12 @@ def reflect(state: AgentState, runtime: Runtime[Context]) -> dict:
         memories = memories_of(ctx)
         kept = [memories.add(i.text, i.type, i.importance, source=i.source, turn=turn) for i in items]
     except MemoryUnavailable as exc:
-        runtime.stream_writer({"notice": f"memory is unavailable: {exc}"})
+        writer(runtime)({"notice": f"memory is unavailable: {exc}"})
         return {}
     news = [m for m, what in kept if what != "merged" and m.type != "result"]
     if news:
         shown = "; ".join(m.text if len(m.text) < 60 else m.text[:57] + "…" for m in news)
-        runtime.stream_writer({"status": f"remembered: {shown} (/memory lists memories)"})
+        writer(runtime)({"status": f"remembered: {shown} (/memory lists memories)"})
     return {}
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph import approval
-from graph.context import Context, of
+from graph.context import Context, of, writer
 from graph.learning import feedback, guard, rating, reward
 from graph.state import AgentState
 
@@ -74,7 +74,7 @@ def reward_node(state: AgentState, runtime: Runtime[Context]) -> dict:
         bucket=meta.get("bucket", ""), arms=meta.get("strategy", {}), prompt_version=meta.get("prompt_version"),
         tainted=bool(approval.tainted(steps))))
     for note in notes:
-        runtime.stream_writer({"status": note})
+        writer(runtime)({"status": note})
     return {}
 
 

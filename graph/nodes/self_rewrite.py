@@ -17,7 +17,7 @@ from __future__ import annotations
 from langgraph.runtime import Runtime
 
 from graph import approval
-from graph.context import Context, of
+from graph.context import Context, of, writer
 from graph.learning import guard, reward, selfprompt
 from graph.models import llm, prompts
 from graph.state import AgentState
@@ -42,7 +42,7 @@ def self_rewrite(state: AgentState, runtime: Runtime[Context]) -> dict:
     store = ctx.store
     if not ctx.settings.learning.enabled or guard.frozen(store):
         return {}
-    say = lambda text: runtime.stream_writer({"status": text})  # noqa: E731
+    say = lambda text: writer(runtime)({"status": text})  # noqa: E731
     turn = store.turn_of(messages[last_human].id)
     rule = guard.directives(messages[last_human].text).get("rule")
     if rule and not changed_during(store, turn):

@@ -43,8 +43,8 @@ def delegate(task: str, runtime: ToolRuntime[Context], tools: list[str] | None =
                               parent_turn=parent, max_rounds=ctx.settings.tools.delegate.max_rounds)
     graph = ctx.agent_graph.compile(checkpointer=False)  # its own throwaway state, never the parent's thread
     rounds = ctx.settings.tools.delegate.max_rounds
-    # durability "exit": nothing to save; the parent's "sync" would wait for checkpoints that a graph
-    # without a checkpointer never writes (LangGraph 1.2 raises AttributeError there)
+    # durability "exit": nothing to save; the parent's, which it would inherit, may be "sync", which
+    # waits for checkpoints that a graph without a checkpointer never writes (LangGraph 1.2 raises)
     state = graph.invoke({"messages": [HumanMessage(prompts.DELEGATED.format(task=task), id=str(uuid.uuid4()))]},
                          {"recursion_limit": 4 * rounds + 8}, context=sub, durability="exit")
     answer = state["messages"][-1]
