@@ -85,6 +85,34 @@ def test_other_processes_see_each_others_memories(mem, ctx):
     assert mem.counts() == {"active": 2}
 
 
+def test_memories_are_searched_exactly_and_kept_until_they_change(mem, ctx):
+    """The memories' vectors are kept in the process and searched exactly: Chroma's own query ranks
+    them the same; indexing past turns keeps them, and a memory added since is found at once."""
+    for text in ("The user lives in Kyoto", "The user's bicycle is a blue Brompton", "Deploys happen on Fridays",
+                 "The user drinks green tea in the morning", "The project's database is SQLite"):
+        mem.add(text, "fact")
+    vec = vectors.query_vector(mem.model, "What does the user ride to work?")
+    with mem.index.reading():
+        exact = mem.index.nearest(vec, 5)
+        chroma = mem.index.mems.query(query_embeddings=[vec], n_results=5, include=["distances"])
+    assert list(exact) == chroma["ids"][0]
+    assert all(abs(exact[i] - (1.0 - d)) < 1e-4 for i, d in zip(chroma["ids"][0], chroma["distances"][0]))
+    assert texts(mem.search("What does the user ride to work?"))[0] == "The user's bicycle is a blue Brompton"
+    kept = mem.index._vectors
+    from langchain_core.messages import AIMessage, HumanMessage
+    store = ctx().store
+    store.append(HumanMessage("How do I bake sourdough bread?", id="u1"))
+    store.append(AIMessage("Feed the starter, mix, fold, proof overnight.", id="a1"))
+    mem.index_turns([1])
+    mem.search("What does the user ride to work?")
+    assert mem.index._vectors is kept  # a past turn indexed: the memories did not change
+    mem.add("The user's cat is called Miso", "fact")
+    assert texts(mem.search("What is the cat called?"))[0] == "The user's cat is called Miso"
+    mem.forget(mem.search("What is the cat called?")[0].id)
+    with mem.index.reading():
+        assert len(mem.index.nearest(vec, 10)) == 5  # forgotten: gone from the search, not just filtered
+
+
 def test_near_duplicate_is_merged_not_stacked(mem):
     first, _ = mem.add("I like coffee", "preference", importance=0.4)
     again, what = mem.add("I love coffee", "preference", importance=0.4, pinned=True)

@@ -159,14 +159,15 @@ class Memories:
     def recall(self, query: str, k: int | None = None, turns: int = 0, min_similarity: float | None = None,
                touch: bool = True) -> tuple[list[Memory], list[dict]]:
         """search() and search_turns() for one query (k memories, `turns` past turns; both over
-        min_similarity), with their two index lookups side by side: what a turn's recall does."""
+        min_similarity), with the query embedded once: what a turn's recall does."""
         k = self.cfg.recall_k if k is None else k
         floor = self.threshold("min_similarity") if min_similarity is None else min_similarity
         if (k <= 0 and turns <= 0) or not query.strip():
             return [], []
         vec = vectors.query_vector(self.model, query)
         with self.index.reading():
-            sims, near = self.index.nearest_both(vec, 4 * max(k, 0), max(turns, 0))
+            sims = self.index.nearest(vec, 4 * k) if k > 0 else {}
+            near = self.index.nearest_turns(vec, turns) if turns > 0 else {}
         return self._scored({i: sim for i, sim in sims.items() if sim >= floor}, k, touch), \
             self._past({t: sim for t, sim in near.items() if sim >= floor})
 
@@ -275,7 +276,7 @@ class Memories:
         texts = self.index.turn_texts(min(turns), max(turns))
         texts = {t: texts[t].strip() for t in turns if texts.get(t, "").strip()}
         vecs = vectors.embedder(self.model)(list(texts.values())) if texts else []
-        with self.index.writing():
+        with self.index.writing(memories=False):
             last = max([int(self.store.get_meta("turns_indexed") or 0), *texts])
             # before agent.db's transaction, which would hold up the turns meanwhile (a crash between
             # the two leaves them queued, and indexing them again replaces them); no documents (Chroma's
