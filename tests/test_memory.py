@@ -85,9 +85,10 @@ def test_other_processes_see_each_others_memories(mem, ctx):
     assert mem.counts() == {"active": 2}
 
 
-def test_memories_are_searched_exactly_and_kept_until_they_change(mem, ctx):
+def test_memories_are_searched_exactly_and_kept_until_they_change(mem, ctx, monkeypatch):
     """The memories' vectors are kept in the process and searched exactly: Chroma's own query ranks
-    them the same; indexing past turns keeps them, and a memory added since is found at once."""
+    them the same; indexing past turns keeps them, a memory added since is found at once, and past
+    vectors.EXACT memories the search is Chroma's."""
     for text in ("The user lives in Kyoto", "The user's bicycle is a blue Brompton", "Deploys happen on Fridays",
                  "The user drinks green tea in the morning", "The project's database is SQLite"):
         mem.add(text, "fact")
@@ -111,6 +112,11 @@ def test_memories_are_searched_exactly_and_kept_until_they_change(mem, ctx):
     mem.forget(mem.search("What is the cat called?")[0].id)
     with mem.index.reading():
         assert len(mem.index.nearest(vec, 10)) == 5  # forgotten: gone from the search, not just filtered
+    monkeypatch.setattr(vectors, "EXACT", 3)
+    mem.add("The user's sister lives in Osaka", "fact")
+    assert texts(mem.search("Where does the user's sister live?"))[0] == "The user's sister lives in Osaka"
+    with mem.index.reading():
+        assert len(mem.index.nearest(vec, 5)) == 5 and mem.index._vectors is False
 
 
 def test_near_duplicate_is_merged_not_stacked(mem):

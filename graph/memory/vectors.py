@@ -27,6 +27,10 @@ BATCH = 256  # texts embedded at once when filling or rebuilding the index
 # proportion to the changes not written yet (the default 1000 made writing one turn 4 ms at 1k
 # indexed turns and 12 ms at 10k; 100 keeps it at 5-6 ms: tests/bench/bench_index.py)
 SYNC = 100
+# Up to this many active memories, `nearest` searches their vectors exactly (0.2 ms at 5,000, while a
+# Chroma query costs 1.1 ms even for one); above, Chroma's HNSW query (an exact search grows with the
+# count: 1.6 ms at 10k, 14 ms at 50k)
+EXACT = 5000
 USE = "multilingual-universal-sentence-encoder-3"  # the default: Japanese and English, also across them
 MINILM = "all-MiniLM-L6-v2"  # bundled too: English only
 FIX_MODEL = (f'set it to "" for the bundled multilingual model, "{MINILM}" for the bundled English one, '
@@ -162,8 +166,8 @@ class Index:
         self._gen: str | None = None  # the index generation this process has open
         self._synced = False  # index checked against SQLite (model, missing entries) by this process
         # (ids, matrix) of the active memories' vectors, read from the index on first use after it was
-        # opened or this process changed the memories (`nearest`)
-        self._vectors: tuple | None = None
+        # opened or this process changed the memories (`nearest`); False: more than EXACT of them
+        self._vectors: tuple | bool | None = None
 
     def fresh(self, force: bool = False) -> None:
         """Open the index, or reopen it if another process changed it; on first use, re-embed
@@ -252,20 +256,23 @@ class Index:
 
     def nearest(self, vec, n: int) -> dict[str, float]:
         """{id: similarity} of the n indexed memories most similar to `vec` (inside reading() or
-        writing()): an exact search over their vectors, read from the index once and kept (a Chroma
-        query took 1.1 ms even for one memory, and made a turn's wait 1.2 ms longer beside the past
-        turns' query; memories are few, consolidated, and normalized: the dot product is the cosine)."""
+        writing()). Up to EXACT memories, an exact search over their vectors, read from the index
+        once and kept (normalized: the dot product is the cosine); a Chroma query made a turn's wait
+        1.2 ms longer beside the past turns' one. More memories: Chroma's query."""
         import numpy as np
 
         if self._vectors is None:
-            got = self.mems.get(include=["embeddings"])
-            self._vectors = got["ids"], np.asarray(got["embeddings"], dtype=np.float32)
+            got = self.mems.get(include=["embeddings"]) if self.mems.count() <= EXACT else None
+            self._vectors = (got["ids"], np.asarray(got["embeddings"], dtype=np.float32)) if got else False
+        if self._vectors is False:
+            res = self.mems.query(query_embeddings=[vec], n_results=n, include=["distances"])
+            return {mid: 1.0 - dist for mid, dist in zip(res["ids"][0], res["distances"][0])}
         ids, matrix = self._vectors
         if not ids or n <= 0:
             return {}
         sims = matrix @ np.asarray(vec, dtype=np.float32)
-        best = np.argsort(-sims, kind="stable")[:n]
-        return {ids[i]: float(sims[i]) for i in best}
+        best = np.argpartition(-sims, n - 1)[:n] if n < len(ids) else np.arange(len(ids))
+        return {ids[i]: float(sims[i]) for i in best[np.argsort(-sims[best], kind="stable")]}
 
     def nearest_turns(self, vec, n: int) -> dict[int, float]:
         """{turn: similarity} of the n indexed past turns most similar to `vec` (the id says the turn)."""
