@@ -85,38 +85,44 @@ def test_other_processes_see_each_others_memories(mem, ctx):
     assert mem.counts() == {"active": 2}
 
 
-def test_memories_are_searched_exactly_and_kept_until_they_change(mem, ctx, monkeypatch):
-    """The memories' vectors are kept in the process and searched exactly: Chroma's own query ranks
-    them the same; indexing past turns keeps them, a memory added since is found at once, and past
-    vectors.EXACT memories the search is Chroma's."""
-    for text in ("The user lives in Kyoto", "The user's bicycle is a blue Brompton", "Deploys happen on Fridays",
+def test_memories_are_searched_exactly_and_kept_in_step(mem, ctx, monkeypatch):
+    """The memories' vectors are read once and searched exactly: Chroma's own query ranks them the
+    same, also after memories are added, merged, superseded and forgotten (the kept vectors follow
+    each change, they are not read again); past vectors.EXACT memories the search is Chroma's."""
+    def same_as_chroma(query: str) -> None:
+        vec = vectors.query_vector(mem.model, query)
+        with mem.index.reading():
+            exact = mem.index.nearest(vec, 5)
+            chroma = mem.index.mems.query(query_embeddings=[vec], n_results=5, include=["distances"])
+        assert list(exact) == chroma["ids"][0]
+        assert all(abs(exact[i] - (1.0 - d)) < 1e-4 for i, d in zip(chroma["ids"][0], chroma["distances"][0]))
+
+    for text in ("I live in Tokyo", "The user's bicycle is a blue Brompton", "Deploys happen on Fridays",
                  "The user drinks green tea in the morning", "The project's database is SQLite"):
         mem.add(text, "fact")
-    vec = vectors.query_vector(mem.model, "What does the user ride to work?")
-    with mem.index.reading():
-        exact = mem.index.nearest(vec, 5)
-        chroma = mem.index.mems.query(query_embeddings=[vec], n_results=5, include=["distances"])
-    assert list(exact) == chroma["ids"][0]
-    assert all(abs(exact[i] - (1.0 - d)) < 1e-4 for i, d in zip(chroma["ids"][0], chroma["distances"][0]))
-    assert texts(mem.search("What does the user ride to work?"))[0] == "The user's bicycle is a blue Brompton"
-    kept = mem.index._vectors
+    same_as_chroma("What does the user ride to work?")
+    reads = []
+    monkeypatch.setattr(type(mem.index.mems), "get", lambda self, *a, **k: reads.append(1) or {})
     from langchain_core.messages import AIMessage, HumanMessage
     store = ctx().store
     store.append(HumanMessage("How do I bake sourdough bread?", id="u1"))
     store.append(AIMessage("Feed the starter, mix, fold, proof overnight.", id="a1"))
     mem.index_turns([1])
-    mem.search("What does the user ride to work?")
-    assert mem.index._vectors is kept  # a past turn indexed: the memories did not change
-    mem.add("The user's cat is called Miso", "fact")
+    assert mem.add("The user's cat is called Miso", "fact")[1] == "added"
+    assert mem.add("The user's cat is called Miso", "fact")[1] == "merged"
+    assert mem.add("I live in Osaka", "fact")[1] == "superseded"
     assert texts(mem.search("What is the cat called?"))[0] == "The user's cat is called Miso"
+    assert texts(mem.search("Where do I live?")) == ["I live in Osaka"]
     mem.forget(mem.search("What is the cat called?")[0].id)
-    with mem.index.reading():
-        assert len(mem.index.nearest(vec, 10)) == 5  # forgotten: gone from the search, not just filtered
+    assert "The user's cat is called Miso" not in texts(mem.search("What is the cat called?"))
+    assert reads == []  # nothing was read from the index again
+    monkeypatch.undo()
+    for query in ("What does the user ride to work?", "Where do I live?", "What is the cat called?"):
+        same_as_chroma(query)
     monkeypatch.setattr(vectors, "EXACT", 3)
-    mem.add("The user's sister lives in Osaka", "fact")
-    assert texts(mem.search("Where does the user's sister live?"))[0] == "The user's sister lives in Osaka"
-    with mem.index.reading():
-        assert len(mem.index.nearest(vec, 5)) == 5 and mem.index._vectors is False
+    mem.add("The user's sister works in a bakery", "fact")  # past EXACT: the kept vectors are let go
+    assert mem.index._vectors is False
+    same_as_chroma("Where does the user's sister work?")
 
 
 def test_near_duplicate_is_merged_not_stacked(mem):

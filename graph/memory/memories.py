@@ -104,7 +104,7 @@ class Memories:
                 with self.store.write() as db:
                     db.execute("UPDATE memories SET text=?, seen=?, updated=?, pinned=?, importance=? WHERE id=?",
                                (old.text, old.seen, now, int(old.pinned), old.importance, old.id))
-                    self.index.mems.upsert(ids=[old.id], embeddings=[vec], metadatas=[{"type": old.type}])
+                    self.index.put_memories([old.id], [vec], [old.type])
                 return old, "merged"
             alike = [m for m, sim in near if m.type == type and sim >= self.threshold("supersede_similarity")]
             old = alike[0] if type in REPLACEABLE and alike else None
@@ -115,7 +115,7 @@ class Memories:
                 if old:
                     db.execute("UPDATE memories SET status='superseded', replaced_by=?, why=?, updated=? WHERE id=?",
                                (m.id, f"replaced by a newer {type}", now, old.id))
-                    self.index.mems.delete(ids=[old.id])
+                    self.index.drop_memories([old.id])
             return m, "superseded" if old else "added"
 
     def threshold(self, key: str) -> float:
@@ -139,7 +139,7 @@ class Memories:
 
     def _insert(self, db, m: Memory, vec) -> None:
         db.execute(INSERT, tuple(getattr(m, c) for c in COLUMNS))
-        self.index.mems.add(ids=[m.id], embeddings=[vec], metadatas=[{"type": m.type}])
+        self.index.put_memories([m.id], [vec], [m.type])
 
     def effective_importance(self, m: Memory, now: float | None = None) -> float:
         """Importance, halved every `half_life_days` without use or update; pinned memories never fade."""
@@ -214,7 +214,7 @@ class Memories:
             m.status, m.why, m.updated = "forgotten", "forgotten on request", _now()
             with self.store.write() as db:
                 db.execute("UPDATE memories SET status=?, why=?, updated=? WHERE id=?", (m.status, m.why, m.updated, m.id))
-                self.index.mems.delete(ids=[m.id])
+                self.index.drop_memories([m.id])
             return m
 
     def pin(self, id: str, pinned: bool = True) -> Memory:
@@ -255,7 +255,7 @@ class Memories:
                     self._insert(db, s, vec)
                     db.executemany("UPDATE memories SET status='merged', replaced_by=?, why=?, updated=? WHERE id=?",
                                    [(s.id, f"merged into summary {s.id}", now, m.id) for m in group])
-                    self.index.mems.delete(ids=[m.id for m in group])
+                    self.index.drop_memories([m.id for m in group])
                 merged, summaries = merged + len(group), summaries + 1
         with self.index.writing():
             now = _now()
@@ -265,7 +265,7 @@ class Memories:
                 db.executemany("UPDATE memories SET status='dropped', why=?, updated=? WHERE id=?",
                                [("faded: never used, importance under 0.05", now, i) for i in faded])
                 if faded:
-                    self.index.mems.delete(ids=faded)
+                    self.index.drop_memories(faded)
                 vectors.set_meta(db, "consolidated_at", started)
         return {"merged": merged, "summaries": summaries, "dropped": len(faded)}
 
@@ -276,7 +276,7 @@ class Memories:
         texts = self.index.turn_texts(min(turns), max(turns))
         texts = {t: texts[t].strip() for t in turns if texts.get(t, "").strip()}
         vecs = vectors.embedder(self.model)(list(texts.values())) if texts else []
-        with self.index.writing(memories=False):
+        with self.index.writing():
             last = max([int(self.store.get_meta("turns_indexed") or 0), *texts])
             # before agent.db's transaction, which would hold up the turns meanwhile (a crash between
             # the two leaves them queued, and indexing them again replaces them); no documents (Chroma's
