@@ -69,20 +69,25 @@ def _release_files() -> None:
     gc.collect()  # sessions' own SQLite connections close when they are collected
 
 
+def settings_for_tests(settings: dict | None = None) -> dict:
+    """A test's config settings with the tests' defaults where it sets nothing else: the built-in
+    browser off (it starts a Node.js process per data folder), the learned strategy policy off (its
+    sampling would vary the prompt and the temperature between runs of an agent subprocess: a real
+    model's answer with them), and the automatic evolution run off (a background process every N turns)."""
+    settings = dict(settings or {})
+    settings["learning"] = {"policy": False, **settings.get("learning", {})}
+    settings["evolution"] = {"every_turns": 0, **settings.get("evolution", {})}
+    tools = settings["tools"] = dict(settings.get("tools", {}))
+    tools["browser"] = {"enabled": False, **tools.get("browser", {})}
+    return settings
+
+
 @pytest.fixture
 def make_config(tmp_path):
-    """Write a config.yaml from a nested dict; returns its path. The built-in browser is off
-    unless the test turns it on (it starts a Node.js process per data folder); so is the learned
-    strategy policy (its sampling would vary the prompt between runs of an agent subprocess), and
-    so is the automatic evolution run (a background process every N turns)."""
+    """Write a config.yaml from a nested dict, with `settings_for_tests`' defaults; returns its path."""
     def make(settings: dict | None = None, name: str = "config.yaml") -> Path:
-        settings = dict(settings or {})
-        settings["learning"] = {"policy": False, **settings.get("learning", {})}
-        settings["evolution"] = {"every_turns": 0, **settings.get("evolution", {})}
-        tools = settings["tools"] = dict(settings.get("tools", {}))
-        tools["browser"] = {"enabled": False, **tools.get("browser", {})}
         path = tmp_path / name
-        path.write_text(yaml.safe_dump(settings or {}), encoding="utf-8")
+        path.write_text(yaml.safe_dump(settings_for_tests(settings)), encoding="utf-8")
         return path
     return make
 

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from conftest import ROOT, agent_env
+from conftest import ROOT, agent_env, settings_for_tests
 from fakes import ScriptedChat, install
 from graph import monitor, turnlog
 from graph.actions import status as status_actions
@@ -34,8 +34,8 @@ from graph.session import Session
 AGENT = str(ROOT / "agent.py")
 PROMPT = "›"
 SP = r"(?:\s|\x1b\[[\d;]*m)+"  # blanks between a dashboard label and its value, styles included
-FAST = {"llm": {"backend": "embedded", "max_tokens": 32}, "agent": {"max_tool_rounds": 0},
-        "reasoning": {"mode": "off"}}
+FAST = settings_for_tests({"llm": {"backend": "embedded", "max_tokens": 32}, "agent": {"max_tool_rounds": 0},
+                          "reasoning": {"mode": "off"}})
 GB = 2**30
 CARD = "NVIDIA GeForce RTX 4050 Laptop GPU"
 REAL_NVML_INIT = pynvml.nvmlInit  # before conftest's fixture stubs it for every test

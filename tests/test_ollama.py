@@ -15,6 +15,7 @@ import yaml
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_ollama import ChatOllama
 
+from conftest import settings_for_tests
 from graph.context import Context
 from graph.models import llm
 from graph.tools import builtin
@@ -51,10 +52,9 @@ def closed_port_url() -> str:
 
 def make_ctx(tmp_path, base_url: str, model: str = MODEL, backend: str = "auto") -> Context:
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({"llm": {
+    cfg.write_text(yaml.safe_dump(settings_for_tests({"llm": {
         "backend": backend, "temperature": 0, "max_tokens": 48,
-        "ollama": {"base_url": base_url, "model": model, "num_ctx": 2048, "connect_timeout_s": 2}},
-        "tools": {"browser": {"enabled": False}}}))
+        "ollama": {"base_url": base_url, "model": model, "num_ctx": 2048, "connect_timeout_s": 2}}})))
     return Context(home=str(tmp_path / "home"), config=str(cfg))
 
 

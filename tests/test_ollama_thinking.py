@@ -15,7 +15,7 @@ import yaml
 from langchain_core.messages import AIMessage, HumanMessage
 from langchain_ollama import ChatOllama
 
-from conftest import ROOT, agent_env
+from conftest import ROOT, agent_env, settings_for_tests
 from graph.context import Context
 from graph.models import llm, prompts
 from ollama_server import OllamaServer
@@ -40,11 +40,11 @@ def server(module_server):
 def write_config(tmp_path, url: str, model: str, mode: str = "on") -> Context:
     """backend: ollama, so a refused request fails the turn instead of falling back to the embedded model."""
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(yaml.safe_dump({
+    cfg.write_text(yaml.safe_dump(settings_for_tests({
         "llm": {"backend": "ollama", "temperature": 0, "max_tokens": 64,
                 "ollama": {"base_url": url, "model": model, "num_ctx": 2048, "connect_timeout_s": 2}},
         "agent": {"max_tool_rounds": 0},
-        "reasoning": {"mode": mode, "max_tokens": 64}}))
+        "reasoning": {"mode": mode, "max_tokens": 64}})))
     return Context(home=str(tmp_path / "home"), config=str(cfg))
 
 
