@@ -144,6 +144,12 @@ def set_meta(db, key: str, value) -> None:
     db.execute("INSERT OR REPLACE INTO memory_meta VALUES (?, ?)", (key, str(value)))
 
 
+def _similar(collection, vec, n: int) -> dict[str, float]:
+    """{id: cosine similarity} of the n entries of a Chroma collection nearest to `vec` (its HNSW index)."""
+    res = collection.query(query_embeddings=[vec], n_results=n, include=["distances"])
+    return {key: 1.0 - dist for key, dist in zip(res["ids"][0], res["distances"][0])}
+
+
 def _open_chroma(path: str):
     """A Chroma client of the index folder (`close()` it before opening it again: Chroma shares
     one system per folder within a process, which would not see other processes' writes)."""
@@ -255,21 +261,19 @@ class Index:
         import numpy as np
 
         self.mems.upsert(ids=ids, embeddings=vecs, metadatas=[{"type": t} for t in types])
+        self._keep_vectors_without(ids)  # a changed memory's old vector
         if self._vectors:
             known, matrix = self._vectors
-            rows, where = np.asarray(vecs, dtype=np.float32), {mid: i for i, mid in enumerate(known)}
-            for mid, row in zip(ids, rows):
-                if mid in where:
-                    matrix[where[mid]] = row
-            if new := [i for i, mid in enumerate(ids) if mid not in where]:
-                self._vectors = known + [ids[i] for i in new], np.concatenate(
-                    [matrix.reshape(len(known), rows.shape[1]), rows[new]])
-            if len(self._vectors[0]) > EXACT:
-                self._vectors = False
+            rows = np.asarray(vecs, dtype=np.float32)
+            self._vectors = (known + ids, np.concatenate([matrix.reshape(len(known), rows.shape[1]), rows])
+                             ) if len(known) + len(ids) <= EXACT else False
 
     def drop_memories(self, ids: list[str]) -> None:
         """Take these memories out of the index (inside writing())."""
         self.mems.delete(ids=ids)
+        self._keep_vectors_without(ids)
+
+    def _keep_vectors_without(self, ids: list[str]) -> None:
         if self._vectors:
             known, matrix = self._vectors
             gone = set(ids)
@@ -287,8 +291,7 @@ class Index:
             got = self.mems.get(include=["embeddings"]) if self.mems.count() <= EXACT else None
             self._vectors = (got["ids"], np.array(got["embeddings"], dtype=np.float32)) if got else False
         if self._vectors is False:
-            res = self.mems.query(query_embeddings=[vec], n_results=n, include=["distances"])
-            return {mid: 1.0 - dist for mid, dist in zip(res["ids"][0], res["distances"][0])}
+            return _similar(self.mems, vec, n)
         ids, matrix = self._vectors
         if not ids or n <= 0:
             return {}
@@ -298,8 +301,7 @@ class Index:
 
     def nearest_turns(self, vec, n: int) -> dict[int, float]:
         """{turn: similarity} of the n indexed past turns most similar to `vec` (the id says the turn)."""
-        res = self.turns.query(query_embeddings=[vec], n_results=n, include=["distances"])
-        return {int(tid.removeprefix("turn-")): 1.0 - dist for tid, dist in zip(res["ids"][0], res["distances"][0])}
+        return {int(tid.removeprefix("turn-")): sim for tid, sim in _similar(self.turns, vec, n).items()}
 
     def clusters(self, seeds: list[str], alike: float) -> list[list[str]]:
         """Greedy clusters (ids) of indexed memories of one type, every pair at least `alike`,

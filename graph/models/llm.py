@@ -248,9 +248,7 @@ def summarize(ctx: Context, previous: str, messages: list[BaseMessage]) -> tuple
     no_thinking = {"reasoning": False} if backend.think_style == "native" else {}  # a summary, not thoughts
     # generated within the limit: what a model writes past it is cut anyway
     text = tuned(backend.chat, max_tokens=limit).invoke([HumanMessage(ask)], **no_thinking).text.strip()
-    while text and backend.count_tokens(text) > limit:  # counted in another tokenizer than the model's
-        text = text[: int(len(text) * 0.9)]
-    return (text or previous), len(lines)
+    return (within(text, limit, backend.count_tokens) or previous), len(lines)  # (counted in another tokenizer)
 
 
 def requests(previous: str, messages: list[BaseMessage], limit: int, count: Callable[[str], int]) -> str:
@@ -261,8 +259,12 @@ def requests(previous: str, messages: list[BaseMessage], limit: int, count: Call
               for m in messages if m.type == "human" and m.text.strip()]
     while len(lines) > 1 and count("\n".join(lines)) > limit:
         lines.pop(0)
-    text = "\n".join(lines)
-    while text and count(text) > limit:  # one line longer than the whole summary may be
+    return within("\n".join(lines), limit, count)  # one line longer than the whole summary may be
+
+
+def within(text: str, limit: int, count: Callable[[str], int]) -> str:
+    """`text` cut at its end until it counts at most `limit` tokens."""
+    while text and count(text) > limit:
         text = text[: int(len(text) * 0.9)]
     return text
 
